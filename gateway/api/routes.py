@@ -1,0 +1,583 @@
+"""Handlers for every tracking REST path: decode, validate as MLflow does, call ingest or store, encode.
+
+Every path is served under both /api/2.0/mlflow/ and /ajax-api/2.0/mlflow/.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from gateway import __version__
+from gateway.api import schemas
+from gateway.api import validation as check
+from gateway.api.state import STORE, WRITES
+from gateway.errors import InvalidParameter
+from gateway.model import DatasetInput, Dataset, KeyValue, MetricPoint, RunWrite, Tag
+
+PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+
+MAX_BATCH_BODY_BYTES = 1_000_000
+MAX_HISTORY_PAGE = 25_000
+MAX_BULK_INTERVAL_RUNS = 100
+MAX_BULK_INTERVAL_POINTS = 2500
+MAX_SEARCH_RESULTS = 50_000
+DEFAULT_SEARCH_RESULTS = 1000
+
+RUN_STATUSES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
+VIEW_TYPES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
+
+_EMPTY = b"{}"
+
+
+# ---- decoding helpers -----------------------------------------------------------------
+
+
+async def read(request: web.Request, struct_type: type[msgspec.Struct]) -> Any:
+    """Decode a request message: GET from the query string only, others from a JSON body.
+
+    Raises:
+        InvalidParameter: wrong content type, malformed JSON, or a field of the wrong shape
+            (the message names the path, e.g. ``$.metrics[3]``).
+    """
+    if request.method == "GET":
+        repeated = schemas.repeated_fields(struct_type)
+        data: dict[str, Any] = {}
+        for name in set(request.query.keys()):
+            data[name] = request.query.getall(name) if name in repeated else request.query.get(name)
+        try:
+            return msgspec.convert(data, struct_type, strict=False)
+        except msgspec.ValidationError as exc:
+            raise InvalidParameter(f"Invalid query parameter: {exc}") from None
+    content_type = request.headers.get("Content-Type")
+    if content_type is None:
+        raise InvalidParameter("Bad Request. Content-Type header is missing.")
+    if content_type.split(";")[0].strip() != "application/json":
+        raise InvalidParameter("Bad Request. Content-Type must be one of ['application/json'].")
+    body = await request.read()
+    return decode_body(body, struct_type)
+
+
+def decode_body(body: bytes, struct_type: type[msgspec.Struct]) -> Any:
+    if not body.strip():
+        return struct_type()
+    try:
+        return schemas.decoder(struct_type).decode(body)
+    except msgspec.ValidationError as exc:
+        if body.lstrip()[:1] == b'"':
+            # Older clients post their JSON double-encoded as a string.
+            try:
+                inner = json.loads(body)
+            except ValueError:
+                inner = None
+            if isinstance(inner, str):
+                return decode_body(inner.encode(), struct_type)
+        raise InvalidParameter(f"Invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidParameter(f"Malformed JSON in request body: {exc}") from None
+
+
+def ok(payload: Any = None) -> web.Response:
+    body = _EMPTY if payload is None else schemas.encoder.encode(payload)
+    return web.Response(body=body, content_type="application/json")
+
+
+def required_str(value: Any, param: str) -> str:
+    if value is None or value == "":
+        raise check.missing_value(param)
+    if not isinstance(value, str):
+        raise check.invalid_type(param, value)
+    return value
+
+
+def optional_str(value: Any, param: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise check.invalid_type(param, value)
+    return value
+
+
+def optional_int(value: Any, param: str) -> int | None:
+    if value is None or value == "":
+        return None
+    return check.int64_field(value, param)
+
+
+def run_id_of(message: Any) -> str:
+    """The run id of a request (run_id, or run_uuid as older clients send), validated."""
+    value = message.run_id if message.run_id not in (None, "") else message.run_uuid
+    return check.run_id(required_str(value, "run_id"))
+
+
+def enum_name(value: Any, names: dict[int, str], param: str, default: str | None = None) -> str | None:
+    """An enum given by name or by number (MLFlowClient.jl sends numbers)."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        if value in names.values():
+            return value
+        if value.isdigit() and int(value) in names:
+            return names[int(value)]
+    elif isinstance(value, int) and not isinstance(value, bool) and value in names:
+        return names[value]
+    raise check.invalid_type(param, value)
+
+
+def key_values(items: list[schemas.KeyValueIn] | None, kind: str) -> list[KeyValue]:
+    out = []
+    for index, item in enumerate(items or ()):
+        if kind == "param":
+            value = check.param(item.key, item.value, path=f"params[{index}]")
+        elif kind == "tag":
+            value = check.run_tag(item.key, item.value, path=f"tags[{index}]")
+        else:
+            value = check.experiment_tag(item.key, item.value)
+        out.append(KeyValue(item.key, value))
+    return out
+
+
+def metric_point(message: Any, path: str = "") -> MetricPoint:
+    key = check.metric_key(message.key)
+    if message.value is None:
+        raise check.missing_value(f"{path}value")
+    value = check.metric_value(message.value, f"{path}value")
+    if message.timestamp is None:
+        raise check.missing_value(f"{path}timestamp")
+    timestamp = check.int64_field(message.timestamp, f"{path}timestamp")
+    step = 0 if message.step is None else check.int64_field(message.step, f"{path}step")
+    return MetricPoint(
+        key,
+        value,
+        timestamp,
+        step,
+        message.model_id or None,
+        message.dataset_name or None,
+        message.dataset_digest or None,
+    )
+
+
+def _size_estimate(body_bytes: int, entities: int) -> int:
+    # Python objects take several times their JSON size; a bound that is
+    # generous keeps the pending-bytes limit honest about real memory.
+    return 512 + 3 * body_bytes + 160 * entities
+
+
+# ---- run writes (through the accumulator) -------------------------------------------
+
+
+async def log_metric(request: web.Request) -> web.Response:
+    message = await read(request, schemas.LogMetric)
+    run_id = run_id_of(message)
+    if message.key is None or message.key == "":
+        raise check.missing_value("key")
+    point = metric_point(message)
+    write = RunWrite(run_id, metrics=[point], size_bytes=_size_estimate(request.content_length or 0, 1))
+    await request.app[WRITES].submit(write)
+    return ok()
+
+
+async def log_param(request: web.Request) -> web.Response:
+    message = await read(request, schemas.LogParam)
+    run_id = run_id_of(message)
+    required_str(message.key, "key")
+    value = check.param(message.key, message.value if message.value is not None else "")
+    write = RunWrite(
+        run_id, params=[KeyValue(message.key, value)], size_bytes=_size_estimate(request.content_length or 0, 1)
+    )
+    await request.app[WRITES].submit(write)
+    return ok()
+
+
+async def set_tag(request: web.Request) -> web.Response:
+    message = await read(request, schemas.SetTag)
+    run_id = run_id_of(message)
+    required_str(message.key, "key")
+    value = check.run_tag(message.key, message.value if message.value is not None else "")
+    write = RunWrite(
+        run_id, tags=[KeyValue(message.key, value)], size_bytes=_size_estimate(request.content_length or 0, 1)
+    )
+    await request.app[WRITES].submit(write)
+    return ok()
+
+
+async def log_batch(request: web.Request) -> web.Response:
+    if request.content_length is not None and request.content_length > MAX_BATCH_BODY_BYTES:
+        raise check.batch_body_too_large(request.content_length)
+    message = await read(request, schemas.LogBatch)
+    run_id = run_id_of(message)
+    metrics_in = message.metrics or []
+    params_in = message.params or []
+    tags_in = message.tags or []
+    check.batch_limits(len(metrics_in), len(params_in), len(tags_in))
+    for index, item in enumerate(metrics_in):
+        for field in ("key", "value", "timestamp"):
+            if getattr(item, field) in (None, ""):
+                raise check.missing_value(f"metrics[{index}].{field}")
+    for kind, items in (("params", params_in), ("tags", tags_in)):
+        for index, item in enumerate(items):
+            if item.key in (None, ""):
+                raise check.missing_value(f"{kind}[{index}].key")
+    metrics = [metric_point(item) for item in metrics_in]
+    params = key_values(params_in, "param")
+    check.param_keys_unique(params)
+    tags = key_values(tags_in, "tag")
+    if not (metrics or params or tags):
+        await request.app[WRITES].check_run_active(run_id)
+        return ok()
+    size = _size_estimate(request.content_length or 0, len(metrics) + len(params) + len(tags))
+    write = RunWrite(run_id, metrics=metrics, params=params, tags=tags, size_bytes=size, is_batch=True)
+    await request.app[WRITES].submit(write)
+    return ok()
+
+
+# ---- runs ---------------------------------------------------------------------------
+
+
+async def create_run(request: web.Request) -> web.Response:
+    message = await read(request, schemas.CreateRun)
+    experiment_id = message.experiment_id
+    if experiment_id is None or experiment_id == "":
+        experiment_id = "0"
+    elif not isinstance(experiment_id, (str, int)) or isinstance(experiment_id, bool):
+        raise check.invalid_type("experiment_id", experiment_id)
+    tags = key_values(message.tags, "tag")
+    run = await request.app[STORE].create_run(
+        experiment_id=experiment_id,
+        user_id=message.user_id or "",
+        run_name=optional_str(message.run_name, "run_name") or None,
+        start_time=optional_int(message.start_time, "start_time"),
+        tags=tags,
+    )
+    return ok({"run": run})
+
+
+async def get_run(request: web.Request) -> web.Response:
+    message = await read(request, schemas.GetRun)
+    run_id = run_id_of(message)
+    await request.app[WRITES].settle_run(run_id)
+    run = await request.app[STORE].get_run(run_id)
+    return ok({"run": run})
+
+
+async def update_run(request: web.Request) -> web.Response:
+    message = await read(request, schemas.UpdateRun)
+    run_id = run_id_of(message)
+    status = enum_name(message.status, RUN_STATUSES, "status")
+    end_time = optional_int(message.end_time, "end_time")
+    run_name = optional_str(message.run_name, "run_name")
+    await request.app[WRITES].settle_run(run_id)
+    info = await request.app[STORE].update_run(run_id, status=status, end_time=end_time, run_name=run_name)
+    return ok({"run_info": info})
+
+
+async def delete_run(request: web.Request) -> web.Response:
+    message = await read(request, schemas.RunRef)
+    run_id = run_id_of(message)
+    await request.app[WRITES].settle_run(run_id)
+    await request.app[STORE].set_run_lifecycle(run_id, "deleted")
+    request.app[WRITES].forget_run(run_id)
+    return ok()
+
+
+async def restore_run(request: web.Request) -> web.Response:
+    message = await read(request, schemas.RunRef)
+    run_id = run_id_of(message)
+    await request.app[STORE].set_run_lifecycle(run_id, "active")
+    request.app[WRITES].forget_run(run_id)
+    return ok()
+
+
+async def delete_tag(request: web.Request) -> web.Response:
+    message = await read(request, schemas.DeleteTag)
+    run_id = run_id_of(message)
+    key = required_str(message.key, "key")
+    await request.app[WRITES].settle_run(run_id)
+    await request.app[STORE].delete_tag(run_id, key)
+    return ok()
+
+
+async def log_inputs(request: web.Request) -> web.Response:
+    message = await read(request, schemas.LogInputs)
+    run_id = run_id_of(message)
+    datasets = []
+    for index, item in enumerate(message.datasets or ()):
+        d = item.dataset
+        if d is None:
+            raise check.missing_value(f"datasets[{index}].dataset")
+        dataset = Dataset(
+            name=required_str(d.name, f"datasets[{index}].dataset.name"),
+            digest=required_str(d.digest, f"datasets[{index}].dataset.digest"),
+            source_type=required_str(d.source_type, f"datasets[{index}].dataset.source_type"),
+            source=required_str(d.source, f"datasets[{index}].dataset.source"),
+            schema=d.schema,
+            profile=d.profile,
+        )
+        tags = [
+            Tag(required_str(t.key, f"datasets[{index}].tags.key"), required_str(t.value, f"datasets[{index}].tags.value"))
+            for t in item.tags or ()
+        ]
+        datasets.append(DatasetInput(tags=tags, dataset=dataset))
+    check.dataset_inputs(datasets)
+    model_ids = [required_str(m.model_id, "models.model_id") for m in message.models or ()]
+    await request.app[STORE].log_inputs(run_id, datasets, model_ids)
+    return ok()
+
+
+async def log_model(request: web.Request) -> web.Response:
+    message = await read(request, schemas.LogModel)
+    run_id = run_id_of(message)
+    model_json = required_str(message.model_json, "model_json")
+    try:
+        model = json.loads(model_json)
+    except ValueError:
+        raise InvalidParameter("Malformed model info. Field 'model_json' must be valid JSON.") from None
+    if not isinstance(model, dict) or not {"artifact_path", "flavors", "utc_time_created", "run_id"} <= set(model):
+        raise InvalidParameter(
+            "Model json is missing mandatory fields: artifact_path, flavors, utc_time_created, run_id"
+        )
+    await request.app[WRITES].settle_run(run_id)
+    await request.app[STORE].append_logged_model(run_id, model)
+    return ok()
+
+
+async def search_runs(request: web.Request) -> web.Response:
+    message = await read(request, schemas.SearchRuns)
+    max_results = optional_int(message.max_results, "max_results")
+    max_results = check.max_results(DEFAULT_SEARCH_RESULTS if max_results is None else max_results)
+    experiment_ids = [int(check_experiment_id(e)) for e in message.experiment_ids or ()]
+    order_by = [required_str(o, "order_by") for o in message.order_by or ()]
+    view = enum_name(message.run_view_type, VIEW_TYPES, "run_view_type", "ACTIVE_ONLY")
+    await request.app[WRITES].settle_all()
+    runs, token = await request.app[STORE].search_runs(
+        experiment_ids=experiment_ids,
+        filter_string=optional_str(message.filter, "filter") or None,
+        run_view_type=view,
+        order_by=order_by,
+        max_results=max_results,
+        page_token=message.page_token or None,
+    )
+    payload: dict[str, Any] = {}
+    if runs:
+        payload["runs"] = runs
+    if token:
+        payload["next_page_token"] = token
+    return ok(payload)
+
+
+def check_experiment_id(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise check.invalid_type("experiment_ids", value)
+    try:
+        int(value)
+    except ValueError:
+        raise InvalidParameter(
+            f"Invalid experiment ID '{value}'. Experiment ID must be a valid integer."
+        ) from None
+    return str(value)
+
+
+# ---- metrics ------------------------------------------------------------------------
+
+
+async def get_metric_history(request: web.Request) -> web.Response:
+    message = await read(request, schemas.GetMetricHistory)
+    run_id = run_id_of(message)
+    key = required_str(message.metric_key, "metric_key")
+    max_results = optional_int(message.max_results, "max_results")
+    if max_results is not None and max_results <= 0:
+        raise InvalidParameter(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be a positive integer."
+        )
+    if max_results is None or max_results > MAX_HISTORY_PAGE:
+        max_results = MAX_HISTORY_PAGE
+    await request.app[WRITES].settle_run(run_id)
+    metrics, token = await request.app[STORE].get_metric_history(
+        run_id, key, max_results=max_results, page_token=message.page_token or None
+    )
+    payload: dict[str, Any] = {"metrics": metrics} if metrics else {}
+    if token:
+        payload["next_page_token"] = token
+    return ok(payload)
+
+
+async def get_metric_history_bulk_interval(request: web.Request) -> web.Response:
+    message = await read(request, schemas.GetMetricHistoryBulkInterval)
+    run_ids = message.run_ids or []
+    if not run_ids:
+        raise check.missing_value("run_ids")
+    if len(run_ids) > MAX_BULK_INTERVAL_RUNS:
+        raise InvalidParameter(
+            f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_INTERVAL_RUNS} run_ids. "
+            f"Received {len(run_ids)} run_ids. See the API docs for more information about request parameters."
+        )
+    run_ids = [check.run_id(required_str(r, "run_ids")) for r in run_ids]
+    key = required_str(message.metric_key, "metric_key")
+    max_results = optional_int(message.max_results, "max_results")
+    if max_results is None:
+        max_results = MAX_BULK_INTERVAL_POINTS
+    elif not 1 <= max_results <= MAX_BULK_INTERVAL_POINTS:
+        raise InvalidParameter(
+            f"max_results must be between 1 and {MAX_BULK_INTERVAL_POINTS}. "
+            "See the API docs for more information about request parameters."
+        )
+    start_step = optional_int(message.start_step, "start_step")
+    end_step = optional_int(message.end_step, "end_step")
+    if (start_step is None) != (end_step is None):
+        raise InvalidParameter(
+            "If either start step or end step are specified, both must be specified."
+        )
+    if start_step is not None and start_step > end_step:
+        raise InvalidParameter(
+            f"end_step must be greater than start_step. Found start_step={start_step} and end_step={end_step}."
+        )
+    for run_id in run_ids:
+        await request.app[WRITES].settle_run(run_id)
+    metrics = await request.app[STORE].get_metric_history_sampled(
+        run_ids, key, max_results=max_results, start_step=start_step, end_step=end_step
+    )
+    return ok({"metrics": metrics} if metrics else {})
+
+
+# ---- experiments --------------------------------------------------------------------
+
+
+async def create_experiment(request: web.Request) -> web.Response:
+    message = await read(request, schemas.CreateExperiment)
+    name = check.experiment_name(message.name)
+    artifact_location = optional_str(message.artifact_location, "artifact_location") or None
+    tags = key_values(message.tags, "experiment")
+    experiment_id = await request.app[STORE].create_experiment(name, artifact_location, tags)
+    return ok({"experiment_id": experiment_id})
+
+
+async def get_experiment(request: web.Request) -> web.Response:
+    message = await read(request, schemas.ExperimentRef)
+    experiment_id = required_str(message.experiment_id, "experiment_id")
+    experiment = await request.app[STORE].get_experiment(experiment_id)
+    return ok({"experiment": experiment})
+
+
+async def get_experiment_by_name(request: web.Request) -> web.Response:
+    message = await read(request, schemas.GetExperimentByName)
+    name = required_str(message.experiment_name, "experiment_name")
+    experiment = await request.app[STORE].get_experiment_by_name(name)
+    return ok({"experiment": experiment})
+
+
+async def update_experiment(request: web.Request) -> web.Response:
+    message = await read(request, schemas.UpdateExperiment)
+    experiment_id = required_str(message.experiment_id, "experiment_id")
+    new_name = optional_str(message.new_name, "new_name")
+    if new_name:
+        check.experiment_name(new_name)
+        await request.app[STORE].rename_experiment(experiment_id, new_name)
+    return ok()
+
+
+async def delete_experiment(request: web.Request) -> web.Response:
+    message = await read(request, schemas.ExperimentRef)
+    experiment_id = required_str(message.experiment_id, "experiment_id")
+    await request.app[WRITES].settle_all()
+    await request.app[STORE].set_experiment_lifecycle(experiment_id, "deleted")
+    request.app[WRITES].forget_all_runs()
+    return ok()
+
+
+async def restore_experiment(request: web.Request) -> web.Response:
+    message = await read(request, schemas.ExperimentRef)
+    experiment_id = required_str(message.experiment_id, "experiment_id")
+    await request.app[STORE].set_experiment_lifecycle(experiment_id, "active")
+    return ok()
+
+
+async def set_experiment_tag(request: web.Request) -> web.Response:
+    message = await read(request, schemas.SetExperimentTag)
+    experiment_id = required_str(message.experiment_id, "experiment_id")
+    key = required_str(message.key, "key")
+    value = check.experiment_tag(key, message.value if message.value is not None else "")
+    await request.app[STORE].set_experiment_tag(experiment_id, key, value)
+    return ok()
+
+
+async def delete_experiment_tag(request: web.Request) -> web.Response:
+    message = await read(request, schemas.DeleteExperimentTag)
+    experiment_id = required_str(message.experiment_id, "experiment_id")
+    key = required_str(message.key, "key")
+    await request.app[STORE].delete_experiment_tag(experiment_id, key)
+    return ok()
+
+
+async def search_experiments(request: web.Request) -> web.Response:
+    message = await read(request, schemas.SearchExperiments)
+    max_results = optional_int(message.max_results, "max_results")
+    max_results = check.max_results(DEFAULT_SEARCH_RESULTS if max_results is None else max_results)
+    view = enum_name(message.view_type, VIEW_TYPES, "view_type", "ACTIVE_ONLY")
+    order_by = [required_str(o, "order_by") for o in message.order_by or ()]
+    experiments, token = await request.app[STORE].search_experiments(
+        filter_string=optional_str(message.filter, "filter") or None,
+        view_type=view,
+        order_by=order_by,
+        max_results=max_results,
+        page_token=message.page_token or None,
+    )
+    payload: dict[str, Any] = {}
+    if experiments:
+        payload["experiments"] = experiments
+    if token:
+        payload["next_page_token"] = token
+    return ok(payload)
+
+
+# ---- service ------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(text="OK")
+
+
+async def version(request: web.Request) -> web.Response:
+    return web.Response(text=__version__)
+
+
+_TRACKING_ROUTES: list[tuple[str, str, Any]] = [
+    ("POST", "/experiments/create", create_experiment),
+    ("GET", "/experiments/get", get_experiment),
+    ("GET", "/experiments/get-by-name", get_experiment_by_name),
+    ("POST", "/experiments/search", search_experiments),
+    ("GET", "/experiments/search", search_experiments),
+    ("GET", "/experiments/list", search_experiments),
+    ("POST", "/experiments/update", update_experiment),
+    ("POST", "/experiments/delete", delete_experiment),
+    ("POST", "/experiments/restore", restore_experiment),
+    ("POST", "/experiments/set-experiment-tag", set_experiment_tag),
+    ("POST", "/experiments/delete-experiment-tag", delete_experiment_tag),
+    ("POST", "/runs/create", create_run),
+    ("GET", "/runs/get", get_run),
+    ("POST", "/runs/update", update_run),
+    ("POST", "/runs/delete", delete_run),
+    ("POST", "/runs/restore", restore_run),
+    ("POST", "/runs/log-metric", log_metric),
+    ("POST", "/runs/log-parameter", log_param),
+    ("POST", "/runs/set-tag", set_tag),
+    ("POST", "/runs/delete-tag", delete_tag),
+    ("POST", "/runs/log-batch", log_batch),
+    ("POST", "/runs/log-inputs", log_inputs),
+    ("POST", "/runs/log-model", log_model),
+    ("POST", "/runs/search", search_runs),
+    ("GET", "/runs/search", search_runs),
+    ("GET", "/metrics/get-history", get_metric_history),
+    ("GET", "/metrics/get-history-bulk-interval", get_metric_history_bulk_interval),
+]
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every tracking path under both prefixes, plus /health and /version."""
+    for prefix in PREFIXES:
+        for method, path, handler in _TRACKING_ROUTES:
+            app.router.add_route(method, prefix + path, handler)
+    app.router.add_get("/health", health)
+    app.router.add_get("/version", version)

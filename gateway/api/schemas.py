@@ -1,0 +1,205 @@
+"""One msgspec Struct per MLflow request message; decoders built once at import.
+
+Scalar fields a client may send with the wrong JSON type are typed ``Any`` so
+that the handler answers with MLflow's own "Invalid value ... Hint: Value was
+of type ..." text rather than a decoder's. ``null`` means absent (clients such
+as MLFlowClient.jl send null for every optional argument). Unknown fields are
+ignored: newer clients send fields older servers do not know.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Request(msgspec.Struct, kw_only=True):
+    pass
+
+
+class KeyValueIn(msgspec.Struct, kw_only=True):
+    key: Any = None
+    value: Any = None
+
+
+class MetricIn(msgspec.Struct, kw_only=True, gc=False):
+    key: Any = None
+    value: Any = None
+    timestamp: Any = None
+    step: Any = None
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
+class RunRef(Request):
+    run_id: Any = None
+    run_uuid: Any = None
+
+
+class LogMetric(RunRef):
+    key: Any = None
+    value: Any = None
+    timestamp: Any = None
+    step: Any = None
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
+class LogParam(RunRef):
+    key: Any = None
+    value: Any = None
+
+
+class SetTag(RunRef):
+    key: Any = None
+    value: Any = None
+
+
+class DeleteTag(RunRef):
+    key: Any = None
+
+
+class LogBatch(RunRef):
+    metrics: list[MetricIn] | None = None
+    params: list[KeyValueIn] | None = None
+    tags: list[KeyValueIn] | None = None
+
+
+class CreateRun(Request):
+    experiment_id: Any = None
+    user_id: str | None = None
+    run_name: Any = None
+    start_time: Any = None
+    tags: list[KeyValueIn] | None = None
+
+
+class UpdateRun(RunRef):
+    status: Any = None
+    end_time: Any = None
+    run_name: Any = None
+
+
+class GetRun(RunRef):
+    pass
+
+
+class SearchRuns(Request):
+    experiment_ids: list[Any] | None = None
+    filter: Any = None
+    run_view_type: Any = None
+    max_results: Any = None
+    order_by: list[Any] | None = None
+    page_token: str | None = None
+
+
+class GetMetricHistory(RunRef):
+    metric_key: Any = None
+    page_token: str | None = None
+    max_results: Any = None
+
+
+class GetMetricHistoryBulkInterval(Request):
+    run_ids: list[Any] | None = None
+    metric_key: Any = None
+    start_step: Any = None
+    end_step: Any = None
+    max_results: Any = None
+
+
+class DatasetIn(msgspec.Struct, kw_only=True):
+    name: Any = None
+    digest: Any = None
+    source_type: Any = None
+    source: Any = None
+    schema: str | None = None
+    profile: str | None = None
+
+
+class DatasetInputIn(msgspec.Struct, kw_only=True):
+    tags: list[KeyValueIn] | None = None
+    dataset: DatasetIn | None = None
+
+
+class ModelInputIn(msgspec.Struct, kw_only=True):
+    model_id: Any = None
+
+
+class LogInputs(RunRef):
+    datasets: list[DatasetInputIn] | None = None
+    models: list[ModelInputIn] | None = None
+
+
+class LogModel(RunRef):
+    model_json: Any = None
+
+
+class CreateExperiment(Request):
+    name: Any = None
+    artifact_location: Any = None
+    tags: list[KeyValueIn] | None = None
+
+
+class ExperimentRef(Request):
+    experiment_id: Any = None
+
+
+class GetExperimentByName(Request):
+    experiment_name: Any = None
+
+
+class UpdateExperiment(ExperimentRef):
+    new_name: Any = None
+
+
+class SetExperimentTag(ExperimentRef):
+    key: Any = None
+    value: Any = None
+
+
+class DeleteExperimentTag(ExperimentRef):
+    key: Any = None
+
+
+class SearchExperiments(Request):
+    max_results: Any = None
+    page_token: str | None = None
+    filter: Any = None
+    order_by: list[Any] | None = None
+    view_type: Any = None
+
+
+# Fields that are repeated (lists) in each request, for GET query strings where
+# a single occurrence must still become a list.
+def list_fields(struct_type: type[msgspec.Struct]) -> frozenset[str]:
+    info = msgspec.inspect.type_info(struct_type)
+    names = set()
+    for field in info.fields:
+        types = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        if any(isinstance(t, msgspec.inspect.ListType) for t in types):
+            names.add(field.name)
+    return frozenset(names)
+
+
+_decoders: dict[type, msgspec.json.Decoder] = {}
+_list_fields: dict[type, frozenset[str]] = {}
+
+
+def decoder(struct_type: type[msgspec.Struct]) -> msgspec.json.Decoder:
+    """The (cached) JSON decoder for a request type."""
+    found = _decoders.get(struct_type)
+    if found is None:
+        found = _decoders[struct_type] = msgspec.json.Decoder(struct_type)
+    return found
+
+
+def repeated_fields(struct_type: type[msgspec.Struct]) -> frozenset[str]:
+    found = _list_fields.get(struct_type)
+    if found is None:
+        found = _list_fields[struct_type] = list_fields(struct_type)
+    return found
+
+
+encoder = msgspec.json.Encoder()

@@ -1,0 +1,11 @@
+"""Typed application state shared by the handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api.writes import WritePath
+from gateway.store.tracking import TrackingStore
+
+STORE: web.AppKey[TrackingStore] = web.AppKey("store", TrackingStore)
+WRITES: web.AppKey[WritePath] = web.AppKey("writes", WritePath)

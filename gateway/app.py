@@ -1,0 +1,97 @@
+"""The aiohttp application factory: wires settings, the pool, the accumulator and the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import telemetry
+from gateway.api.middleware import mlflow_errors
+from gateway.api.routes import add_routes
+from gateway.api.state import STORE, WRITES
+from gateway.api.writes import WritePath
+from gateway.config import Settings
+from gateway.ingest import Accumulator, Flusher
+from gateway.ingest.accumulator import Bounds
+from gateway.store.errors import is_transient
+from gateway.store.migrations import migrate
+from gateway.store.tracking import TrackingStore
+from gateway.store.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool", asyncpg.Pool)
+FLUSHER: web.AppKey[Flusher] = web.AppKey("flusher", Flusher)
+
+
+async def connect(database_url: str, size: int, *, wait: float = 60.0) -> asyncpg.Pool:
+    """Open the pool, waiting up to ``wait`` seconds for the database to come up."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            return await asyncpg.create_pool(database_url, min_size=1, max_size=size, command_timeout=120)
+        except Exception as exc:
+            if not is_transient(exc) or loop.time() > deadline:
+                raise
+            log.warning("database not reachable yet (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(0.5)
+
+
+def create_app(settings: Settings, database_url: str) -> web.Application:
+    """Build the gateway's application.
+
+    Resources open in order (pool, then accumulator and flusher) and close in
+    reverse, so the final flush on shutdown still has its pool.
+    """
+    app = web.Application(middlewares=[mlflow_errors], client_max_size=settings.max_body_bytes)
+
+    async def database(app: web.Application):
+        pool = await connect(database_url, settings.pool_size)
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        app[POOL] = pool
+        app[STORE] = TrackingStore(pool)
+        yield
+        await pool.close()
+
+    async def ingestion(app: web.Application):
+        accumulator = Accumulator(
+            Bounds(
+                max_pending_entities=settings.max_pending_points,
+                max_pending_bytes=settings.max_pending_bytes,
+                max_open_runs=settings.max_open_runs,
+            )
+        )
+        flusher = Flusher(
+            accumulator,
+            BatchWriter(app[POOL]),
+            concurrency=settings.flush_concurrency,
+            max_entities=settings.max_points_per_flush,
+            linger=settings.linger_ms / 1000,
+            backoff_max=settings.retry_backoff_max_s,
+        )
+        flusher.start()
+        app[FLUSHER] = flusher
+        app[WRITES] = WritePath(
+            app[STORE], accumulator, ack=settings.ack, deadline=settings.request_deadline_s
+        )
+        yield
+        flushed = await flusher.stop(timeout=max(60.0, settings.request_deadline_s))
+        if not flushed:
+            log.error("shut down with writes not flushed")
+
+    app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(ingestion)
+    add_routes(app)
+    app.router.add_get("/metrics", prometheus_metrics)
+    return app
+
+
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    body = generate_latest(telemetry.REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

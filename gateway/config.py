@@ -1,0 +1,115 @@
+"""Every setting of the gateway: its flag, environment variable and default.
+
+Settings live in one frozen struct. ``Settings.from_env()`` reads GATEWAY_*
+variables; the CLI overrides them with flags; ``validate()`` checks the rules
+that tie fields together.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+AckMode = Literal["commit", "accept"]
+
+
+def default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "mlflow-gateway")
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """The gateway's configuration. Each field's environment variable is GATEWAY_<NAME>."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+    port: int = 5000
+    """TCP port to listen on."""
+    workers: int = 1
+    """Server processes sharing the port (SO_REUSEPORT); each has its own accumulator."""
+    database_url: str | None = None
+    """PostgreSQL URL; when unset an embedded PostgreSQL is started in data_dir."""
+    data_dir: str = msgspec.field(default_factory=default_data_dir)
+    """Directory of the embedded PostgreSQL (and local artifacts)."""
+    pool_size: int = 8
+    """Connections in the database pool (flushes plus reads)."""
+    ack: AckMode = "commit"
+    """commit: answer a write once committed. accept: answer once buffered."""
+    flush_concurrency: int = 2
+    """Flushes that may be in flight at once."""
+    max_points_per_flush: int = 50_000
+    """Upper bound of metric points (plus params and tags) carried by one flush."""
+    linger_ms: float = 0.0
+    """Extra time (ms) a flush waits for more writes before starting; 0 flushes at once."""
+    max_pending_bytes: int = 256 * 1024 * 1024
+    """Bound on the estimated size (bytes) of buffered, not yet committed writes."""
+    max_pending_points: int = 2_000_000
+    """Bound on buffered, not yet committed entities (metric points, params, tags)."""
+    max_open_runs: int = 100_000
+    """Bound on runs with a non-empty buffer."""
+    request_deadline_s: float = 30.0
+    """Seconds a write may wait for room or for its commit before 503/429."""
+    retry_backoff_max_s: float = 5.0
+    """Longest pause (s) between retries of a flush while the database is unreachable."""
+    max_body_bytes: int = 10 * 1024 * 1024
+    """Largest request body accepted, in bytes (log-batch has MLflow's own 1 MB rule)."""
+
+    def validate(self) -> "Settings":
+        """Check cross-field rules; raise ValueError naming the setting at fault."""
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be 1..65535, got {self.port}")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.flush_concurrency < 1:
+            raise ValueError("flush_concurrency must be at least 1")
+        if self.pool_size < self.flush_concurrency + 1:
+            raise ValueError(
+                f"pool_size ({self.pool_size}) must exceed flush_concurrency ({self.flush_concurrency}) "
+                "so reads still get a connection while every flush slot is busy"
+            )
+        if self.max_points_per_flush < 1000:
+            raise ValueError("max_points_per_flush must be at least 1000 (one full log-batch)")
+        if self.max_pending_points < self.max_points_per_flush:
+            raise ValueError("max_pending_points must be at least max_points_per_flush")
+        if self.max_pending_bytes < 2 * 1024 * 1024:
+            raise ValueError("max_pending_bytes must be at least 2 MiB")
+        if self.linger_ms < 0 or self.request_deadline_s <= 0:
+            raise ValueError("linger_ms must be >= 0 and request_deadline_s > 0")
+        if self.ack not in ("commit", "accept"):
+            raise ValueError("ack must be 'commit' or 'accept'")
+        return self
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Build settings from GATEWAY_* variables, then apply non-None overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, field_type in cls.__annotations__.items():
+            raw = environ.get("GATEWAY_" + name.upper())
+            if raw is not None and raw != "":
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        # msgspec converts the strings from the environment to each field's type.
+        return msgspec.convert(values, cls, strict=False).validate()
+
+
+SETTING_DOCS: dict[str, str] = {}
+
+
+def _collect_docs() -> None:
+    """Read each field's doc string (the string literal under it) for --help and the README."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(Settings))
+    body = tree.body[0].body
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
+            if isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
+                SETTING_DOCS[node.target.id] = following.value.value
+
+
+_collect_docs()

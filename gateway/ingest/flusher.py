@@ -1,0 +1,168 @@
+"""The flusher: drains the accumulator into the sink, one transaction per flush (group commit).
+
+A flush starts as soon as something is pending and a flush slot is free;
+whatever arrives meanwhile rides in the next one. A flush whose database is
+unreachable is retried with backoff, holding its writes, until it commits:
+writers past their deadline have been told 503 by then, the rest are answered
+when it lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from gateway import telemetry
+from gateway.errors import GatewayError, TransientStoreError
+from gateway.ingest.accumulator import Accumulator, Pending
+from gateway.model import RunWrite
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where flushes go. ``store.writer.BatchWriter`` is the real one."""
+
+    async def write_batch(self, writes: Sequence[RunWrite]) -> Sequence[GatewayError | None]:
+        """Commit the writes in one transaction; one outcome per write (None = committed).
+
+        Raises TransientStoreError when nothing committed and the batch may be retried.
+        """
+        ...
+
+
+class Flusher:
+    """Runs the drain loop as a task; ``stop()`` flushes what is left.
+
+    Args:
+        accumulator: the buffers to drain.
+        sink: where batches are written.
+        concurrency: flushes in flight at once.
+        max_entities: upper bound on entities per flush.
+        linger: seconds to wait for more writes before draining (0: none).
+        backoff_max: longest pause between retries of a failing flush.
+    """
+
+    def __init__(
+        self,
+        accumulator: Accumulator,
+        sink: Sink,
+        *,
+        concurrency: int = 2,
+        max_entities: int = 50_000,
+        linger: float = 0.0,
+        backoff_max: float = 5.0,
+    ):
+        self._accumulator = accumulator
+        self._sink = sink
+        self._slots = asyncio.Semaphore(concurrency)
+        self._max_entities = max_entities
+        self._linger = linger
+        self._backoff_max = backoff_max
+        self._flushes: set[asyncio.Task] = set()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="gateway-flusher")
+        self._task.add_done_callback(self._on_loop_done)
+
+    def _on_loop_done(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            error: BaseException = RuntimeError("flusher cancelled")
+        elif task.exception() is not None:
+            error = task.exception()  # type: ignore[assignment]
+            log.error("flusher stopped unexpectedly", exc_info=error)
+        else:
+            return
+        # Nobody would ever resolve the waiting writers: fail them now.
+        self._accumulator.fail_all(error)
+
+    async def _run(self) -> None:
+        accumulator = self._accumulator
+        while True:
+            await accumulator.wait_drainable()
+            await self._slots.acquire()
+            trigger = "immediate"
+            if self._linger > 0 and not accumulator.closed:
+                await asyncio.sleep(self._linger)
+                trigger = "linger"
+            batch = accumulator.drain(self._max_entities)
+            if not batch:
+                self._slots.release()
+                continue
+            if sum(p.write.entity_count for p in batch) >= self._max_entities:
+                trigger = "size"
+            telemetry.FLUSHES.labels(trigger).inc()
+            task = asyncio.get_running_loop().create_task(self._flush(batch))
+            self._flushes.add(task)
+            task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task) -> None:
+        self._flushes.discard(task)
+        self._slots.release()
+
+    async def _flush(self, batch: list[Pending]) -> None:
+        writes = [p.write for p in batch]
+        entities = sum(w.entity_count for w in writes)
+        telemetry.FLUSH_ENTITIES.observe(entities)
+        attempt = 0
+        started = time.perf_counter()
+        while True:
+            try:
+                outcomes = list(await self._sink.write_batch(writes))
+                break
+            except TransientStoreError as exc:
+                attempt += 1
+                telemetry.DB_RETRIES.inc()
+                pause = min(self._backoff_max, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
+                if attempt == 1 or attempt % 20 == 0:
+                    log.warning("flush of %d writes failed (%s); retrying", len(writes), exc)
+                await asyncio.sleep(pause)
+            except Exception:
+                # Not a connectivity problem: retrying would fail the same way.
+                # The writers are told (500); nothing of this batch committed.
+                log.exception("flush of %d writes failed", len(writes))
+                outcomes = [GatewayError("The write could not be stored.", "INTERNAL_ERROR")] * len(writes)
+                break
+        telemetry.FLUSH_SECONDS.observe(time.perf_counter() - started)
+        committed = [w for w, outcome in zip(writes, outcomes) if outcome is None]
+        telemetry.POINTS_INGESTED.inc(sum(len(w.metrics) for w in committed))
+        params = sum(len(w.params) for w in committed)
+        tags = sum(len(w.tags) for w in committed)
+        if params:
+            telemetry.ENTITIES_INGESTED.labels("param").inc(params)
+        if tags:
+            telemetry.ENTITIES_INGESTED.labels("tag").inc(tags)
+        self._accumulator.complete(batch, outcomes)
+
+    async def stop(self, timeout: float = 60.0) -> bool:
+        """Refuse new writes, flush everything buffered, then stop the loop.
+
+        Returns:
+            True if everything was flushed within ``timeout`` seconds.
+        """
+        accumulator = self._accumulator
+        accumulator.close()
+        deadline = time.monotonic() + timeout
+        while not accumulator.is_empty and time.monotonic() < deadline:
+            if self._task is None or self._task.done():
+                break
+            await asyncio.sleep(0.01)
+        flushed = accumulator.is_empty
+        if self._task is not None:
+            self._task.remove_done_callback(self._on_loop_done)
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if not flushed:
+            log.error("stopping with %d entities not flushed", accumulator.pending_entities)
+            for task in list(self._flushes):
+                task.cancel()
+            accumulator.fail_all(RuntimeError("stopped before flushing"))
+        return flushed

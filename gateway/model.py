@@ -1,0 +1,137 @@
+"""Domain values shared by the layers: what a write carries, independent of HTTP and SQL."""
+
+from __future__ import annotations
+
+import msgspec
+
+# MLflow clamps infinite metric values to the largest finite double.
+FLOAT_MAX = 1.7976931348623157e308
+
+
+class MetricPoint(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """One metric point as stored: value already clamped (NaN kept as NaN)."""
+
+    key: str
+    value: float
+    timestamp: int
+    step: int
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
+class KeyValue(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """A param or a tag."""
+
+    key: str
+    value: str
+
+
+class RunWrite(msgspec.Struct, gc=False):
+    """One client request's writes to one run; it commits or fails as a unit.
+
+    ``size_bytes`` is an estimate of the memory it holds while buffered, used
+    for the pending-bytes bound.
+    """
+
+    run_id: str
+    metrics: list[MetricPoint] = []
+    params: list[KeyValue] = []
+    tags: list[KeyValue] = []
+    size_bytes: int = 0
+    # log-batch words a param conflict differently from log-parameter
+    is_batch: bool = False
+
+    @property
+    def entity_count(self) -> int:
+        return len(self.metrics) + len(self.params) + len(self.tags)
+
+
+# Entities as MLflow's API shows them. Fields left at their default are omitted
+# on the wire, as protobuf's JSON omits unset fields.
+class _Entity(msgspec.Struct, omit_defaults=True, gc=False):
+    pass
+
+
+class Tag(_Entity):
+    key: str
+    value: str = ""
+
+
+class Metric(_Entity):
+    key: str
+    value: float | str  # NaN travels as the string "NaN", as protobuf JSON writes it
+    timestamp: int = 0
+    step: int = 0
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+    model_id: str | None = None
+    run_id: str | None = None
+
+
+class Experiment(_Entity):
+    experiment_id: str
+    name: str
+    artifact_location: str = ""
+    lifecycle_stage: str = "active"
+    last_update_time: int | None = None
+    creation_time: int | None = None
+    tags: list[Tag] = []
+
+
+class RunInfo(_Entity, kw_only=True):
+    run_uuid: str
+    experiment_id: str
+    run_name: str
+    user_id: str
+    status: str
+    start_time: int
+    end_time: int | None = None
+    artifact_uri: str
+    lifecycle_stage: str
+    run_id: str
+
+
+class RunData(_Entity):
+    metrics: list[Metric] = []
+    params: list[Tag] = []
+    tags: list[Tag] = []
+
+
+class Dataset(_Entity):
+    name: str
+    digest: str
+    source_type: str = ""
+    source: str = ""
+    schema: str | None = None
+    profile: str | None = None
+
+
+class DatasetInput(_Entity):
+    tags: list[Tag] = []
+    dataset: Dataset | None = None
+
+
+class ModelInput(_Entity):
+    model_id: str
+
+
+class RunInputs(_Entity):
+    dataset_inputs: list[DatasetInput] = []
+    model_inputs: list[ModelInput] = []
+
+
+class RunOutputs(_Entity):
+    model_outputs: list[dict] = []
+
+
+class Run(_Entity):
+    info: RunInfo
+    data: RunData
+    inputs: RunInputs
+    outputs: RunOutputs | None = None
+
+
+def wire_float(value: float) -> float | str:
+    """A stored metric value as MLflow's JSON shows it (NaN as the string "NaN")."""
+    return "NaN" if value != value else value

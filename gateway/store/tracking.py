@@ -1,0 +1,664 @@
+"""Reads and the writes that do not go through the accumulator (experiments, run lifecycle)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from gateway import search
+from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFound
+from gateway.model import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    KeyValue,
+    Metric,
+    ModelInput,
+    Run,
+    RunData,
+    RunInfo,
+    RunInputs,
+    RunOutputs,
+    Tag,
+    wire_float,
+)
+from gateway.store.errors import translate_transient
+from gateway.store.names import random_run_name
+from gateway.store.writer import RUN_NAME_TAG
+
+LOGGED_MODELS_TAG = "mlflow.log-model.history"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def parse_experiment_id(experiment_id: object) -> int:
+    """An experiment id as the integer it is stored as; MLflow's error otherwise."""
+    try:
+        value = int(experiment_id)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidParameter(
+            f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer."
+        ) from None
+    if not -(2**63) <= value < 2**63:
+        raise NotFound(f"No Experiment with id={value} exists")
+    return value
+
+
+def run_uuid(run_id: str) -> str:
+    """Check that a run id can name a stored run; NotFound (as MLflow) when it cannot."""
+    if not _RUN_ID.match(run_id):
+        raise NotFound(f"Run with id={run_id} not found")
+    return run_id
+
+
+def _offset_token(offset: int) -> str:
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _parse_offset_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.b64decode(token, validate=True))["offset"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidParameter(f"Invalid page token, could not base64-decode. Token: {token!r}") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidParameter(f"Invalid page token, offset must be a non-negative integer. Token: {token!r}")
+    return offset
+
+
+def _experiment_from_row(row, tags: list[Tag]) -> Experiment:
+    return Experiment(
+        experiment_id=str(row["experiment_id"]),
+        name=row["name"],
+        artifact_location=row["artifact_location"],
+        lifecycle_stage=row["lifecycle_stage"],
+        last_update_time=row["last_update_time"],
+        creation_time=row["creation_time"],
+        tags=tags,
+    )
+
+
+def _run_info_from_row(row) -> RunInfo:
+    run_id = row["run_id"].hex
+    return RunInfo(
+        run_uuid=run_id,
+        experiment_id=str(row["experiment_id"]),
+        run_name=row["name"],
+        user_id=row["user_id"],
+        status=row["status"],
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        artifact_uri=row["artifact_uri"],
+        lifecycle_stage=row["lifecycle_stage"],
+        run_id=run_id,
+    )
+
+
+_RUN_COLUMNS = "run_id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage"
+
+
+class TrackingStore:
+    """Experiments, runs and reads over an asyncpg pool.
+
+    Args:
+        pool: the asyncpg pool.
+        artifact_root: default artifact root; an experiment's location is ``<root>/<id>``.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, artifact_root: str = "mlflow-artifacts:/"):
+        self._pool = pool
+        self._artifact_root = artifact_root.rstrip("/")
+
+    async def _fetch(self, sql: str, *args):
+        with translate_transient():
+            return await self._pool.fetch(sql, *args)
+
+    async def _fetchrow(self, sql: str, *args):
+        with translate_transient():
+            return await self._pool.fetchrow(sql, *args)
+
+    async def _execute(self, sql: str, *args):
+        with translate_transient():
+            return await self._pool.execute(sql, *args)
+
+    # ---- experiments ---------------------------------------------------------------
+
+    async def create_experiment(self, name: str, artifact_location: str | None, tags: Sequence[KeyValue]) -> str:
+        """Create an experiment; RESOURCE_ALREADY_EXISTS if the name is taken (by any stage)."""
+        created = now_ms()
+        with translate_transient():
+            async with self._pool.acquire() as conn, conn.transaction():
+                experiment_id = await conn.fetchval("SELECT nextval('experiment_id_seq')")
+                location = artifact_location or f"{self._artifact_root}/{experiment_id}"
+                try:
+                    await conn.execute(
+                        """INSERT INTO experiments (experiment_id, name, artifact_location,
+                                                    creation_time, last_update_time)
+                           VALUES ($1, $2, $3, $4, $4)""",
+                        experiment_id,
+                        name,
+                        location,
+                        created,
+                    )
+                except asyncpg.exceptions.UniqueViolationError:
+                    raise AlreadyExists(f"Experiment(name={name}) already exists.") from None
+                if tags:
+                    await conn.executemany(
+                        "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3) "
+                        "ON CONFLICT (experiment_id, key) DO UPDATE SET value = EXCLUDED.value",
+                        [(experiment_id, t.key, t.value) for t in tags],
+                    )
+        return str(experiment_id)
+
+    async def _experiment_tags(self, experiment_ids: list[int]) -> dict[int, list[Tag]]:
+        rows = await self._fetch(
+            "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id = ANY($1::bigint[]) "
+            "ORDER BY experiment_id, key",
+            experiment_ids,
+        )
+        tags: dict[int, list[Tag]] = {}
+        for row in rows:
+            tags.setdefault(row["experiment_id"], []).append(Tag(row["key"], row["value"]))
+        return tags
+
+    async def get_experiment(self, experiment_id: object) -> Experiment:
+        exp_id = parse_experiment_id(experiment_id)
+        row = await self._fetchrow("SELECT * FROM experiments WHERE experiment_id = $1", exp_id)
+        if row is None:
+            raise NotFound(f"No Experiment with id={exp_id} exists")
+        tags = await self._experiment_tags([exp_id])
+        return _experiment_from_row(row, tags.get(exp_id, []))
+
+    async def get_experiment_by_name(self, name: str) -> Experiment:
+        row = await self._fetchrow("SELECT * FROM experiments WHERE name = $1", name)
+        if row is None:
+            raise NotFound(f"Could not find experiment with name '{name}'")
+        tags = await self._experiment_tags([row["experiment_id"]])
+        return _experiment_from_row(row, tags.get(row["experiment_id"], []))
+
+    async def rename_experiment(self, experiment_id: object, new_name: str) -> None:
+        experiment = await self.get_experiment(experiment_id)
+        if experiment.lifecycle_stage != "active":
+            raise GatewayError("Cannot rename a non-active experiment.", "INVALID_STATE")
+        try:
+            await self._execute(
+                "UPDATE experiments SET name = $2, last_update_time = $3 WHERE experiment_id = $1",
+                int(experiment.experiment_id),
+                new_name,
+                now_ms(),
+            )
+        except asyncpg.exceptions.UniqueViolationError:
+            raise AlreadyExists(f"Experiment(name={new_name}) already exists.") from None
+
+    async def set_experiment_lifecycle(self, experiment_id: object, stage: str) -> None:
+        """Delete (stage 'deleted') or restore (stage 'active') an experiment and its runs, as MLflow does."""
+        exp_id = parse_experiment_id(experiment_id)
+        expected = "active" if stage == "deleted" else "deleted"
+        moment = now_ms()
+        with translate_transient():
+            async with self._pool.acquire() as conn, conn.transaction():
+                updated = await conn.fetchval(
+                    """UPDATE experiments SET lifecycle_stage = $2, last_update_time = $3
+                       WHERE experiment_id = $1 AND lifecycle_stage = $4 RETURNING experiment_id""",
+                    exp_id,
+                    stage,
+                    moment,
+                    expected,
+                )
+                if updated is None:
+                    raise NotFound(f"No Experiment with id={exp_id} exists")
+                await conn.execute(
+                    """UPDATE runs SET lifecycle_stage = $2,
+                              deleted_time = CASE WHEN $2 = 'deleted' THEN $3::bigint ELSE NULL END
+                       WHERE experiment_id = $1""",
+                    exp_id,
+                    stage,
+                    moment,
+                )
+
+    async def set_experiment_tag(self, experiment_id: object, key: str, value: str) -> None:
+        experiment = await self.get_experiment(experiment_id)
+        if experiment.lifecycle_stage != "active":
+            raise InvalidParameter(
+                f"The experiment {experiment.experiment_id} must be in the 'active' state. "
+                f"Current state is {experiment.lifecycle_stage}."
+            )
+        await self._execute(
+            "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3) "
+            "ON CONFLICT (experiment_id, key) DO UPDATE SET value = EXCLUDED.value",
+            int(experiment.experiment_id),
+            key,
+            value,
+        )
+
+    async def delete_experiment_tag(self, experiment_id: object, key: str) -> None:
+        experiment = await self.get_experiment(experiment_id)
+        if experiment.lifecycle_stage != "active":
+            raise InvalidParameter(
+                f"The experiment {experiment.experiment_id} must be in the 'active' state. "
+                f"Current state is {experiment.lifecycle_stage}."
+            )
+        deleted = await self._fetchrow(
+            "DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2 RETURNING key",
+            int(experiment.experiment_id),
+            key,
+        )
+        if deleted is None:
+            raise NotFound(f"No tag with name: {key} in experiment with id {experiment.experiment_id}")
+
+    async def search_experiments(
+        self,
+        *,
+        filter_string: str | None,
+        view_type: str,
+        order_by: list[str] | None,
+        max_results: int,
+        page_token: str | None,
+    ) -> tuple[list[Experiment], str | None]:
+        query = search.compile_experiment_search(
+            filter_string=filter_string,
+            view_type=view_type,
+            order_by=order_by,
+            max_results=max_results,
+            page_token=page_token,
+        )
+        rows = await self._fetch(query.sql, *query.args)
+        token = search.next_experiment_page_token(query, rows, max_results)
+        ids = [row["experiment_id"] for row in rows[:max_results]]
+        if not ids:
+            return [], token
+        full = await self._fetch("SELECT * FROM experiments WHERE experiment_id = ANY($1::bigint[])", ids)
+        by_id = {row["experiment_id"]: row for row in full}
+        tags = await self._experiment_tags(ids)
+        return [_experiment_from_row(by_id[i], tags.get(i, [])) for i in ids if i in by_id], token
+
+    # ---- runs ------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        *,
+        experiment_id: object,
+        user_id: str,
+        run_name: str | None,
+        start_time: int | None,
+        tags: Sequence[KeyValue],
+    ) -> Run:
+        experiment = await self.get_experiment(experiment_id)
+        if experiment.lifecycle_stage != "active":
+            raise InvalidParameter(
+                f"The experiment {experiment.experiment_id} must be in the 'active' state. "
+                f"Current state is {experiment.lifecycle_stage}."
+            )
+        tag_values = {t.key: t.value for t in tags}
+        tag_name = tag_values.get(RUN_NAME_TAG)
+        if run_name and tag_name and run_name != tag_name:
+            raise InvalidParameter(
+                "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+                f"different values (run_name='{run_name}', mlflow.runName='{tag_name}')."
+            )
+        name = run_name or tag_name or random_run_name()
+        if tag_name is None:
+            tag_values[RUN_NAME_TAG] = name
+        run_id = uuid.uuid4().hex
+        artifact_uri = f"{experiment.artifact_location.rstrip('/')}/{run_id}/artifacts"
+        start = start_time if start_time is not None else now_ms()
+        with translate_transient():
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    """INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time,
+                                         artifact_uri, lifecycle_stage)
+                       VALUES ($1, $2, $3, $4, 'RUNNING', $5, $6, 'active')""",
+                    run_id,
+                    int(experiment.experiment_id),
+                    name,
+                    user_id,
+                    start,
+                    artifact_uri,
+                )
+                await conn.executemany(
+                    "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)",
+                    [(run_id, key, value) for key, value in tag_values.items()],
+                )
+        info = RunInfo(
+            run_uuid=run_id,
+            experiment_id=experiment.experiment_id,
+            run_name=name,
+            user_id=user_id,
+            status="RUNNING",
+            start_time=start,
+            artifact_uri=artifact_uri,
+            lifecycle_stage="active",
+            run_id=run_id,
+        )
+        return Run(
+            info=info,
+            data=RunData(tags=[Tag(k, v) for k, v in tag_values.items()]),
+            inputs=RunInputs(),
+        )
+
+    async def run_lifecycle_stage(self, run_id: str) -> str | None:
+        """The run's lifecycle stage, or None if there is no such run."""
+        if not _RUN_ID.match(run_id):
+            return None
+        row = await self._fetchrow("SELECT lifecycle_stage FROM runs WHERE run_id = $1", run_id)
+        return None if row is None else row["lifecycle_stage"]
+
+    async def get_run_info(self, run_id: str) -> RunInfo:
+        run_uuid(run_id)
+        row = await self._fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1", run_id)
+        if row is None:
+            raise NotFound(f"Run with id={run_id} not found")
+        return _run_info_from_row(row)
+
+    async def get_run(self, run_id: str) -> Run:
+        run_uuid(run_id)
+        runs = await self.get_runs([run_id], with_outputs=True)
+        if not runs:
+            raise NotFound(f"Run with id={run_id} not found")
+        return runs[0]
+
+    async def get_runs(self, run_ids: list[str], *, with_outputs: bool = False) -> list[Run]:
+        """Full runs (info, latest metrics, params, tags, inputs) in the order of ``run_ids``."""
+        if not run_ids:
+            return []
+        with translate_transient():
+            async with self._pool.acquire() as conn:
+                infos = await conn.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ANY($1::uuid[])", run_ids)
+                metrics = await conn.fetch(
+                    "SELECT run_id, key, value, timestamp, step FROM metric_summaries "
+                    "WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, key",
+                    run_ids,
+                )
+                params = await conn.fetch(
+                    "SELECT run_id, key, value FROM params WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, key",
+                    run_ids,
+                )
+                tags = await conn.fetch(
+                    "SELECT run_id, key, value FROM run_tags WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, key",
+                    run_ids,
+                )
+                datasets = await conn.fetch(
+                    "SELECT * FROM run_dataset_inputs WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, position",
+                    run_ids,
+                )
+                models = await conn.fetch(
+                    "SELECT run_id, model_id FROM run_model_inputs WHERE run_id = ANY($1::uuid[]) "
+                    "ORDER BY run_id, model_id",
+                    run_ids,
+                )
+        data: dict[str, RunData] = {}
+        inputs: dict[str, RunInputs] = {}
+        for row in metrics:
+            data.setdefault(row["run_id"].hex, RunData()).metrics.append(
+                Metric(row["key"], wire_float(row["value"]), row["timestamp"], row["step"])
+            )
+        for row in params:
+            data.setdefault(row["run_id"].hex, RunData()).params.append(Tag(row["key"], row["value"]))
+        for row in tags:
+            data.setdefault(row["run_id"].hex, RunData()).tags.append(Tag(row["key"], row["value"]))
+        for row in datasets:
+            dataset = Dataset(
+                name=row["name"],
+                digest=row["digest"],
+                source_type=row["source_type"],
+                source=row["source"],
+                schema=row["schema"],
+                profile=row["profile"],
+            )
+            input_tags = [Tag(t["key"], t["value"]) for t in json.loads(row["tags"])]
+            inputs.setdefault(row["run_id"].hex, RunInputs()).dataset_inputs.append(
+                DatasetInput(tags=input_tags, dataset=dataset)
+            )
+        for row in models:
+            inputs.setdefault(row["run_id"].hex, RunInputs()).model_inputs.append(ModelInput(row["model_id"]))
+        by_id = {row["run_id"].hex: row for row in infos}
+        runs = []
+        for run_id in run_ids:
+            row = by_id.get(run_id)
+            if row is None:
+                continue
+            runs.append(
+                Run(
+                    info=_run_info_from_row(row),
+                    data=data.get(run_id) or RunData(),
+                    inputs=inputs.get(run_id) or RunInputs(),
+                    outputs=RunOutputs() if with_outputs else None,
+                )
+            )
+        return runs
+
+    async def update_run(
+        self, run_id: str, *, status: str | None, end_time: int | None, run_name: str | None
+    ) -> RunInfo:
+        run_uuid(run_id)
+        with translate_transient():
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1 FOR UPDATE", run_id
+                )
+                if row is None:
+                    raise NotFound(f"Run with id={run_id} not found")
+                if row["lifecycle_stage"] != "active":
+                    raise InvalidParameter(
+                        f"The run {run_id} must be in the 'active' state. "
+                        f"Current state is {row['lifecycle_stage']}."
+                    )
+                row = await conn.fetchrow(
+                    f"""UPDATE runs SET status = COALESCE($2, status), end_time = COALESCE($3, end_time),
+                              name = COALESCE($4, name)
+                       WHERE run_id = $1 RETURNING {_RUN_COLUMNS}""",
+                    run_id,
+                    status,
+                    end_time,
+                    run_name or None,
+                )
+                if run_name:
+                    await conn.execute(
+                        "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3) "
+                        "ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value",
+                        run_id,
+                        RUN_NAME_TAG,
+                        run_name,
+                    )
+        return _run_info_from_row(row)
+
+    async def set_run_lifecycle(self, run_id: str, stage: str) -> None:
+        """Soft-delete (stage 'deleted', keeping the time) or restore (stage 'active') a run."""
+        run_uuid(run_id)
+        updated = await self._fetchrow(
+            """UPDATE runs SET lifecycle_stage = $2,
+                      deleted_time = CASE WHEN $2 = 'deleted' THEN $3::bigint ELSE NULL END
+               WHERE run_id = $1 RETURNING run_id""",
+            run_id,
+            stage,
+            now_ms(),
+        )
+        if updated is None:
+            raise NotFound(f"Run with id={run_id} not found")
+
+    async def delete_tag(self, run_id: str, key: str) -> None:
+        info = await self.get_run_info(run_id)
+        if info.lifecycle_stage != "active":
+            raise InvalidParameter(
+                f"The run {run_id} must be in the 'active' state. Current state is {info.lifecycle_stage}."
+            )
+        deleted = await self._fetchrow(
+            "DELETE FROM run_tags WHERE run_id = $1 AND key = $2 RETURNING key", run_id, key
+        )
+        if deleted is None:
+            raise NotFound(f"No tag with name: {key} in run with id {run_id}")
+
+    async def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput], model_ids: Sequence[str]) -> None:
+        info = await self.get_run_info(run_id)
+        if info.lifecycle_stage != "active":
+            raise InvalidParameter(
+                f"The run {run_id} must be in the 'active' state. Current state is {info.lifecycle_stage}."
+            )
+        with translate_transient():
+            async with self._pool.acquire() as conn, conn.transaction():
+                position = await conn.fetchval(
+                    "SELECT COALESCE(max(position), 0) FROM run_dataset_inputs WHERE run_id = $1", run_id
+                )
+                rows = []
+                for offset, item in enumerate(datasets, start=1):
+                    d = item.dataset
+                    tags = json.dumps([{"key": t.key, "value": t.value} for t in item.tags])
+                    rows.append(
+                        (run_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile, tags, position + offset)
+                    )
+                if rows:
+                    await conn.executemany(
+                        """INSERT INTO run_dataset_inputs
+                               (run_id, name, digest, source_type, source, schema, profile, tags, position)
+                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)
+                           ON CONFLICT (run_id, name, digest) DO UPDATE SET tags = EXCLUDED.tags""",
+                        rows,
+                    )
+                if model_ids:
+                    await conn.executemany(
+                        "INSERT INTO run_model_inputs (run_id, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        [(run_id, m) for m in model_ids],
+                    )
+
+    async def append_logged_model(self, run_id: str, model: dict) -> None:
+        """Record a logged model in the run's ``mlflow.log-model.history`` tag, as MLflow does."""
+        run_uuid(run_id)
+        with translate_transient():
+            async with self._pool.acquire() as conn, conn.transaction():
+                stage = await conn.fetchval("SELECT lifecycle_stage FROM runs WHERE run_id = $1 FOR UPDATE", run_id)
+                if stage is None:
+                    raise NotFound(f"Run with id={run_id} not found")
+                if stage != "active":
+                    raise InvalidParameter(
+                        f"The run {run_id} must be in the 'active' state. Current state is {stage}."
+                    )
+                current = await conn.fetchval(
+                    "SELECT value FROM run_tags WHERE run_id = $1 AND key = $2", run_id, LOGGED_MODELS_TAG
+                )
+                try:
+                    history = json.loads(current) if current else []
+                except ValueError:
+                    history = []
+                history.append(model)
+                await conn.execute(
+                    "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value",
+                    run_id,
+                    LOGGED_MODELS_TAG,
+                    json.dumps(history),
+                )
+
+    # ---- metric history --------------------------------------------------------------
+
+    async def get_metric_history(
+        self, run_id: str, key: str, *, max_results: int | None, page_token: str | None
+    ) -> tuple[list[Metric], str | None]:
+        """A key's points in MLflow's order (timestamp, step, value), paged by an offset token."""
+        await self.get_run_info(run_id)
+        offset = _parse_offset_token(page_token)
+        limit = None if max_results is None else max_results + 1
+        rows = await self._fetch(
+            """SELECT value, timestamp, step, model_id, dataset_name, dataset_digest FROM metrics
+               WHERE run_id = $1 AND key = $2 ORDER BY timestamp, step, value OFFSET $3 LIMIT $4""",
+            run_id,
+            key,
+            offset,
+            limit,
+        )
+        token = None
+        if max_results is not None and len(rows) > max_results:
+            rows = rows[:max_results]
+            token = _offset_token(offset + max_results)
+        points = [
+            Metric(
+                key,
+                wire_float(row["value"]),
+                row["timestamp"],
+                row["step"],
+                dataset_name=row["dataset_name"],
+                dataset_digest=row["dataset_digest"],
+                model_id=row["model_id"],
+            )
+            for row in rows
+        ]
+        return points, token
+
+    async def get_metric_history_sampled(
+        self, run_ids: list[str], key: str, *, max_results: int, start_step: int | None, end_step: int | None
+    ) -> list[Metric]:
+        """Up to ``max_results`` points per run, evenly sampled by row, first and last kept."""
+        for run_id in run_ids:
+            await self.get_run_info(run_id)
+        result: list[Metric] = []
+        low = start_step if start_step is not None else -(2**63)
+        high = end_step if end_step is not None else 2**63 - 1
+        for run_id in sorted(run_ids):
+            rows = await self._fetch(
+                """WITH bucketed AS (
+                       SELECT value, timestamp, step,
+                              ntile($5) OVER (ORDER BY step, timestamp, value) AS bucket
+                       FROM metrics WHERE run_id = $1 AND key = $2 AND step BETWEEN $3 AND $4),
+                   firsts AS (
+                       SELECT DISTINCT ON (bucket) value, timestamp, step FROM bucketed
+                       ORDER BY bucket, step, timestamp, value)
+                   SELECT value, timestamp, step FROM firsts ORDER BY step, timestamp, value""",
+                run_id,
+                key,
+                low,
+                high,
+                max_results,
+            )
+            last = await self._fetchrow(
+                """SELECT value, timestamp, step FROM metrics WHERE run_id = $1 AND key = $2
+                   AND step BETWEEN $3 AND $4 ORDER BY step DESC, timestamp DESC, value DESC LIMIT 1""",
+                run_id,
+                key,
+                low,
+                high,
+            )
+            rows = list(rows)
+            if last is not None and (not rows or tuple(rows[-1]) != tuple(last)):
+                if len(rows) >= max_results:
+                    rows[-1] = last
+                else:
+                    rows.append(last)
+            result.extend(
+                Metric(key, wire_float(r["value"]), r["timestamp"], r["step"], run_id=run_id) for r in rows
+            )
+        return result
+
+    # ---- search ----------------------------------------------------------------------
+
+    async def search_runs(
+        self,
+        *,
+        experiment_ids: list[int],
+        filter_string: str | None,
+        run_view_type: str,
+        order_by: list[str] | None,
+        max_results: int,
+        page_token: str | None,
+    ) -> tuple[list[Run], str | None]:
+        query = search.compile_run_search(
+            experiment_ids=experiment_ids,
+            filter_string=filter_string,
+            run_view_type=run_view_type,
+            order_by=order_by,
+            max_results=max_results,
+            page_token=page_token,
+        )
+        rows = await self._fetch(query.sql, *query.args)
+        token = search.next_run_page_token(query, rows, max_results)
+        run_ids = [row["run_id"].hex for row in rows[:max_results]]
+        return await self.get_runs(run_ids), token

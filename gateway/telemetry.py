@@ -1,0 +1,46 @@
+"""Prometheus metrics of the gateway, served at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+POINTS_INGESTED = Counter(
+    "gateway_points_ingested", "Metric points committed to the database.", registry=REGISTRY
+)
+ENTITIES_INGESTED = Counter(
+    "gateway_entities_ingested", "Params and tags committed to the database.", ["kind"], registry=REGISTRY
+)
+REQUESTS = Counter(
+    "gateway_requests", "HTTP requests answered, by endpoint and status.", ["endpoint", "status"], registry=REGISTRY
+)
+REJECTS = Counter(
+    "gateway_rejects", "Requests answered with an error, by MLflow error code.", ["error_code"], registry=REGISTRY
+)
+PENDING_POINTS = Gauge(
+    "gateway_pending_entities", "Buffered or in-flight entities not yet committed.", registry=REGISTRY
+)
+PENDING_BYTES = Gauge(
+    "gateway_pending_bytes", "Estimated bytes of buffered or in-flight writes.", registry=REGISTRY
+)
+OPEN_RUNS = Gauge("gateway_open_run_buffers", "Runs with buffered writes.", registry=REGISTRY)
+FLUSHES = Counter("gateway_flushes", "Flushes started, by trigger.", ["trigger"], registry=REGISTRY)
+FLUSH_ENTITIES = Histogram(
+    "gateway_flush_entities",
+    "Entities (points, params, tags) carried by one flush.",
+    buckets=(1, 10, 100, 1_000, 5_000, 10_000, 25_000, 50_000, 100_000),
+    registry=REGISTRY,
+)
+FLUSH_SECONDS = Histogram(
+    "gateway_flush_seconds",
+    "Time from the start of a flush to its commit.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+DB_RETRIES = Counter(
+    "gateway_database_retries", "Flush attempts retried after the database was unreachable.", registry=REGISTRY
+)
+BACKPRESSURE_WAITS = Counter(
+    "gateway_backpressure_waits", "Writes that had to wait for room in the buffers.", registry=REGISTRY
+)

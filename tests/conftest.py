@@ -1,0 +1,53 @@
+"""Shared fixtures: a real PostgreSQL and a real gateway process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.pg import TestPostgres
+from tests.server import GatewayProcess
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = TestPostgres()
+    yield server
+    try:
+        asyncio.run(server.drop_databases())
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres) -> str:
+    """One database shared by the end-to-end tests of a session."""
+    return asyncio.run(postgres.create_database())
+
+
+@pytest.fixture
+def fresh_database_url(postgres) -> str:
+    """An empty database of the test's own."""
+    return asyncio.run(postgres.create_database())
+
+
+@pytest.fixture(scope="session")
+def gateway(database_url):
+    """A gateway serving the session database (commit mode)."""
+    process = GatewayProcess(database_url)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def tracking_uri(gateway, monkeypatch) -> str:
+    """Point the stock mlflow client at the gateway."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.url)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(gateway.url)
+    yield gateway.url
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
