@@ -104,6 +104,10 @@ class Flusher:
     def _flush_done(self, task: asyncio.Task) -> None:
         self._flushes.discard(task)
         self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            # The flush's own bookkeeping broke: its writers would wait forever.
+            log.error("flush task failed", exc_info=task.exception())
+            self._accumulator.fail_all(task.exception())
 
     async def _flush(self, batch: list[Pending]) -> None:
         writes = [p.write for p in batch]
@@ -114,6 +118,8 @@ class Flusher:
         while True:
             try:
                 outcomes = list(await self._sink.write_batch(writes))
+                if len(outcomes) != len(writes):
+                    raise RuntimeError(f"sink answered {len(outcomes)} outcomes for {len(writes)} writes")
                 break
             except TransientStoreError as exc:
                 attempt += 1
