@@ -107,10 +107,15 @@ def optional_int(value: Any, param: str) -> int | None:
     return check.int64_field(value, param)
 
 
-def run_id_of(message: Any) -> str:
-    """The run id of a request (run_id, or run_uuid as older clients send), validated."""
+def run_id_of(message: Any, *, check_form: bool = False) -> str:
+    """The run id of a request (run_id, or run_uuid as older clients send).
+
+    MLflow checks the id's form only on log-batch and log-inputs; elsewhere a
+    malformed id is simply not found.
+    """
     value = message.run_id if message.run_id not in (None, "") else message.run_uuid
-    return check.run_id(required_str(value, "run_id"))
+    value = required_str(value, "run_id")
+    return check.run_id(value) if check_form else value
 
 
 def enum_name(value: Any, names: dict[int, str], param: str, default: str | None = None) -> str | None:
@@ -141,14 +146,17 @@ def key_values(items: list[schemas.KeyValueIn] | None, kind: str) -> list[KeyVal
 
 
 def metric_point(message: Any, path: str = "") -> MetricPoint:
-    key = check.metric_key(message.key)
+    """A metric of a request as stored; ``path`` is ``metrics[3]`` inside a log-batch."""
+    prefix = path + "." if path else ""
     if message.value is None:
-        raise check.missing_value(f"{path}value")
-    value = check.metric_value(message.value, f"{path}value")
+        raise check.missing_value(f"{prefix}value")
+    value = check.metric_value(message.value, f"{prefix}value")
     if message.timestamp is None:
-        raise check.missing_value(f"{path}timestamp")
-    timestamp = check.int64_field(message.timestamp, f"{path}timestamp")
-    step = 0 if message.step is None else check.int64_field(message.step, f"{path}step")
+        raise check.missing_value(f"{prefix}timestamp")
+    timestamp = check.int64_field(message.timestamp, f"{prefix}timestamp")
+    step = 0 if message.step is None else check.int64_field(message.step, f"{prefix}step")
+    key = check.metric_key(message.key, f"{prefix}name")
+    check.metric_timestamp(timestamp, key, value, path)
     return MetricPoint(
         key,
         value,
@@ -208,11 +216,10 @@ async def log_batch(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_BATCH_BODY_BYTES:
         raise check.batch_body_too_large(request.content_length)
     message = await read(request, schemas.LogBatch)
-    run_id = run_id_of(message)
+    run_id = run_id_of(message, check_form=True)
     metrics_in = message.metrics or []
     params_in = message.params or []
     tags_in = message.tags or []
-    check.batch_limits(len(metrics_in), len(params_in), len(tags_in))
     for index, item in enumerate(metrics_in):
         for field in ("key", "value", "timestamp"):
             if getattr(item, field) in (None, ""):
@@ -221,10 +228,11 @@ async def log_batch(request: web.Request) -> web.Response:
         for index, item in enumerate(items):
             if item.key in (None, ""):
                 raise check.missing_value(f"{kind}[{index}].key")
-    metrics = [metric_point(item) for item in metrics_in]
+    metrics = [metric_point(item, f"metrics[{index}]") for index, item in enumerate(metrics_in)]
     params = key_values(params_in, "param")
-    check.param_keys_unique(params)
     tags = key_values(tags_in, "tag")
+    check.batch_limits(len(metrics), len(params), len(tags))
+    check.param_keys_unique(params)
     if not (metrics or params or tags):
         await request.app[WRITES].check_run_active(run_id)
         return ok()
@@ -302,7 +310,7 @@ async def delete_tag(request: web.Request) -> web.Response:
 
 async def log_inputs(request: web.Request) -> web.Response:
     message = await read(request, schemas.LogInputs)
-    run_id = run_id_of(message)
+    run_id = run_id_of(message, check_form=True)
     datasets = []
     for index, item in enumerate(message.datasets or ()):
         d = item.dataset
@@ -414,7 +422,7 @@ async def get_metric_history_bulk_interval(request: web.Request) -> web.Response
             f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_INTERVAL_RUNS} run_ids. "
             f"Received {len(run_ids)} run_ids. See the API docs for more information about request parameters."
         )
-    run_ids = [check.run_id(required_str(r, "run_ids")) for r in run_ids]
+    run_ids = [required_str(r, "run_ids") for r in run_ids]
     key = required_str(message.metric_key, "metric_key")
     max_results = optional_int(message.max_results, "max_results")
     if max_results is None:
@@ -514,7 +522,7 @@ async def delete_experiment_tag(request: web.Request) -> web.Response:
 async def search_experiments(request: web.Request) -> web.Response:
     message = await read(request, schemas.SearchExperiments)
     max_results = optional_int(message.max_results, "max_results")
-    max_results = check.max_results(DEFAULT_SEARCH_RESULTS if max_results is None else max_results)
+    max_results = check.experiments_max_results(DEFAULT_SEARCH_RESULTS if max_results is None else max_results)
     view = enum_name(message.view_type, VIEW_TYPES, "view_type", "ACTIVE_ONLY")
     order_by = [required_str(o, "order_by") for o in message.order_by or ()]
     experiments, token = await request.app[STORE].search_experiments(
