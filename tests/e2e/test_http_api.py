@@ -242,7 +242,7 @@ def test_log_inputs_round_trip(http):
         ("/runs/log-metric", {"run_id": "RUN", "key": "m", "timestamp": 1},
          "Missing value for required parameter 'value'. See the API docs for more information about request parameters."),
         ("/runs/log-metric", {"run_id": "RUN", "key": "m", "value": "abc", "timestamp": 1},
-         "Invalid value \"abc\" for parameter 'value' supplied: Hint: Value was of type 'str'. "
+         "Invalid value \"abc\" for parameter 'value' supplied:  Hint: Value was of type 'str'. "
          "See the API docs for more information about request parameters."),
         ("/runs/log-metric", {"run_id": "RUN", "key": "bad$key", "value": 1, "timestamp": 1},
          "Invalid value \"bad$key\" for parameter 'name' supplied: Names may only contain alphanumerics, "
