@@ -61,8 +61,8 @@ class Tag(_Entity):
 class Metric(_Entity):
     key: str
     value: float | str  # NaN travels as the string "NaN", as protobuf JSON writes it
-    timestamp: int = 0
-    step: int = 0
+    timestamp: int
+    step: int
     dataset_name: str | None = None
     dataset_digest: str | None = None
     model_id: str | None = None

@@ -540,6 +540,55 @@ async def search_experiments(request: web.Request) -> web.Response:
     return ok(payload)
 
 
+# ---- Databricks bulk run operations --------------------------------------------------
+
+MAX_RUNS_PER_BULK_CALL = 10_000
+
+
+def experiment_id_field(value: Any) -> str:
+    """An experiment id given as a string or (MLFlowClient.jl, databricks-sdk) a number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return required_str(value, "experiment_id")
+
+
+def bulk_max_runs(value: Any) -> int:
+    max_runs = optional_int(value, "max_runs")
+    if max_runs is None:
+        return MAX_RUNS_PER_BULK_CALL
+    if not 1 <= max_runs <= MAX_RUNS_PER_BULK_CALL:
+        raise InvalidParameter(
+            f"Invalid value {max_runs} for parameter 'max_runs' supplied: "
+            f"max_runs must be between 1 and {MAX_RUNS_PER_BULK_CALL}."
+        )
+    return max_runs
+
+
+async def delete_runs(request: web.Request) -> web.Response:
+    message = await read(request, schemas.DeleteRuns)
+    experiment_id = experiment_id_field(message.experiment_id)
+    if message.max_timestamp_millis is None:
+        raise check.missing_value("max_timestamp_millis")
+    max_timestamp = check.int64_field(message.max_timestamp_millis, "max_timestamp_millis")
+    max_runs = bulk_max_runs(message.max_runs)
+    await request.app[WRITES].settle_all()
+    deleted = await request.app[STORE].bulk_delete_runs(experiment_id, max_timestamp, max_runs)
+    request.app[WRITES].forget_all_runs()
+    return ok({"runs_deleted": deleted})
+
+
+async def restore_runs(request: web.Request) -> web.Response:
+    message = await read(request, schemas.RestoreRuns)
+    experiment_id = experiment_id_field(message.experiment_id)
+    if message.min_timestamp_millis is None:
+        raise check.missing_value("min_timestamp_millis")
+    min_timestamp = check.int64_field(message.min_timestamp_millis, "min_timestamp_millis")
+    max_runs = bulk_max_runs(message.max_runs)
+    restored = await request.app[STORE].bulk_restore_runs(experiment_id, min_timestamp, max_runs)
+    request.app[WRITES].forget_all_runs()
+    return ok({"runs_restored": restored})
+
+
 # ---- service ------------------------------------------------------------------------
 
 
@@ -579,6 +628,8 @@ _TRACKING_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/runs/search", search_runs),
     ("GET", "/metrics/get-history", get_metric_history),
     ("GET", "/metrics/get-history-bulk-interval", get_metric_history_bulk_interval),
+    ("POST", "/databricks/runs/delete-runs", delete_runs),
+    ("POST", "/databricks/runs/restore-runs", restore_runs),
 ]
 
 

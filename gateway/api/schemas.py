@@ -163,6 +163,18 @@ class DeleteExperimentTag(ExperimentRef):
     key: Any = None
 
 
+class DeleteRuns(Request):
+    experiment_id: Any = None
+    max_timestamp_millis: Any = None
+    max_runs: Any = None
+
+
+class RestoreRuns(Request):
+    experiment_id: Any = None
+    min_timestamp_millis: Any = None
+    max_runs: Any = None
+
+
 class SearchExperiments(Request):
     max_results: Any = None
     page_token: str | None = None

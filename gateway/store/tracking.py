@@ -487,6 +487,50 @@ class TrackingStore:
         if updated is None:
             raise NotFound(f"Run with id={run_id} not found")
 
+    async def bulk_delete_runs(self, experiment_id: object, max_timestamp_millis: int, max_runs: int) -> int:
+        """Soft-delete the experiment's active runs created at or before the time, at most ``max_runs``.
+
+        Returns:
+            how many runs were deleted.
+        """
+        exp_id = parse_experiment_id(experiment_id)
+        await self.get_experiment(exp_id)
+        deleted = await self._fetch(
+            """UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = $4
+               WHERE run_id IN (SELECT run_id FROM runs
+                                WHERE experiment_id = $1 AND lifecycle_stage = 'active' AND start_time <= $2
+                                ORDER BY start_time, run_id LIMIT $3
+                                FOR UPDATE)
+               RETURNING run_id""",
+            exp_id,
+            max_timestamp_millis,
+            max_runs,
+            now_ms(),
+        )
+        return len(deleted)
+
+    async def bulk_restore_runs(self, experiment_id: object, min_timestamp_millis: int, max_runs: int) -> int:
+        """Restore the experiment's runs deleted at or after the time, at most ``max_runs``.
+
+        Returns:
+            how many runs were restored.
+        """
+        exp_id = parse_experiment_id(experiment_id)
+        await self.get_experiment(exp_id)
+        restored = await self._fetch(
+            """UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL
+               WHERE run_id IN (SELECT run_id FROM runs
+                                WHERE experiment_id = $1 AND lifecycle_stage = 'deleted'
+                                  AND deleted_time >= $2
+                                ORDER BY deleted_time, run_id LIMIT $3
+                                FOR UPDATE)
+               RETURNING run_id""",
+            exp_id,
+            min_timestamp_millis,
+            max_runs,
+        )
+        return len(restored)
+
     async def delete_tag(self, run_id: str, key: str) -> None:
         info = await self.get_run_info(run_id)
         if info.lifecycle_stage != "active":

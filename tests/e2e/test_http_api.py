@@ -328,3 +328,25 @@ def test_julia_client_shapes(http):
     assert metrics[0]["step"] == 0
     page = http.get("/runs/search", [("experiment_ids", experiment_id), ("run_view_type", "1"), ("page_token", "")]).json()
     assert [r["info"]["run_id"] for r in page["runs"]] == [run_id] and "next_page_token" not in page
+
+
+def test_bulk_delete_and_restore_runs(http):
+    experiment_id = new_experiment(http)
+    run_ids = [
+        http.post("/runs/create", {"experiment_id": experiment_id, "start_time": 1000 + i}).json()["run"]["info"]["run_id"]
+        for i in range(5)
+    ]
+    assert http.post("/databricks/runs/delete-runs", {"experiment_id": experiment_id, "max_timestamp_millis": 1002,
+                                                      "max_runs": 2}).json() == {"runs_deleted": 2}
+    stages = [http.get("/runs/get", {"run_id": r}).json()["run"]["info"]["lifecycle_stage"] for r in run_ids]
+    assert stages == ["deleted", "deleted", "active", "active", "active"]
+    assert http.post("/databricks/runs/delete-runs", {"experiment_id": experiment_id,
+                                                      "max_timestamp_millis": 1003}).json() == {"runs_deleted": 2}
+    restored = http.post("/databricks/runs/restore-runs", {"experiment_id": experiment_id, "min_timestamp_millis": 0})
+    assert restored.json() == {"runs_restored": 4}
+    for bad in (0, -1, 10001):
+        status, code, message = error_of(http.post(
+            "/databricks/runs/delete-runs", {"experiment_id": experiment_id, "max_timestamp_millis": 1, "max_runs": bad}))
+        assert (status, code) == (400, "INVALID_PARAMETER_VALUE") and "10000" in message
+    assert error_of(http.post("/databricks/runs/restore-runs", {"experiment_id": experiment_id}))[:2] == (
+        400, "INVALID_PARAMETER_VALUE")
