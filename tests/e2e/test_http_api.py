@@ -350,3 +350,39 @@ def test_bulk_delete_and_restore_runs(http):
         assert (status, code) == (400, "INVALID_PARAMETER_VALUE") and "10000" in message
     assert error_of(http.post("/databricks/runs/restore-runs", {"experiment_id": experiment_id}))[:2] == (
         400, "INVALID_PARAMETER_VALUE")
+
+
+def test_prometheus_metrics_count_ingestion(http, gateway):
+    run_id = new_run(http)["info"]["run_id"]
+    http.post("/runs/log-batch", {"run_id": run_id, "metrics": [{"key": "m", "value": 1, "timestamp": 1, "step": s} for s in range(10)]})
+    http.post("/runs/log-metric", {"run_id": run_id, "key": "bad$", "value": 1, "timestamp": 1})
+    text = requests.get(gateway.url + "/metrics", timeout=10).text
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    assert samples["gateway_points_ingested_total"] >= 10
+    assert samples['gateway_rejects_total{error_code="INVALID_PARAMETER_VALUE"}'] >= 1
+    assert samples["gateway_flush_seconds_count"] >= 1
+    assert samples["gateway_pending_entities"] == 0
+    for name in ("gateway_pending_bytes", "gateway_open_run_buffers", "gateway_database_retries_total",
+                 'gateway_flushes_total{trigger="immediate"}', "gateway_flush_entities_count"):
+        assert name in samples
+
+
+def test_several_workers_share_one_port(database_url):
+    from tests.server import GatewayProcess
+
+    process = GatewayProcess(database_url, "--workers", "2")
+    try:
+        session = requests.Session()
+        experiment_id = session.post(process.url + API + "/experiments/create",
+                                     json={"name": "workers-" + uuid.uuid4().hex}).json()["experiment_id"]
+        run_id = session.post(process.url + API + "/runs/create",
+                              json={"experiment_id": experiment_id}).json()["run"]["info"]["run_id"]
+        for step in range(40):
+            fresh = requests.post(process.url + API + "/runs/log-metric", timeout=10,
+                                  json={"run_id": run_id, "key": "m", "value": step, "timestamp": step, "step": step})
+            assert fresh.status_code == 200
+        history = session.get(process.url + API + "/metrics/get-history",
+                              params={"run_id": run_id, "metric_key": "m"}).json()["metrics"]
+        assert [m["step"] for m in history] == list(range(40))
+    finally:
+        assert process.stop() == 0
