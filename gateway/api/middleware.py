@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import telemetry
-from gateway.errors import HTTP_STATUS_BY_CODE, GatewayError
+from gateway.errors import HTTP_STATUS_BY_CODE, GatewayError, TransientStoreError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ async def mlflow_errors(request: web.Request, handler):
     except GatewayError as exc:
         telemetry.REJECTS.labels(exc.error_code).inc()
         response = error_response(exc.error_code, exc.message, exc.status, exc.retry_after)
+    except TransientStoreError:
+        telemetry.REJECTS.labels("TEMPORARILY_UNAVAILABLE").inc()
+        response = error_response(
+            "TEMPORARILY_UNAVAILABLE", "The database is unavailable right now. Retry later.", 503, retry_after=2
+        )
     except web.HTTPRequestEntityTooLarge as exc:
         telemetry.REJECTS.labels("INVALID_PARAMETER_VALUE").inc()
         response = error_response(

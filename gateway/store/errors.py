@@ -19,7 +19,15 @@ def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` means the database was unreachable or busy, so the work may be retried."""
     if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)):
         return True
-    if isinstance(exc, (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError)):
+    if isinstance(
+        exc,
+        (
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.InterfaceError,
+            # raised when the connection is lost in the middle of an operation
+            asyncpg.exceptions.InternalClientError,
+        ),
+    ):
         return True
     if isinstance(exc, asyncpg.exceptions.PostgresError):
         sqlstate = getattr(exc, "sqlstate", None) or ""

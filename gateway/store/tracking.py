@@ -496,11 +496,14 @@ class TrackingStore:
         exp_id = parse_experiment_id(experiment_id)
         await self.get_experiment(exp_id)
         deleted = await self._fetch(
-            """UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = $4
-               WHERE run_id IN (SELECT run_id FROM runs
-                                WHERE experiment_id = $1 AND lifecycle_stage = 'active' AND start_time <= $2
-                                ORDER BY start_time, run_id LIMIT $3
-                                FOR UPDATE)
+            # Rows are locked in run_id order, as flushes lock them, so the two cannot deadlock.
+            """WITH chosen AS (SELECT run_id FROM runs
+                               WHERE experiment_id = $1 AND lifecycle_stage = 'active' AND start_time <= $2
+                               ORDER BY start_time, run_id LIMIT $3),
+                    locked AS (SELECT run_id FROM runs WHERE run_id IN (SELECT run_id FROM chosen)
+                               ORDER BY run_id FOR UPDATE)
+               UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = $4
+               WHERE run_id IN (SELECT run_id FROM locked) AND lifecycle_stage = 'active'
                RETURNING run_id""",
             exp_id,
             max_timestamp_millis,
@@ -518,12 +521,13 @@ class TrackingStore:
         exp_id = parse_experiment_id(experiment_id)
         await self.get_experiment(exp_id)
         restored = await self._fetch(
-            """UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL
-               WHERE run_id IN (SELECT run_id FROM runs
-                                WHERE experiment_id = $1 AND lifecycle_stage = 'deleted'
-                                  AND deleted_time >= $2
-                                ORDER BY deleted_time, run_id LIMIT $3
-                                FOR UPDATE)
+            """WITH chosen AS (SELECT run_id FROM runs
+                               WHERE experiment_id = $1 AND lifecycle_stage = 'deleted' AND deleted_time >= $2
+                               ORDER BY deleted_time, run_id LIMIT $3),
+                    locked AS (SELECT run_id FROM runs WHERE run_id IN (SELECT run_id FROM chosen)
+                               ORDER BY run_id FOR UPDATE)
+               UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL
+               WHERE run_id IN (SELECT run_id FROM locked) AND lifecycle_stage = 'deleted'
                RETURNING run_id""",
             exp_id,
             min_timestamp_millis,

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from gateway.errors import GatewayError, InvalidParameter, NotFound
+from gateway.errors import GatewayError, InvalidParameter, NotFound, TransientStoreError
 from gateway.model import MetricPoint, RunWrite
 from gateway.store.errors import translate_transient
 
@@ -157,8 +157,15 @@ class BatchWriter:
         """
         with translate_transient():
             async with self._pool.acquire() as conn:
-                async with conn.transaction():
-                    return await self._write(conn, writes)
+                try:
+                    async with conn.transaction():
+                        return await self._write(conn, writes)
+                except Exception as exc:
+                    if conn.is_closed() and not isinstance(exc, GatewayError):
+                        # The connection died under the flush (asyncpg may report it
+                        # as an internal state error); nothing committed, so retry.
+                        raise TransientStoreError(f"connection lost: {type(exc).__name__}") from exc
+                    raise
 
     async def _write(self, conn: asyncpg.Connection, writes: Sequence[RunWrite]) -> list[GatewayError | None]:
         outcome: list[GatewayError | None] = [None] * len(writes)

@@ -1,0 +1,646 @@
+"""Compile parsed searches into parameterised PostgreSQL.
+
+The SQL text depends only on the shape of the search (which clauses, which
+order keys); every value the client sent, keys included, is a ``$n``
+placeholder with an explicit cast, and every identifier comes from the tables
+below. The same search shape therefore always yields the same text, which keeps
+asyncpg's prepared-statement cache warm.
+
+Ordering follows MLflow's SQL store: each order key sorts rows that have a
+value first, then NaN (metrics), then rows lacking the key, in either
+direction; after the keys, ``start_time DESC`` (unless ordered by already) and
+``run_id``. Text sorts by code point (``COLLATE "C"``), the same on every
+database and in the reference evaluator.
+
+Pages are keyset pages: the query asks for the rows strictly after the last
+row of the previous page, whose sort values the page token carries.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from gateway.errors import InvalidParameter
+from gateway.search import ast
+from gateway.search import page_token as tokens
+from gateway.search.ast import Aggregate, Comparison, Entity, OrderKey
+from gateway.search.parser import (
+    parse_experiment_filter,
+    parse_experiment_order_by,
+    parse_run_filter,
+    parse_run_order_by,
+)
+
+SEARCH_MAX_RESULTS_THRESHOLD = 50000
+
+# The tag MLflow keeps the run name in; here the name column is the source of truth.
+RUN_NAME_TAG = "mlflow.runName"
+# The input tag that holds a dataset's context ("training", "eval", ...).
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+
+_LIFECYCLE_CONDITION = {
+    "ACTIVE_ONLY": "= 'active'",
+    "DELETED_ONLY": "= 'deleted'",
+    "ALL": "IN ('active', 'deleted')",
+}
+# MLflow's ViewType enum values, as some clients send them.
+_VIEW_TYPE_BY_NUMBER = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
+
+_SQL_OPERATOR = {
+    ast.EQ: "=",
+    ast.NE: "<>",
+    ast.LT: "<",
+    ast.LE: "<=",
+    ast.GT: ">",
+    ast.GE: ">=",
+    ast.LIKE: "LIKE",
+    ast.ILIKE: "ILIKE",
+}
+
+# Allowlists: attribute -> column.
+_RUN_TEXT_COLUMNS = {
+    "run_name": "r.name",
+    "status": "r.status",
+    "user_id": "r.user_id",
+    "artifact_uri": "r.artifact_uri",
+}
+_RUN_NUMERIC_COLUMNS = {"start_time": "r.start_time", "end_time": "r.end_time"}
+_METRIC_SUMMARY_COLUMN = {Aggregate.LATEST: "value", Aggregate.MIN: "min_value", Aggregate.MAX: "max_value"}
+_KEYED_TABLE = {Entity.PARAM: "params", Entity.TAG: "run_tags"}
+_DATASET_COLUMNS = {"name": "d.name", "digest": "d.digest"}
+_EXPERIMENT_COLUMNS = {
+    "name": ("e.name", tokens.TEXT),
+    "experiment_id": ("e.experiment_id", tokens.BIGINT),
+    "creation_time": ("e.creation_time", tokens.BIGINT),
+    "last_update_time": ("e.last_update_time", tokens.BIGINT),
+}
+
+_RUN_ID_HEX = re.compile(r"[0-9a-f]{32}")
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_NAN = "'NaN'::double precision"
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    """A search ready to run.
+
+    Attributes:
+        sql: the statement, with ``$1..$n`` placeholders only.
+        args: the values for the placeholders, in order.
+        sort_columns: names of the columns after the first one (the id) that
+            make up the keyset, as they appear in each returned row.
+        fingerprint: identifies the search, so its page tokens fit only it.
+        keyset_columns: every column of the keyset in order, the id included.
+        keyset_types: the SQL type of each keyset column.
+    """
+
+    sql: str
+    args: list
+    sort_columns: list[str]
+    fingerprint: str = field(default="", repr=False)
+    keyset_columns: tuple[str, ...] = field(default=(), repr=False)
+    keyset_types: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _SortKey:
+    """One ORDER BY key: an optional rank (missing/NaN last), then the value."""
+
+    value_sql: str
+    value_type: str
+    ascending: bool
+    output: str
+    rank_sql: str | None = None
+
+    @property
+    def rank_output(self) -> str:
+        return self.output + "_rank"
+
+
+class _Binder:
+    """Collects placeholder values; each value gets the next ``$n`` and a cast."""
+
+    def __init__(self) -> None:
+        self.args: list = []
+
+    def __call__(self, value: object, sql_type: str) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}::{sql_type}"
+
+    def number(self, value: int | float) -> str:
+        """Bind a number compared with a bigint or double column."""
+        if isinstance(value, float):
+            return self(value, "double precision")
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return self(value, "bigint")
+        # Out of bigint's range: numeric compares exactly with any bigint.
+        return self(Decimal(value), "numeric")
+
+
+# ---------------------------------------------------------------------------
+# Argument checks shared by both searches
+
+
+def _check_max_results(max_results: int) -> None:
+    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+        raise InvalidParameter(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be a positive integer"
+        )
+    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise InvalidParameter(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. "
+            f"It must be at most {SEARCH_MAX_RESULTS_THRESHOLD}"
+        )
+
+
+def _view_type(view_type: str | int | None, parameter: str) -> str:
+    if view_type is None:
+        return "ACTIVE_ONLY"
+    if isinstance(view_type, int) and not isinstance(view_type, bool):
+        view_type = _VIEW_TYPE_BY_NUMBER.get(view_type, view_type)
+    if view_type not in _LIFECYCLE_CONDITION:
+        raise InvalidParameter(
+            f"Invalid value {view_type!r} for parameter '{parameter}' supplied. "
+            "It must be one of ACTIVE_ONLY, DELETED_ONLY, ALL"
+        )
+    return view_type
+
+
+def _experiment_id_list(experiment_ids: list) -> list[int]:
+    parsed = []
+    for experiment_id in experiment_ids or []:
+        try:
+            value = int(experiment_id)
+        except (TypeError, ValueError):
+            raise InvalidParameter(
+                f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer."
+            ) from None
+        # An id beyond bigint cannot exist; leaving it out keeps it off the wire.
+        if _INT64_MIN <= value <= _INT64_MAX:
+            parsed.append(value)
+    return parsed
+
+
+def _run_uuid(text: str) -> uuid.UUID | None:
+    """The uuid of a run id as clients write it (32 lowercase hex), or None when it cannot be one."""
+    return uuid.UUID(hex=text) if _RUN_ID_HEX.fullmatch(text) else None
+
+
+def _in_int64(value: int) -> bool:
+    return _INT64_MIN <= value <= _INT64_MAX
+
+
+# ---------------------------------------------------------------------------
+# Run filters
+
+
+def _metric_condition(clause: Comparison, bind: _Binder) -> str:
+    column = "s." + _METRIC_SUMMARY_COLUMN[clause.aggregate]
+    value = bind(clause.value, "double precision")
+    if clause.comparator == ast.NE:
+        # MLflow: NaN differs from every number. PostgreSQL agrees (NaN <> x);
+        # a NULL min/max (no non-NaN point) stands for NaN too.
+        condition = f"({column} <> {value} OR {column} IS NULL)"
+    else:
+        # PostgreSQL sorts NaN above every number, MLflow never matches it here.
+        condition = f"{column} {_SQL_OPERATOR[clause.comparator]} {value} AND {column} <> {_NAN}"
+    return (
+        "EXISTS (SELECT 1 FROM metric_summaries s WHERE s.run_id = r.run_id "
+        f"AND s.key = {bind(clause.key, 'text')} AND {condition})"
+    )
+
+
+def _keyed_condition(clause: Comparison, bind: _Binder) -> str:
+    if clause.entity is Entity.TAG and clause.key == RUN_NAME_TAG:
+        if clause.comparator == ast.IS_NULL:
+            return "FALSE"
+        if clause.comparator == ast.IS_NOT_NULL:
+            return "TRUE"
+        return f"r.name {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')}"
+    table = _KEYED_TABLE[clause.entity]
+    row_of_key = f"SELECT 1 FROM {table} k WHERE k.run_id = r.run_id AND k.key = {bind(clause.key, 'text')}"
+    if clause.comparator == ast.IS_NULL:
+        return f"NOT EXISTS ({row_of_key})"
+    if clause.comparator == ast.IS_NOT_NULL:
+        return f"EXISTS ({row_of_key})"
+    return f"EXISTS ({row_of_key} AND k.value {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')})"
+
+
+def _run_id_condition(clause: Comparison, bind: _Binder) -> str:
+    comparator = clause.comparator
+    if comparator in (ast.LIKE, ast.ILIKE):
+        return f"replace(r.run_id::text, '-', '') {_SQL_OPERATOR[comparator]} {bind(clause.value, 'text')}"
+    if comparator in (ast.IN, ast.NOT_IN):
+        # Text that is not a run id matches no run, so it is left out of the list.
+        ids = [run_uuid for text in clause.value if (run_uuid := _run_uuid(text)) is not None]
+        if comparator == ast.IN:
+            return f"r.run_id = ANY({bind(ids, 'uuid[]')})" if ids else "FALSE"
+        return f"r.run_id <> ALL({bind(ids, 'uuid[]')})" if ids else "TRUE"
+    run_uuid = _run_uuid(clause.value)
+    if run_uuid is None:
+        return "FALSE" if comparator == ast.EQ else "TRUE"
+    return f"r.run_id {_SQL_OPERATOR[comparator]} {bind(run_uuid, 'uuid')}"
+
+
+def _text_condition(column: str, clause: Comparison, bind: _Binder) -> str:
+    if clause.comparator == ast.IN:
+        return f"{column} = ANY({bind(list(clause.value), 'text[]')})"
+    if clause.comparator == ast.NOT_IN:
+        return f"{column} <> ALL({bind(list(clause.value), 'text[]')})"
+    return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')}"
+
+
+def _attribute_condition(clause: Comparison, bind: _Binder) -> str:
+    if clause.key == "run_id":
+        return _run_id_condition(clause, bind)
+    if clause.key in _RUN_NUMERIC_COLUMNS:
+        column = _RUN_NUMERIC_COLUMNS[clause.key]
+        return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind.number(clause.value)}"
+    return _text_condition(_RUN_TEXT_COLUMNS[clause.key], clause, bind)
+
+
+def _dataset_condition(clause: Comparison, bind: _Binder) -> str:
+    if clause.key == "context":
+        tag_value = "input_tag.tag ->> 'value'"
+        # A tags value that is not an array yields no tags instead of failing the search.
+        return (
+            "EXISTS (SELECT 1 FROM run_dataset_inputs d CROSS JOIN LATERAL "
+            "jsonb_array_elements(CASE WHEN jsonb_typeof(d.tags) = 'array' THEN d.tags END) AS input_tag(tag) "
+            f"WHERE d.run_id = r.run_id AND input_tag.tag ->> 'key' = {bind(DATASET_CONTEXT_TAG, 'text')} "
+            f"AND {_text_condition(tag_value, clause, bind)})"
+        )
+    return (
+        "EXISTS (SELECT 1 FROM run_dataset_inputs d WHERE d.run_id = r.run_id "
+        f"AND {_text_condition(_DATASET_COLUMNS[clause.key], clause, bind)})"
+    )
+
+
+def _run_condition(clause: Comparison, bind: _Binder) -> str:
+    if clause.entity is Entity.METRIC:
+        return _metric_condition(clause, bind)
+    if clause.entity in (Entity.PARAM, Entity.TAG):
+        return _keyed_condition(clause, bind)
+    if clause.entity is Entity.ATTRIBUTE:
+        return _attribute_condition(clause, bind)
+    return _dataset_condition(clause, bind)
+
+
+# ---------------------------------------------------------------------------
+# Run ordering
+
+
+def _run_sort_keys(order_keys: tuple[OrderKey, ...], bind: _Binder) -> tuple[list[_SortKey], list[str]]:
+    """The ORDER BY keys of a run search and the LEFT JOINs they read from."""
+    sort_keys: list[_SortKey] = []
+    joins: list[str] = []
+    for index, order_key in enumerate(order_keys):
+        output = f"sort_{index}"
+        if order_key.entity is Entity.METRIC:
+            alias = f"o{index}"
+            joins.append(
+                f"LEFT JOIN metric_summaries {alias} ON {alias}.run_id = r.run_id "
+                f"AND {alias}.key = {bind(order_key.key, 'text')}"
+            )
+            number = f"NULLIF({alias}.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}, {_NAN})"
+            rank = f"CASE WHEN {alias}.run_id IS NULL THEN 2 WHEN {number} IS NULL THEN 1 ELSE 0 END"
+            sort_keys.append(_SortKey(number, tokens.FLOAT, order_key.ascending, output, rank))
+        elif order_key.entity is Entity.TAG and order_key.key == RUN_NAME_TAG:
+            sort_keys.append(_SortKey('r.name COLLATE "C"', tokens.TEXT, order_key.ascending, output))
+        elif order_key.entity in (Entity.PARAM, Entity.TAG):
+            alias = f"o{index}"
+            joins.append(
+                f"LEFT JOIN {_KEYED_TABLE[order_key.entity]} {alias} ON {alias}.run_id = r.run_id "
+                f"AND {alias}.key = {bind(order_key.key, 'text')}"
+            )
+            rank = f"CASE WHEN {alias}.run_id IS NULL THEN 1 ELSE 0 END"
+            sort_keys.append(
+                _SortKey(f'{alias}.value COLLATE "C"', tokens.TEXT, order_key.ascending, output, rank)
+            )
+        elif order_key.key == "run_id":
+            sort_keys.append(_SortKey("r.run_id", tokens.UUID, order_key.ascending, "run_id"))
+        elif order_key.key in _RUN_NUMERIC_COLUMNS:
+            column = _RUN_NUMERIC_COLUMNS[order_key.key]
+            rank = f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END"
+            sort_keys.append(_SortKey(column, tokens.BIGINT, order_key.ascending, output, rank))
+        else:
+            column = _RUN_TEXT_COLUMNS[order_key.key]
+            sort_keys.append(_SortKey(f'{column} COLLATE "C"', tokens.TEXT, order_key.ascending, output))
+    if not any(k.entity is Entity.ATTRIBUTE and k.key == "start_time" for k in order_keys):
+        rank = "CASE WHEN r.start_time IS NULL THEN 1 ELSE 0 END"
+        sort_keys.append(_SortKey("r.start_time", tokens.BIGINT, False, f"sort_{len(order_keys)}", rank))
+    sort_keys.append(_SortKey("r.run_id", tokens.UUID, True, "run_id"))
+    return sort_keys, joins
+
+
+# ---------------------------------------------------------------------------
+# Keyset pagination
+
+
+def _keyset_columns(sort_keys: list[_SortKey]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[bool, ...]]:
+    """Names, types, and whether each is preceded by its rank, of every keyset column."""
+    names: list[str] = []
+    types: list[str] = []
+    ranked: list[bool] = []
+    for key in sort_keys:
+        if key.rank_sql is not None:
+            names.append(key.rank_output)
+            types.append(tokens.RANK)
+            ranked.append(False)
+        names.append(key.output)
+        types.append(key.value_type)
+        ranked.append(key.rank_sql is not None)
+    return tuple(names), tuple(types), tuple(ranked)
+
+
+def _after_keyset(sort_keys: list[_SortKey], keyset: list, bind: _Binder) -> str:
+    """The condition for rows strictly after ``keyset`` in the order of ``sort_keys``.
+
+    Lexicographic: some key is past the cursor's and all keys before it are
+    equal. A ranked key's value is NULL exactly when its rank is not 0, so the
+    rank alone decides between rows of different ranks or NULL values.
+    """
+    cursor = iter(keyset)
+    equal_so_far: list[str] = []
+    alternatives: list[str] = []
+    for key in sort_keys:
+        rank = next(cursor) if key.rank_sql is not None else 0
+        value = next(cursor)
+        if rank != 0:
+            cursor_rank = bind(rank, "integer")
+            after = f"{key.rank_sql} > {cursor_rank}"
+            equal = f"{key.rank_sql} = {cursor_rank}"
+        else:
+            cursor_value = bind(value, key.value_type)
+            operator = ">" if key.ascending else "<"
+            after = f"{key.value_sql} {operator} {cursor_value}"
+            if key.rank_sql is not None:
+                after = f"({key.rank_sql} > 0 OR {after})"
+            # A non-NULL value implies rank 0.
+            equal = f"{key.value_sql} = {cursor_value}"
+        alternatives.append("(" + " AND ".join([*equal_so_far, after]) + ")")
+        equal_so_far.append(equal)
+    return "(" + "\n       OR ".join(alternatives) + ")"
+
+
+def _select_and_order(sort_keys: list[_SortKey], id_column: str) -> tuple[list[str], list[str]]:
+    """The extra SELECT expressions and the ORDER BY items for ``sort_keys``."""
+    selected: list[str] = []
+    order_items: list[str] = []
+    for key in sort_keys:
+        direction = "" if key.ascending else " DESC"
+        if key.rank_sql is not None:
+            selected.append(f"{key.rank_sql} AS {key.rank_output}")
+            order_items.append(key.rank_output)
+        if key.output == id_column:
+            order_items.append(key.value_sql + direction)
+        else:
+            selected.append(f"{key.value_sql} AS {key.output}")
+            order_items.append(key.output + direction)
+    return selected, order_items
+
+
+def _next_page_token(query: CompiledQuery, rows: list, max_results: int) -> str | None:
+    if len(rows) <= max_results:
+        return None
+    last_row = rows[max_results - 1]
+    values = [last_row[column] for column in query.keyset_columns]
+    return tokens.encode(query.fingerprint, values, query.keyset_types)
+
+
+def _assemble(
+    *,
+    id_column: str,  # qualified, e.g. "r.run_id"; the row holds it under the bare name
+    table: str,
+    joins: list[str],
+    conditions: list[str],
+    sort_keys: list[_SortKey],
+    page_token_text: str | None,
+    search_fingerprint: str,
+    max_results: int,
+    bind: _Binder,
+) -> CompiledQuery:
+    id_name = id_column.split(".")[1]
+    names, types, ranked = _keyset_columns(sort_keys)
+    if page_token_text:
+        keyset = tokens.decode(page_token_text, search_fingerprint, types, ranked)
+        conditions = [*conditions, _after_keyset(sort_keys, keyset, bind)]
+    selected, order_items = _select_and_order(sort_keys, id_name)
+    limit = bind(max_results + 1, "bigint")
+    lines = [
+        "SELECT " + ",\n       ".join([id_column, *selected]),
+        f"FROM {table}",
+        *joins,
+        "WHERE " + "\n  AND ".join(conditions),
+        "ORDER BY " + ", ".join(order_items),
+        f"LIMIT {limit}",
+    ]
+    sort_columns = [name for name in names if name != id_name]
+    return CompiledQuery(
+        sql="\n".join(lines),
+        args=bind.args,
+        sort_columns=sort_columns,
+        fingerprint=search_fingerprint,
+        keyset_columns=names,
+        keyset_types=types,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Public entry points
+
+
+def compile_run_search(
+    *,
+    experiment_ids: list[int],
+    filter_string: str | None,
+    run_view_type: str,
+    order_by: list[str] | None,
+    max_results: int,
+    page_token: str | None,
+) -> CompiledQuery:
+    """Compile a runs/search request.
+
+    The statement selects ``run_id`` (uuid) first, then the sort columns, and
+    asks for ``max_results + 1`` rows: the extra row tells whether another page
+    follows (see :func:`next_run_page_token`).
+
+    Args:
+        experiment_ids: the experiments to search.
+        filter_string: MLflow's filter syntax, plus MIN/MAX/LATEST(metrics.k); None for all runs.
+        run_view_type: ACTIVE_ONLY, DELETED_ONLY or ALL (or their enum numbers 1-3).
+        order_by: MLflow's order_by clauses, plus MIN/MAX(metrics.k); None for
+            ``start_time DESC, run_id``.
+        max_results: the page size, 1 to 50000.
+        page_token: a token from :func:`next_run_page_token` for the same search, or None/"".
+
+    Returns:
+        The statement, its arguments and the names of its keyset columns.
+
+    Raises:
+        InvalidParameter: a bad filter, order_by, view type, page size or page token
+            (MLflow's messages).
+    """
+    _check_max_results(max_results)
+    view_type = _view_type(run_view_type, "run_view_type")
+    ids = _experiment_id_list(experiment_ids)
+    clauses = parse_run_filter(filter_string)
+    order_keys = parse_run_order_by(order_by)
+    search_fingerprint = tokens.fingerprint(
+        search="runs",
+        experiment_ids=sorted(set(ids)),
+        filter=filter_string or "",
+        view_type=view_type,
+        order_by=list(order_by or []),
+    )
+    bind = _Binder()
+    conditions = [
+        f"r.experiment_id = ANY({bind(ids, 'bigint[]')})",
+        f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}",
+    ]
+    sort_keys, joins = _run_sort_keys(order_keys, bind)
+    conditions.extend(_run_condition(clause, bind) for clause in clauses)
+    return _assemble(
+        id_column="r.run_id",
+        table="runs r",
+        joins=joins,
+        conditions=conditions,
+        sort_keys=sort_keys,
+        page_token_text=page_token,
+        search_fingerprint=search_fingerprint,
+        max_results=max_results,
+        bind=bind,
+    )
+
+
+def next_run_page_token(query: CompiledQuery, rows: list, max_results: int) -> str | None:
+    """The token for the page after ``rows[:max_results]``.
+
+    Args:
+        query: what :func:`compile_run_search` returned for this page.
+        rows: the rows the query returned (asyncpg Records or mappings), up to ``max_results + 1``.
+        max_results: the page size the query was compiled with.
+
+    Returns:
+        None when this is the last page (``len(rows) <= max_results``), else a token.
+    """
+    return _next_page_token(query, rows, max_results)
+
+
+def _experiment_condition(clause: Comparison, bind: _Binder) -> str:
+    if clause.entity is Entity.TAG:
+        row_of_key = (
+            "SELECT 1 FROM experiment_tags k WHERE k.experiment_id = e.experiment_id "
+            f"AND k.key = {bind(clause.key, 'text')}"
+        )
+        if clause.comparator == ast.IS_NULL:
+            return f"NOT EXISTS ({row_of_key})"
+        if clause.comparator == ast.IS_NOT_NULL:
+            return f"EXISTS ({row_of_key})"
+        return (
+            f"EXISTS ({row_of_key} AND k.value {_SQL_OPERATOR[clause.comparator]} "
+            f"{bind(clause.value, 'text')})"
+        )
+    column = _EXPERIMENT_COLUMNS[clause.key][0]
+    if clause.key == "experiment_id":
+        # Ids beyond bigint cannot exist: they match nothing and stay off the wire.
+        if clause.comparator in (ast.IN, ast.NOT_IN):
+            ids = [value for value in clause.value if _in_int64(value)]
+            if clause.comparator == ast.IN:
+                return f"{column} = ANY({bind(ids, 'bigint[]')})" if ids else "FALSE"
+            return f"{column} <> ALL({bind(ids, 'bigint[]')})" if ids else "TRUE"
+        if not _in_int64(clause.value):
+            return "FALSE" if clause.comparator == ast.EQ else "TRUE"
+        return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'bigint')}"
+    if clause.key == "name":
+        return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')}"
+    return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind.number(clause.value)}"
+
+
+def compile_experiment_search(
+    *,
+    filter_string: str | None,
+    view_type: str,
+    order_by: list[str] | None,
+    max_results: int,
+    page_token: str | None,
+) -> CompiledQuery:
+    """Compile an experiments/search request.
+
+    The statement selects ``experiment_id`` first, then the sort columns, and
+    asks for ``max_results + 1`` rows. MLflow's default order is
+    ``creation_time DESC, experiment_id``; an explicit order_by without
+    experiment_id gets ``experiment_id DESC`` as the tiebreak (as in MLflow).
+
+    Args:
+        filter_string: MLflow's experiment filter syntax; None for all experiments.
+        view_type: ACTIVE_ONLY, DELETED_ONLY or ALL (or their enum numbers 1-3).
+        order_by: clauses on name, experiment_id, creation_time, last_update_time.
+        max_results: the page size, 1 to 50000.
+        page_token: a token from :func:`next_experiment_page_token` for the same search, or None/"".
+
+    Returns:
+        The statement, its arguments and the names of its keyset columns.
+
+    Raises:
+        InvalidParameter: a bad filter, order_by, view type, page size or page token
+            (MLflow's messages).
+    """
+    _check_max_results(max_results)
+    canonical_view_type = _view_type(view_type, "view_type")
+    clauses = parse_experiment_filter(filter_string)
+    order_keys = parse_experiment_order_by(order_by)
+    if not order_keys:
+        order_keys = (
+            OrderKey(Entity.ATTRIBUTE, "creation_time", ascending=False),
+            OrderKey(Entity.ATTRIBUTE, "experiment_id", ascending=True),
+        )
+    elif not any(key.key == "experiment_id" for key in order_keys):
+        order_keys = (*order_keys, OrderKey(Entity.ATTRIBUTE, "experiment_id", ascending=False))
+    search_fingerprint = tokens.fingerprint(
+        search="experiments",
+        filter=filter_string or "",
+        view_type=canonical_view_type,
+        order_by=list(order_by or []),
+    )
+    bind = _Binder()
+    conditions = [f"e.lifecycle_stage {_LIFECYCLE_CONDITION[canonical_view_type]}"]
+    conditions.extend(_experiment_condition(clause, bind) for clause in clauses)
+    sort_keys = []
+    for index, order_key in enumerate(order_keys):
+        column, sql_type = _EXPERIMENT_COLUMNS[order_key.key]
+        if order_key.key == "experiment_id":
+            sort_keys.append(_SortKey(column, sql_type, order_key.ascending, "experiment_id"))
+        elif sql_type == tokens.TEXT:
+            sort_keys.append(_SortKey(f'{column} COLLATE "C"', sql_type, order_key.ascending, f"sort_{index}"))
+        else:
+            sort_keys.append(_SortKey(column, sql_type, order_key.ascending, f"sort_{index}"))
+    return _assemble(
+        id_column="e.experiment_id",
+        table="experiments e",
+        joins=[],
+        conditions=conditions,
+        sort_keys=sort_keys,
+        page_token_text=page_token,
+        search_fingerprint=search_fingerprint,
+        max_results=max_results,
+        bind=bind,
+    )
+
+
+def next_experiment_page_token(query: CompiledQuery, rows: list, max_results: int) -> str | None:
+    """The token for the page after ``rows[:max_results]``.
+
+    Args:
+        query: what :func:`compile_experiment_search` returned for this page.
+        rows: the rows the query returned, up to ``max_results + 1``.
+        max_results: the page size the query was compiled with.
+
+    Returns:
+        None when this is the last page (``len(rows) <= max_results``), else a token.
+    """
+    return _next_page_token(query, rows, max_results)
+

@@ -1,0 +1,406 @@
+"""The SQL compiler: placeholders only, values never in the text, keyset page tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+
+import pytest
+
+from gateway.errors import InvalidParameter
+from gateway.search import (
+    CompiledQuery,
+    compile_experiment_search,
+    compile_run_search,
+    next_experiment_page_token,
+    next_run_page_token,
+)
+
+RUN_ID = "0123456789abcdef0123456789abcdef"
+OTHER_RUN_ID = "fedcba9876543210fedcba9876543210"
+
+
+def run_search(filter_string=None, order_by=None, *, run_view_type="ACTIVE_ONLY", max_results=10, page_token=None,
+               experiment_ids=(1,)):
+    return compile_run_search(
+        experiment_ids=list(experiment_ids),
+        filter_string=filter_string,
+        run_view_type=run_view_type,
+        order_by=order_by,
+        max_results=max_results,
+        page_token=page_token,
+    )
+
+
+def experiment_search(filter_string=None, order_by=None, *, view_type="ACTIVE_ONLY", max_results=10, page_token=None):
+    return compile_experiment_search(
+        filter_string=filter_string,
+        view_type=view_type,
+        order_by=order_by,
+        max_results=max_results,
+        page_token=page_token,
+    )
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)::([a-z ]+(?:\[\])?)")
+
+
+def assert_only_placeholders(query: CompiledQuery) -> None:
+    """Every ``$`` starts a cast placeholder, and ``$1..$n`` are exactly the args."""
+    assert query.sql.count("$") == len(_PLACEHOLDER.findall(query.sql))
+    used = {int(number) for number, _ in _PLACEHOLDER.findall(query.sql)}
+    assert used == set(range(1, len(query.args) + 1))
+
+
+# A mix of every clause and order key kind.
+EVERYTHING = (
+    "metrics.loss < 0.5 AND MIN(metrics.acc) != 1 AND MAX(metrics.`a b`) >= 2 AND params.lr = '0.1' "
+    "AND params.opt LIKE 'ad%' AND tags.team ILIKE 'A%' AND tags.`mlflow.runName` = 'r' AND tags.t IS NULL "
+    "AND params.p IS NOT NULL AND attributes.run_id IN ('" + RUN_ID + "', 'zz') AND run_id NOT IN ('" + RUN_ID + "') "
+    "AND run_id != '" + RUN_ID + "' AND run_id LIKE '01%' AND status = 'FINISHED' AND user_id != 'bob' "
+    "AND artifact_uri LIKE 's3:%' AND run_name ILIKE 'x%' AND start_time > 5 AND end_time <= 1.5 AND created >= 1 "
+    "AND dataset.name = 'd' AND dataset.digest IN ('a', 'b') AND dataset.context NOT IN ('eval') "
+    "AND dataset.context LIKE 'tr%'"
+)
+EVERY_ORDER = [
+    "metrics.loss DESC", "MIN(metrics.loss)", "params.lr", "tags.t DESC", "tags.`mlflow.runName`",
+    "attributes.end_time", "status DESC", "run_name", "user_id", "artifact_uri", "attributes.run_id DESC",
+]
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "order_by"),
+    [
+        (None, None),
+        (EVERYTHING, None),
+        (EVERYTHING, EVERY_ORDER),
+        (None, ["created DESC", "metrics.x"]),
+        ("run_id = 'not-hex' AND run_id IN ('zz')", None),
+        ("start_time > 99999999999999999999 AND end_time < -99999999999999999999", None),
+    ],
+)
+def test_run_search_uses_only_placeholders(filter_string, order_by):
+    assert_only_placeholders(run_search(filter_string, order_by))
+
+
+def test_experiment_search_uses_only_placeholders():
+    query = experiment_search(
+        "name LIKE 'a%' AND tags.t = 'x' AND tags.u IS NULL AND experiment_id IN ('1', '2') "
+        "AND creation_time > 5 AND last_update_time != 99999999999999999999",
+        ["name DESC", "last_update_time"],
+    )
+    assert_only_placeholders(query)
+
+
+INJECTIONS = [
+    "x'; DROP TABLE runs; --",
+    'x"; DROP TABLE runs; --',
+    "$1",
+    "') OR TRUE OR ('",
+    "\\'; SELECT pg_sleep(10); --",
+]
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_values_and_keys_never_reach_the_sql_text(injection):
+    quoted_value = f"'{injection}'" if '"' in injection else f'"{injection}"'
+    backtick_key = "`" + injection + "`"
+    filters = [
+        f"params.{backtick_key} = 'v'",
+        f"tags.{backtick_key} LIKE 'v%'",
+        f"metrics.{backtick_key} > 1",
+        f"MIN(metrics.{backtick_key}) > 1",
+        f"params.a = {quoted_value}",
+        f"tags.a != {quoted_value}",
+        f"attributes.status = {quoted_value}",
+        f"attributes.run_id = {quoted_value}",
+        f"attributes.run_id IN ({quoted_value})",
+        f"dataset.name = {quoted_value}",
+        f"dataset.context IN ({quoted_value})",
+    ]
+    for filter_string in filters:
+        query = run_search(filter_string, [f"params.{backtick_key} DESC", f"metrics.{backtick_key}"])
+        assert "DROP" not in query.sql and "pg_sleep" not in query.sql and "OR TRUE" not in query.sql
+        assert_only_placeholders(query)
+    query = run_search(f"params.{backtick_key} = 'v' AND tags.t = {quoted_value}")
+    assert query.args.count(injection) == 2
+    query = experiment_search(f"name = {quoted_value} AND tags.{backtick_key} = 'v'")
+    assert "DROP" not in query.sql and "pg_sleep" not in query.sql and "OR TRUE" not in query.sql
+    assert injection in query.args
+
+
+def test_same_shape_gives_the_same_text():
+    """Only the shape of a search decides the statement text (prepared statements are reused)."""
+    first = run_search("metrics.a > 1 AND params.b = 'x'", ["tags.c DESC"], max_results=5)
+    second = run_search("metrics.zz > -7 AND params.q = 'y'", ["tags.d DESC"], max_results=500, experiment_ids=(3, 4))
+    assert first.sql == second.sql
+    assert first.args != second.args
+
+
+def test_run_search_statement():
+    query = run_search(None, None, max_results=100, experiment_ids=(3, 4))
+    assert query.sql.startswith("SELECT r.run_id,")
+    assert "FROM runs r" in query.sql
+    assert "r.experiment_id = ANY($1::bigint[])" in query.sql
+    assert "r.lifecycle_stage = 'active'" in query.sql
+    assert query.sql.endswith("LIMIT $2::bigint")
+    assert query.args == [[3, 4], 101]
+    # MLflow's default order: start_time DESC (missing last), then run_id.
+    assert "ORDER BY sort_0_rank, sort_0 DESC, r.run_id" in query.sql
+    assert query.sort_columns == ["sort_0_rank", "sort_0"]
+
+
+@pytest.mark.parametrize(
+    ("view_type", "condition"),
+    [
+        ("ACTIVE_ONLY", "r.lifecycle_stage = 'active'"),
+        ("DELETED_ONLY", "r.lifecycle_stage = 'deleted'"),
+        ("ALL", "r.lifecycle_stage IN ('active', 'deleted')"),
+        (None, "r.lifecycle_stage = 'active'"),
+        (1, "r.lifecycle_stage = 'active'"),
+        (2, "r.lifecycle_stage = 'deleted'"),
+        (3, "r.lifecycle_stage IN ('active', 'deleted')"),
+    ],
+)
+def test_view_types(view_type, condition):
+    assert condition in run_search(run_view_type=view_type).sql
+    assert condition.replace("r.", "e.") in experiment_search(view_type=view_type).sql
+
+
+def test_bad_arguments():
+    with pytest.raises(InvalidParameter, match="Invalid value 'SOME' for parameter 'run_view_type' supplied"):
+        run_search(run_view_type="SOME")
+    with pytest.raises(InvalidParameter, match="Invalid value 7 for parameter 'view_type' supplied"):
+        experiment_search(view_type=7)
+    with pytest.raises(InvalidParameter) as caught:
+        run_search(max_results=50001)
+    assert caught.value.message == (
+        "Invalid value 50001 for parameter 'max_results' supplied. It must be at most 50000"
+    )
+    with pytest.raises(InvalidParameter) as caught:
+        experiment_search(max_results=0)
+    assert caught.value.message == (
+        "Invalid value 0 for parameter 'max_results' supplied. It must be a positive integer"
+    )
+    with pytest.raises(InvalidParameter) as caught:
+        run_search(experiment_ids=("abc",))
+    assert caught.value.message == "Invalid experiment ID 'abc'. Experiment ID must be a valid integer."
+
+
+def test_experiment_ids_beyond_bigint_are_dropped():
+    assert run_search(experiment_ids=("1", 2**70)).args[0] == [1]
+
+
+def test_run_ids_that_are_not_hex_match_nothing_without_reaching_the_database():
+    query = run_search(f"run_id = 'nothex' AND run_id != 'NOTHEX' AND run_id = '{RUN_ID.upper()}'")
+    assert "FALSE\n" in query.sql and "TRUE\n" in query.sql
+    assert query.args[0] == [1] and len(query.args) == 2
+    query = run_search(f"run_id = '{RUN_ID}' AND run_id IN ('{OTHER_RUN_ID}', 'zz') AND run_id NOT IN ('zz')")
+    assert query.args == [[1], uuid.UUID(RUN_ID), [uuid.UUID(OTHER_RUN_ID)], 11]
+    assert "r.run_id = $2::uuid" in query.sql
+    assert "r.run_id = ANY($3::uuid[])" in query.sql
+    # Every listed id is invalid: NOT IN holds for every run.
+    assert "  AND TRUE" in query.sql
+    query = run_search("run_id LIKE '01%'")
+    assert "replace(r.run_id::text, '-', '') LIKE $2::text" in query.sql
+
+
+def test_metric_comparisons_never_match_nan():
+    query = run_search("metrics.a > 1 AND metrics.b != 2 AND MIN(metrics.c) <= 3 AND MAX(metrics.d) != 4")
+    assert "s.value > $2::double precision AND s.value <> 'NaN'::double precision" in query.sql
+    assert "(s.value <> $4::double precision OR s.value IS NULL)" in query.sql
+    assert "s.min_value <= $6::double precision AND s.min_value <> 'NaN'::double precision" in query.sql
+    assert "(s.max_value <> $8::double precision OR s.max_value IS NULL)" in query.sql
+
+
+def test_run_name_tag_is_the_name_column():
+    query = run_search("tags.`mlflow.runName` LIKE 'a%' AND tags.mlflow.runName IS NULL", ["tags.mlflow.runName"])
+    assert "r.name LIKE $2::text" in query.sql
+    assert "FALSE" in query.sql
+    assert 'r.name COLLATE "C" AS sort_0' in query.sql
+
+
+def test_order_by_start_time_drops_the_default_tiebreak():
+    query = run_search(order_by=["attributes.start_time ASC"])
+    assert "ORDER BY sort_0_rank, sort_0, r.run_id" in query.sql
+    query = run_search(order_by=["metrics.m"])
+    assert "ORDER BY sort_0_rank, sort_0, sort_1_rank, sort_1 DESC, r.run_id" in query.sql
+
+
+# ---------------------------------------------------------------------------
+# Page tokens
+
+
+def fake_rows(query: CompiledQuery, count: int, **values) -> list[dict]:
+    """Rows shaped like the query's result, with the given keyset values."""
+    row = {column: values.get(column, 0) for column in query.keyset_columns}
+    return [dict(row) for _ in range(count)]
+
+
+def test_no_token_on_the_last_page():
+    query = run_search(max_results=3)
+    assert next_run_page_token(query, fake_rows(query, 3, run_id=uuid.UUID(RUN_ID)), 3) is None
+    assert next_run_page_token(query, [], 3) is None
+
+
+def test_run_token_round_trip():
+    order_by = ["metrics.loss DESC", "params.lr", "attributes.status"]
+    query = run_search("metrics.loss < 1", order_by, max_results=2)
+    assert query.keyset_columns == (
+        "sort_0_rank", "sort_0", "sort_1_rank", "sort_1", "sort_2", "sort_3_rank", "sort_3", "run_id",
+    )
+    rows = fake_rows(query, 3, sort_0=0.25, sort_1_rank=1, sort_1=None, sort_2="FINISHED", sort_3=1700,
+                     run_id=uuid.UUID(RUN_ID))
+    rows[1]["run_id"] = uuid.UUID(OTHER_RUN_ID)
+    token = next_run_page_token(query, rows, 2)
+    assert isinstance(token, str) and re.fullmatch(r"[A-Za-z0-9_=-]+", token)
+
+    next_page = run_search("metrics.loss < 1", order_by, max_results=50, page_token=token)
+    assert_only_placeholders(next_page)
+    # The keyset of rows[1] (the last row of the page) is bound, never inlined.
+    assert uuid.UUID(OTHER_RUN_ID) in next_page.args
+    assert "FINISHED" in next_page.args and 0.25 in next_page.args
+    assert "FINISHED" not in next_page.sql
+    assert next_page.sql.endswith(f"LIMIT ${len(next_page.args)}::bigint") and next_page.args[-1] == 51
+    # The missing param (rank 1) is compared by rank only.
+    assert "CASE WHEN o1.run_id IS NULL THEN 1 ELSE 0 END > $" in next_page.sql
+
+
+def test_token_accepts_asyncpg_uuid_values():
+    from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID
+
+    query = run_search(max_results=1)
+    rows = fake_rows(query, 2, sort_0=5, run_id=AsyncpgUUID(RUN_ID))
+    token = next_run_page_token(query, rows, 1)
+    assert uuid.UUID(RUN_ID) in run_search(max_results=1, page_token=token).args
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"filter_string": "metrics.loss < 2"},
+        {"order_by": ["metrics.loss"]},
+        {"run_view_type": "ALL"},
+        {"experiment_ids": (2,)},
+    ],
+)
+def test_token_of_another_search_is_rejected(changed):
+    arguments = {"filter_string": "metrics.loss < 1", "order_by": ["metrics.loss DESC"], "run_view_type": "ACTIVE_ONLY",
+                 "experiment_ids": (1,)}
+    query = run_search(**arguments, max_results=1)
+    token = next_run_page_token(query, fake_rows(query, 2, run_id=uuid.UUID(RUN_ID)), 1)
+    run_search(**arguments, page_token=token)
+    with pytest.raises(InvalidParameter) as caught:
+        run_search(**{**arguments, **changed}, page_token=token)
+    assert caught.value.message.startswith("Invalid page token, it belongs to a different search")
+    # Page size may change between pages.
+    run_search(**arguments, max_results=7, page_token=token)
+
+
+def _token(payload) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+
+
+def test_garbage_tokens_are_rejected():
+    query = run_search(max_results=1)
+    good = next_run_page_token(query, fake_rows(query, 2, sort_0=5, run_id=uuid.UUID(RUN_ID)), 1)
+    fingerprint = json.loads(base64.urlsafe_b64decode(good))["f"]
+    garbage = [
+        "abc",
+        "!!!!",
+        "é",
+        base64.b64encode(b"\xff\xfe").decode(),
+        base64.b64encode(b"not json").decode(),
+        _token([1, 2]),
+        _token({"f": fingerprint}),
+        _token({"f": fingerprint, "k": [0, 5]}),  # too short
+        _token({"f": fingerprint, "k": [3, 5, RUN_ID]}),  # rank out of range
+        _token({"f": fingerprint, "k": [0, None, RUN_ID]}),  # rank 0 without a value
+        _token({"f": fingerprint, "k": [1, 5, RUN_ID]}),  # a value with rank 1
+        _token({"f": fingerprint, "k": [0, "5", RUN_ID]}),  # text for a bigint
+        _token({"f": fingerprint, "k": [0, 2**63, RUN_ID]}),  # beyond bigint
+        _token({"f": fingerprint, "k": [0, True, RUN_ID]}),
+        _token({"f": fingerprint, "k": [0, 5, "not-a-run-id"]}),
+        _token({"f": fingerprint, "k": [0, 5, RUN_ID.upper()[:31] + "g"]}),
+        _token({"f": fingerprint, "k": [0, 5, None]}),
+    ]
+    for token in garbage:
+        with pytest.raises(InvalidParameter) as caught:
+            run_search(max_results=1, page_token=token)
+        assert caught.value.message.startswith("Invalid page token, "), token
+        assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert run_search(max_results=1, page_token=_token({"f": fingerprint, "k": [1, None, RUN_ID]})).args
+
+
+def test_empty_token_is_the_first_page():
+    assert run_search(page_token="").sql == run_search(page_token=None).sql
+
+
+def test_text_keyset_values_stay_arguments():
+    query = run_search(order_by=["params.p"], max_results=1)
+    rows = fake_rows(query, 2, sort_0_rank=0, sort_0="x'; DROP TABLE runs; --", sort_1=1, run_id=uuid.UUID(RUN_ID))
+    next_page = run_search(order_by=["params.p"], max_results=1, page_token=next_run_page_token(query, rows, 1))
+    assert "DROP" not in next_page.sql
+    assert "x'; DROP TABLE runs; --" in next_page.args
+
+
+def test_float_keyset_values_survive_extremes():
+    query = run_search(order_by=["metrics.m"], max_results=1)
+    for value in (1.7976931348623157e308, -0.0, 5e-324, float("inf")):
+        rows = fake_rows(query, 2, sort_0=value, sort_1=1, run_id=uuid.UUID(RUN_ID))
+        next_page = run_search(order_by=["metrics.m"], max_results=1, page_token=next_run_page_token(query, rows, 1))
+        assert value in next_page.args
+
+
+# ---------------------------------------------------------------------------
+# Experiments
+
+
+def test_experiment_search_statement():
+    query = experiment_search(max_results=20000)
+    assert query.sql.startswith("SELECT e.experiment_id,")
+    assert "FROM experiments e" in query.sql
+    # MLflow's default order.
+    assert "ORDER BY sort_0 DESC, e.experiment_id\n" in query.sql
+    assert query.sort_columns == ["sort_0"]
+    assert query.args == [20001]
+
+
+def test_experiment_order_by_gets_mlflow_tiebreak():
+    query = experiment_search(order_by=["name"])
+    assert "ORDER BY sort_0, e.experiment_id DESC\n" in query.sql
+    assert 'e.name COLLATE "C" AS sort_0' in query.sql
+    query = experiment_search(order_by=["experiment_id", "name DESC"])
+    assert "ORDER BY e.experiment_id, sort_1 DESC\n" in query.sql
+
+
+def test_experiment_filters():
+    query = experiment_search(
+        "experiment_id IN ('1', '99999999999999999999') AND experiment_id != '99999999999999999999' "
+        "AND name ILIKE 'a%' AND creation_time >= 5 AND tags.t IS NOT NULL AND tags.u != 'x'"
+    )
+    assert "e.experiment_id = ANY($1::bigint[])" in query.sql
+    assert query.args[0] == [1]
+    assert "  AND TRUE\n" in query.sql
+    assert "e.name ILIKE $2::text" in query.sql
+    assert "e.creation_time >= $3::bigint" in query.sql
+    assert "EXISTS (SELECT 1 FROM experiment_tags k WHERE k.experiment_id = e.experiment_id AND k.key = $4::text)" in query.sql
+
+
+def test_experiment_token_round_trip():
+    query = experiment_search("name LIKE 'a%'", ["name"], max_results=2)
+    assert query.keyset_columns == ("sort_0", "experiment_id")
+    rows = [{"experiment_id": 4, "sort_0": "a1"}, {"experiment_id": 9, "sort_0": "a2"}, {"experiment_id": 1, "sort_0": "a3"}]
+    token = next_experiment_page_token(query, rows, 2)
+    assert next_experiment_page_token(query, rows, 3) is None
+    next_page = experiment_search("name LIKE 'a%'", ["name"], max_results=2, page_token=token)
+    assert_only_placeholders(next_page)
+    assert next_page.args[1:3] == ["a2", 9]
+    assert '(e.name COLLATE "C" > $2::text)' in next_page.sql
+    assert '(e.name COLLATE "C" = $2::text AND e.experiment_id < $3::bigint)' in next_page.sql
+    with pytest.raises(InvalidParameter, match="Invalid page token, it belongs to a different search"):
+        experiment_search("name LIKE 'b%'", ["name"], page_token=token)
+    with pytest.raises(InvalidParameter, match="Invalid page token"):
+        run_search(page_token=token)
