@@ -30,6 +30,7 @@ import os
 import sys
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -214,7 +215,7 @@ class MlflowClient:
 # far less than handling them costs the server.
 
 
-class Workload:
+class Workload(ABC):
     """Base class: per-run counters shared by the workers assigned to a run."""
 
     path = ""
@@ -229,26 +230,26 @@ class Workload:
         """Index of the run a worker writes to."""
         return worker % len(self.run_ids)
 
+    @abstractmethod
     def next_body(self, worker: int) -> tuple[bytes, tuple[int, int, int]]:
         """Return the next request body for a worker and a token for ack()."""
-        raise NotImplementedError
 
     def ack(self, token: tuple[int, int, int]) -> None:
         """Record that the request carrying this token was acknowledged."""
         run, number, timestamp = token
         self.acked[run].append((number, timestamp))
 
+    @abstractmethod
     async def verify(self, client: MlflowClient, args: argparse.Namespace) -> Verification:
         """Read back every acknowledged write and compare."""
-        raise NotImplementedError
 
 
 class MetricWorkload(Workload):
     """A workload writing metric points, verified through metrics/get-history."""
 
+    @abstractmethod
     def expected_points(self) -> dict[tuple[int, int], dict[int, tuple[int, float]]]:
         """(run index, key index) -> step -> (timestamp, value) of acknowledged points."""
-        raise NotImplementedError
 
     async def verify(self, client: MlflowClient, args: argparse.Namespace) -> Verification:
         return await verify_metric_points(client, self.run_ids, self.expected_points(), args)
