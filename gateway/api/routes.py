@@ -220,15 +220,18 @@ async def log_batch(request: web.Request) -> web.Response:
     metrics_in = message.metrics or []
     params_in = message.params or []
     tags_in = message.tags or []
-    for index, item in enumerate(metrics_in):
-        for field in ("key", "value", "timestamp"):
-            if getattr(item, field) in (None, ""):
-                raise check.missing_value(f"metrics[{index}].{field}")
+    metrics = check.plain_metric_points(metrics_in)
+    if metrics is None:
+        for index, item in enumerate(metrics_in):
+            for field in ("key", "value", "timestamp"):
+                if getattr(item, field) in (None, ""):
+                    raise check.missing_value(f"metrics[{index}].{field}")
     for kind, items in (("params", params_in), ("tags", tags_in)):
         for index, item in enumerate(items):
             if item.key in (None, ""):
                 raise check.missing_value(f"{kind}[{index}].key")
-    metrics = [metric_point(item, f"metrics[{index}]") for index, item in enumerate(metrics_in)]
+    if metrics is None:
+        metrics = [metric_point(item, f"metrics[{index}]") for index, item in enumerate(metrics_in)]
     params = key_values(params_in, "param")
     tags = key_values(tags_in, "tag")
     check.batch_limits(len(metrics), len(params), len(tags))

@@ -15,13 +15,12 @@ MLflow's error; the requests beside it commit.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 
 from gateway.errors import GatewayError, InvalidParameter, NotFound, TransientStoreError
-from gateway.model import MetricPoint, RunWrite
+from gateway.model import RunWrite
 from gateway.store.errors import translate_transient
 
 _METRIC_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "model_id", "dataset_name", "dataset_digest")
@@ -69,52 +68,48 @@ WHERE runs.run_id = renamed.run_id
 """
 
 
-def _value_order(value: float) -> tuple[int, float]:
-    # PostgreSQL orders NaN above every number; the summary upsert compares in
-    # SQL, so the in-batch pre-aggregation must order the same way.
-    return (1, 0.0) if value != value else (0, value)
+def _after(value: float, other: float) -> bool:
+    # PostgreSQL orders NaN above every number and equal to itself; the summary
+    # upsert compares in SQL, so the in-flush pre-aggregation orders the same way.
+    if value != value:
+        return other == other
+    return other == other and value > other
 
 
-def _point_identity(run_id: str, point: MetricPoint) -> tuple:
-    # NaN != NaN in Python, but the unique index treats NaNs as equal.
-    value = "nan" if point.value != point.value else point.value
-    return (run_id, point.key, point.step, point.timestamp, value)
+def summarise(records: Iterable[tuple]) -> dict[tuple[str, str], list]:
+    """Pre-aggregate metric records to one summary per (run, key).
 
-
-class _Summary:
-    """The pre-aggregate of one (run, key) over the points of one flush."""
-
-    __slots__ = ("step", "timestamp", "value", "min_value", "max_value", "count")
-
-    def __init__(self, point: MetricPoint):
-        self.step = point.step
-        self.timestamp = point.timestamp
-        self.value = point.value
-        finite = None if math.isnan(point.value) else point.value
-        self.min_value = finite
-        self.max_value = finite
-        self.count = 1
-
-    def add(self, step: int, timestamp: int, value: float) -> None:
-        if (step, timestamp, _value_order(value)) > (self.step, self.timestamp, _value_order(self.value)):
-            self.step, self.timestamp, self.value = step, timestamp, value
-        if value == value:
-            if self.min_value is None or value < self.min_value:
-                self.min_value = value
-            if self.max_value is None or value > self.max_value:
-                self.max_value = value
-        self.count += 1
-
-
-def summarise(points: Sequence[tuple[str, MetricPoint]]) -> dict[tuple[str, str], _Summary]:
-    """Pre-aggregate (run_id, point) pairs to one summary per (run, key)."""
-    summaries: dict[tuple[str, str], _Summary] = {}
-    for run_id, point in points:
-        summary = summaries.get((run_id, point.key))
+    A record is a row of the metrics table: (run_id, key, step, timestamp,
+    value, model_id, dataset_name, dataset_digest). A summary is
+    [step, timestamp, value, min_value, max_value, count]: the latest point
+    (greatest step, then timestamp, then value), min and max over the non-NaN
+    values (None while there is none) and the number of records.
+    """
+    summaries: dict[tuple[str, str], list] = {}
+    get = summaries.get
+    for run_id, key, step, timestamp, value, _model, _dataset, _digest in records:
+        summary = get((run_id, key))
         if summary is None:
-            summaries[(run_id, point.key)] = _Summary(point)
-        else:
-            summary.add(point.step, point.timestamp, point.value)
+            finite = None if value != value else value
+            summaries[(run_id, key)] = [step, timestamp, value, finite, finite, 1]
+            continue
+        latest_step = summary[0]
+        if step > latest_step or (
+            step == latest_step
+            and (timestamp > summary[1] or (timestamp == summary[1] and _after(value, summary[2])))
+        ):
+            summary[0] = step
+            summary[1] = timestamp
+            summary[2] = value
+        if value == value:
+            low = summary[3]
+            if low is None:
+                summary[3] = summary[4] = value
+            elif value < low:
+                summary[3] = value
+            elif value > summary[4]:
+                summary[4] = value
+        summary[5] += 1
     return summaries
 
 
@@ -249,31 +244,28 @@ class BatchWriter:
             await conn.execute(_RENAME_RUNS, [r[0] for r in renamed], [r[1] for r in renamed])
 
     async def _insert_metrics(self, conn, writes: list[RunWrite]) -> None:
-        seen: set[tuple] = set()
-        points: list[tuple[str, MetricPoint]] = []
+        records: list[tuple] = []
         for write in writes:
             run_id = write.run_id
-            for point in write.metrics:
-                identity = _point_identity(run_id, point)
-                if identity not in seen:
-                    seen.add(identity)
-                    points.append((run_id, point))
-        if not points:
+            records.extend(
+                [
+                    (run_id, p.key, p.step, p.timestamp, p.value, p.model_id, p.dataset_name, p.dataset_digest)
+                    for p in write.metrics
+                ]
+            )
+        if not records:
             return
-        records = [
-            (run_id, p.key, p.step, p.timestamp, p.value, p.model_id, p.dataset_name, p.dataset_digest)
-            for run_id, p in points
-        ]
         try:
             async with conn.transaction():
                 await conn.copy_records_to_table("metrics", records=records, columns=_METRIC_COLUMNS)
         except asyncpg.exceptions.UniqueViolationError:
             # Some points were stored before (a client retried a write whose
-            # answer it never saw). Rare, so take the slower path that skips them.
-            points = await self._insert_metrics_skipping_stored(conn, records)
-        await self._upsert_summaries(conn, points)
+            # answer it never saw), or came twice in this flush. Rare, so take
+            # the slower path that stores each point once.
+            records = await self._insert_metrics_skipping_stored(conn, records)
+        await self._upsert_summaries(conn, records)
 
-    async def _insert_metrics_skipping_stored(self, conn, records) -> list[tuple[str, MetricPoint]]:
+    async def _insert_metrics_skipping_stored(self, conn, records: list[tuple]) -> list[tuple]:
         await conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS incoming_metrics (LIKE metrics INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
@@ -283,25 +275,13 @@ class BatchWriter:
                RETURNING run_id, key, step, timestamp, value"""
         )
         await conn.execute("TRUNCATE incoming_metrics")
-        return [
-            (row["run_id"].hex, MetricPoint(row["key"], row["value"], row["timestamp"], row["step"])) for row in rows
-        ]
+        return [(row[0].hex, row[1], row[2], row[3], row[4], None, None, None) for row in rows]
 
-    async def _upsert_summaries(self, conn, points: list[tuple[str, MetricPoint]]) -> None:
-        summaries = summarise(points)
+    async def _upsert_summaries(self, conn, records: list[tuple]) -> None:
+        summaries = summarise(records)
         if not summaries:
             return
         # Sorted, so two flushes touching the same rows lock them in one order.
         keys = sorted(summaries)
-        rows = [summaries[k] for k in keys]
-        await conn.execute(
-            _UPSERT_SUMMARIES,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [s.step for s in rows],
-            [s.timestamp for s in rows],
-            [s.value for s in rows],
-            [s.min_value for s in rows],
-            [s.max_value for s in rows],
-            [s.count for s in rows],
-        )
+        columns = list(zip(*(summaries[k] for k in keys)))
+        await conn.execute(_UPSERT_SUMMARIES, [k[0] for k in keys], [k[1] for k in keys], *map(list, columns))
