@@ -41,10 +41,12 @@ async def flood(
     writers: int,
     duration: float,
     batch_every: int = 5,
+    batch_points: int = 50,
     ledger: Ledger | None = None,
     max_requests_per_writer: int = 100_000,
 ) -> Ledger:
-    """``writers`` tasks log metrics (single calls, a log-batch every ``batch_every``) until ``duration``.
+    """``writers`` tasks log metrics until ``duration``: single calls, and every
+    ``batch_every``-th call a log-batch of ``batch_points`` points.
 
     Each writer owns its own metric key, so every (run, key, step) is unique and
     can be checked exactly afterwards.
@@ -61,7 +63,7 @@ async def flood(
             if time.monotonic() >= stop_at:
                 return
             if request_number % batch_every == batch_every - 1:
-                points = [(step + i, float(step + i) / 7) for i in range(50)]
+                points = [(step + i, float(step + i) / 7) for i in range(batch_points)]
                 body = {
                     "run_id": run_id,
                     "metrics": [{"key": key, "value": v, "timestamp": 1000 + s, "step": s} for s, v in points],

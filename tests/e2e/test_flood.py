@@ -9,7 +9,9 @@ import threading
 import time
 import uuid
 
+import aiohttp
 import asyncpg
+import msgspec
 import pytest
 import requests
 
@@ -173,3 +175,100 @@ async def test_accept_mode_flushes_everything_on_shutdown(fresh_database_url, si
     stored = await stored_points(fresh_database_url, run_ids)
     assert_exactly_acknowledged(ledger, stored)
     assert_exactly_acknowledged(more, stored)
+
+
+def resident_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def overload(
+    base_url: str, run_ids: list[str], ledger: Ledger, *, writers: int, duration: float, until_bytes: int = 0
+) -> int:
+    """log-batch calls of 1000 points from ``writers`` tasks; returns the bytes sent.
+
+    Stops after ``duration`` seconds, or once ``until_bytes`` were sent if that is given.
+    """
+    stop_at = time.monotonic() + duration
+    sent = 0
+
+    async def writer(index: int, session: aiohttp.ClientSession) -> None:
+        nonlocal sent
+        run_id, key = run_ids[index % len(run_ids)], f"o{index}"
+        step = 0
+        while time.monotonic() < stop_at and not (until_bytes and sent >= until_bytes):
+            points = [(step + i, (step + i) / 7) for i in range(1000)]
+            step += 1000
+            metrics = [{"key": key, "value": v, "timestamp": 1000 + s, "step": s} for s, v in points]
+            body = msgspec.json.encode({"run_id": run_id, "metrics": metrics})
+            sent += len(body)
+            try:
+                async with session.post(
+                    base_url + API + "/runs/log-batch", data=body, headers={"Content-Type": "application/json"}
+                ) as response:
+                    await response.read()
+                    ledger.count(response.status)
+                    if response.status == 200:
+                        ledger.acknowledged.update((run_id, key, s, v) for s, v in points)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                ledger.transport_errors += 1
+
+    connector = aiohttp.TCPConnector(limit=writers)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        await asyncio.gather(*[writer(i, session) for i in range(writers)])
+    return sent
+
+
+async def test_an_overload_flood_is_refused_within_the_memory_bound(fresh_database_url):
+    bound = 16 * 1024 * 1024
+    writers = 64
+    # Beyond the bound, memory may hold the requests in flight (one per writer,
+    # each well under 1 MB) while they wait to be refused.
+    allowance = bound + writers * 1024 * 1024
+    gateway = GatewayProcess(fresh_database_url, "--max-pending-bytes", str(bound), "--request-deadline-s", "0.2")
+    try:
+        run_ids = await create_runs(gateway.url, 8, "overload")
+        baseline = resident_bytes(gateway.process.pid)
+        peak = baseline
+        sampling = True
+
+        def sample() -> None:
+            nonlocal peak
+            while sampling:
+                peak = max(peak, resident_bytes(gateway.process.pid))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        # Hold the metrics table so no flush can land: writes pile up to the bound.
+        blocker = await asyncpg.connect(fresh_database_url)
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("LOCK TABLE metrics IN SHARE MODE")
+        ledger = Ledger()
+        try:
+            offered = await overload(
+                gateway.url, run_ids, ledger, writers=writers, duration=60, until_bytes=2 * allowance
+            )
+            refused_while_blocked = ledger.statuses.get(429, 0) + ledger.statuses.get(503, 0)
+        finally:
+            await transaction.rollback()
+            await blocker.close()
+        # Once the backlog has landed, writes are taken again.
+        for _ in range(60):
+            await overload(gateway.url, run_ids, ledger, writers=4, duration=0.5)
+            if ledger.statuses.get(200):
+                break
+        sampling = False
+        sampler.join()
+    finally:
+        gateway.stop()
+    assert refused_while_blocked > 0, ledger.statuses
+    assert offered >= 2 * allowance, f"the flood offered only {offered >> 20} MB"
+    assert peak - baseline < allowance, f"peak {peak >> 20} MB over a {baseline >> 20} MB baseline"
+    print(f"offered {offered >> 20} MB; peak {(peak - baseline) >> 20} MB over the baseline; {ledger.statuses}")
+    assert ledger.statuses.get(200, 0) > 0, ledger.statuses
+    assert_exactly_acknowledged(ledger, await stored_points(fresh_database_url, run_ids))
