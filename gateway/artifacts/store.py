@@ -17,7 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.artifacts.paths import invalid_path, join, store_path_of_uri
+from gateway.artifacts.paths import invalid_path, store_path_of_uri
 from gateway.errors import InvalidParameter, NotFound
 
 # Uploads are written to "<dir>/.gateway-upload-<name>-<random>" and renamed into
