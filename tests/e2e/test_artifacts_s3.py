@@ -1,21 +1,19 @@
-"""An S3 artifacts destination, against moto's S3 server on 127.0.0.1 (needs the ``s3`` and ``test`` extras)."""
+"""An S3 artifacts destination, against moto's S3 server on 127.0.0.1 (boto3 and moto are test dependencies)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import time
 import uuid
 
+import boto3
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from moto import server as moto_server
 
 from tests.server import GatewayProcess, free_port
-
-boto3 = pytest.importorskip("boto3", reason="the s3 extra (boto3) is not installed")
-moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
 
 BUCKET = "gateway-artifacts"
 CREDENTIALS = {
