@@ -10,14 +10,18 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import telemetry
+from gateway.api.artifacts import add_artifact_routes
+from gateway.api.logged_models import add_logged_model_routes
 from gateway.api.middleware import mlflow_errors
 from gateway.api.routes import add_routes
-from gateway.api.state import STORE, WRITES
+from gateway.api.state import ARTIFACTS, LOGGED_MODELS, STORE, WRITES
 from gateway.api.writes import WritePath
+from gateway.artifacts import open_store
 from gateway.config import Settings
 from gateway.ingest import Accumulator, Flusher
 from gateway.ingest.accumulator import Bounds
 from gateway.store.errors import is_transient
+from gateway.store.logged_models import LoggedModelStore
 from gateway.store.migrations import migrate
 from gateway.store.tracking import TrackingStore
 from gateway.store.writer import BatchWriter
@@ -56,6 +60,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
             await migrate(conn)
         app[POOL] = pool
         app[STORE] = TrackingStore(pool)
+        app[LOGGED_MODELS] = LoggedModelStore(pool)
         yield
         await pool.close()
 
@@ -85,9 +90,18 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
         if not flushed:
             log.error("shut down with writes not flushed")
 
+    async def artifacts(app: web.Application):
+        store = open_store(settings.artifacts_location())
+        app[ARTIFACTS] = store
+        yield
+        await store.close()
+
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(ingestion)
+    app.cleanup_ctx.append(artifacts)
     add_routes(app)
+    add_artifact_routes(app)
+    add_logged_model_routes(app)
     app.router.add_get("/metrics", prometheus_metrics)
     return app
 

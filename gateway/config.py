@@ -56,6 +56,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Longest pause (s) between retries of a flush while the database is unreachable."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest request body accepted, in bytes (log-batch has MLflow's own 1 MB rule)."""
+    artifacts_destination: str | None = None
+    """Where artifacts are stored: a directory or s3://bucket/prefix; default <data_dir>/artifacts."""
+
+    def artifacts_location(self) -> str:
+        """The artifacts destination in effect: the setting, else ``<data_dir>/artifacts``."""
+        return self.artifacts_destination or str(Path(self.data_dir) / "artifacts")
 
     def validate(self) -> "Settings":
         """Check cross-field rules; raise ValueError naming the setting at fault."""
@@ -80,6 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("linger_ms must be >= 0 and request_deadline_s > 0")
         if self.ack not in ("commit", "accept"):
             raise ValueError("ack must be 'commit' or 'accept'")
+        if self.artifacts_destination and self.artifacts_destination.startswith("s3://"):
+            if not self.artifacts_destination[len("s3://") :].split("/")[0]:
+                raise ValueError(f"artifacts_destination {self.artifacts_destination!r} names no bucket")
         return self
 
     @classmethod

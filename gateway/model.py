@@ -135,3 +135,36 @@ class Run(_Entity):
 def wire_float(value: float) -> float | str:
     """A stored metric value as MLflow's JSON shows it (NaN as the string "NaN")."""
     return "NaN" if value != value else value
+
+
+class ModelOutput(_Entity):
+    """A model a run produced (runs/outputs), at a step."""
+
+    model_id: str
+    step: int = 0
+
+
+class LoggedModelInfo(_Entity, kw_only=True):
+    model_id: str
+    experiment_id: str
+    name: str
+    creation_timestamp_ms: int
+    last_updated_timestamp_ms: int
+    artifact_uri: str
+    status: str
+    model_type: str | None = None
+    source_run_id: str | None = None
+    status_message: str | None = None
+    tags: list[Tag] = []
+
+
+class LoggedModelData(_Entity):
+    params: list[Tag] = []
+    metrics: list[Metric] = []
+
+
+class LoggedModel(_Entity):
+    """An MLflow 3 logged model as logged-models/get shows it."""
+
+    info: LoggedModelInfo
+    data: LoggedModelData

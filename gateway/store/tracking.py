@@ -397,6 +397,15 @@ class TrackingStore:
                     "ORDER BY run_id, model_id",
                     run_ids,
                 )
+                outputs = (
+                    await conn.fetch(
+                        "SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id = ANY($1::uuid[]) "
+                        "ORDER BY run_id, step, model_id",
+                        run_ids,
+                    )
+                    if with_outputs
+                    else []
+                )
         data: dict[str, RunData] = {}
         inputs: dict[str, RunInputs] = {}
         for row in metrics:
@@ -422,6 +431,11 @@ class TrackingStore:
             )
         for row in models:
             inputs.setdefault(row["run_id"].hex, RunInputs()).model_inputs.append(ModelInput(row["model_id"]))
+        outputs_of: dict[str, RunOutputs] = {}
+        for row in outputs:
+            outputs_of.setdefault(row["run_id"].hex, RunOutputs()).model_outputs.append(
+                {"model_id": row["model_id"], "step": row["step"]}
+            )
         by_id = {row["run_id"].hex: row for row in infos}
         runs = []
         for run_id in run_ids:
@@ -433,7 +447,7 @@ class TrackingStore:
                     info=_run_info_from_row(row),
                     data=data.get(run_id) or RunData(),
                     inputs=inputs.get(run_id) or RunInputs(),
-                    outputs=RunOutputs() if with_outputs else None,
+                    outputs=(outputs_of.get(run_id) or RunOutputs()) if with_outputs else None,
                 )
             )
         return runs

@@ -1,0 +1,161 @@
+"""The artifact proxy (``/api/2.0/mlflow-artifacts/...``) and the tracking API's artifacts/list.
+
+Uploads stream from the request body into the artifact store and downloads
+stream back out (sendfile for local files), so memory stays flat whatever the
+file size. Paths are checked on the raw request path, before any URL
+normalisation, with MLflow's rule: a path that could leave its folder is
+INVALID_PARAMETER_VALUE "Invalid path".
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api import model_schemas
+from gateway.api.routes import ok, optional_str, read, run_id_of
+from gateway.api.state import ARTIFACTS, STORE
+from gateway.artifacts import ArtifactEntry, join, safe_path, store_path_of_uri
+from gateway.artifacts.paths import invalid_path
+from gateway.errors import GatewayError
+
+PROXY_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
+TRACKING_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+_ARTIFACTS_MARKER = "/mlflow-artifacts/artifacts/"
+STREAM_CHUNK_BYTES = 1024 * 1024
+
+MULTIPART_UPLOAD_UNSUPPORTED = "Multipart upload is not supported for the current artifact repository"
+MULTIPART_DOWNLOAD_UNSUPPORTED = "Multipart download is not supported for the current artifact repository"
+
+
+def _path_after(request: web.Request, marker: str) -> str:
+    """The artifact path of the request as the client sent it (still percent-encoded).
+
+    aiohttp resolves ``a/../b`` before routing; reading the raw path keeps such
+    segments so that they are rejected rather than silently resolved.
+    """
+    raw = request.raw_path.split("?", 1)[0]
+    index = raw.find(marker)
+    if index < 0:
+        return request.match_info.get("artifact_path", "")
+    return raw[index + len(marker) :]
+
+
+def _artifact_path(request: web.Request, marker: str = _ARTIFACTS_MARKER) -> str:
+    return safe_path(_path_after(request, marker))
+
+
+def _files_json(entries: list[ArtifactEntry], parent: str | None) -> list[dict[str, Any]]:
+    files = []
+    for entry in entries:
+        item: dict[str, Any] = {"path": join(parent, entry.name) if parent else entry.name, "is_dir": entry.is_dir}
+        if not entry.is_dir and entry.size is not None:
+            item["file_size"] = entry.size
+        files.append(item)
+    return files
+
+
+async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_any():
+        yield chunk
+
+
+async def upload_artifact(request: web.Request) -> web.Response:
+    """PUT: stream the body into the store; the file appears only once complete."""
+    path = _artifact_path(request)
+    if not path:
+        raise invalid_path()
+    await request.app[ARTIFACTS].put(path, _body_chunks(request))
+    return ok()
+
+
+async def download_artifact(request: web.Request) -> web.StreamResponse:
+    """GET: send the file as an attachment (sendfile for local files, chunks otherwise)."""
+    path = _artifact_path(request)
+    download = await request.app[ARTIFACTS].get(path)
+    content_type = mimetypes.guess_type(download.name)[0] or "application/octet-stream"
+    headers = {
+        "Content-Disposition": f'attachment; filename="{_header_safe(download.name)}"',
+        "Content-Type": content_type,
+        "X-Content-Type-Options": "nosniff",
+    }
+    if download.local_file is not None:
+        return web.FileResponse(download.local_file, chunk_size=STREAM_CHUNK_BYTES, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = download.size
+    await response.prepare(request)
+    async for chunk in download.chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def _header_safe(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"').encode("ascii", "replace").decode()
+
+
+async def delete_artifact(request: web.Request) -> web.Response:
+    """DELETE: remove a file or a whole folder; a missing path is not an error (as MLflow)."""
+    path = _artifact_path(request)
+    if not path:
+        raise invalid_path()
+    await request.app[ARTIFACTS].delete(path)
+    return ok()
+
+
+async def list_proxied_artifacts(request: web.Request) -> web.Response:
+    """GET /mlflow-artifacts/artifacts?path=: the folder's entries by name."""
+    message = await read(request, model_schemas.ListProxiedArtifacts)
+    raw = optional_str(message.path, "path")
+    path = safe_path(raw) if raw else ""
+    entries = await request.app[ARTIFACTS].list(path)
+    return ok({"files": _files_json(entries, None)} if entries else None)
+
+
+async def list_run_artifacts(request: web.Request) -> web.Response:
+    """GET /mlflow/artifacts/list: a run's artifacts under ``path``, paths relative to the run's root."""
+    message = await read(request, model_schemas.ListArtifacts)
+    run_id = run_id_of(message)
+    raw = optional_str(message.path, "path")
+    relative = safe_path(raw) if raw else ""
+    info = await request.app[STORE].get_run_info(run_id)
+    root = store_path_of_uri(info.artifact_uri)
+    if root is None:
+        raise GatewayError(
+            f"The artifacts of run {run_id} are stored at {info.artifact_uri}, outside this server's "
+            "artifact store; list them there.",
+            "NOT_IMPLEMENTED",
+        )
+    entries = await request.app[ARTIFACTS].list(join(root, relative))
+    payload: dict[str, Any] = {"root_uri": info.artifact_uri}
+    if entries:
+        payload["files"] = _files_json(entries, relative or None)
+    return ok(payload)
+
+
+async def multipart_unsupported(request: web.Request) -> web.Response:
+    """create/complete/abort multipart: the client falls back to one streamed PUT on this answer."""
+    action = request.path.split("/mlflow-artifacts/mpu/", 1)[1].split("/", 1)[0]
+    _artifact_path(request, f"/mlflow-artifacts/mpu/{action}/")
+    raise GatewayError(MULTIPART_UPLOAD_UNSUPPORTED, "NOT_IMPLEMENTED")
+
+
+async def presigned_unsupported(request: web.Request) -> web.Response:
+    raise GatewayError(MULTIPART_DOWNLOAD_UNSUPPORTED, "NOT_IMPLEMENTED")
+
+
+def add_artifact_routes(app: web.Application) -> None:
+    """Register the artifact proxy and artifacts/list under their /api and /ajax-api prefixes."""
+    for prefix in PROXY_PREFIXES:
+        app.router.add_get(prefix + "/artifacts", list_proxied_artifacts)
+        app.router.add_get(prefix + "/artifacts/{artifact_path:.*}", download_artifact)
+        app.router.add_put(prefix + "/artifacts/{artifact_path:.*}", upload_artifact)
+        app.router.add_delete(prefix + "/artifacts/{artifact_path:.*}", delete_artifact)
+        for action in ("create", "complete", "abort"):
+            app.router.add_post(f"{prefix}/mpu/{action}/{{artifact_path:.*}}", multipart_unsupported)
+        app.router.add_get(prefix + "/presigned/{artifact_path:.*}", presigned_unsupported)
+    for prefix in TRACKING_PREFIXES:
+        app.router.add_get(prefix + "/artifacts/list", list_run_artifacts)
