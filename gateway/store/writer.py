@@ -6,7 +6,8 @@ One flush is one transaction:
    lands either before it (and the writes are refused) or after it;
 2. insert params write-once, deciding conflicts in the database;
 3. upsert tags (last write wins, in arrival order);
-4. COPY the metric points (binary), storing an exact duplicate point once;
+4. COPY the metric points (binary); a flush that meets an already stored point
+   is done again the slower way, so an exact duplicate point is stored once;
 5. upsert one summary row per (run, key) from a batch pre-aggregated here.
 
 A request whose run vanished or whose param conflicts fails alone, with
@@ -153,8 +154,16 @@ class BatchWriter:
         with translate_transient():
             async with self._pool.acquire() as conn:
                 try:
-                    async with conn.transaction():
-                        return await self._write(conn, writes)
+                    try:
+                        async with conn.transaction():
+                            return await self._write(conn, writes, skip_stored=False)
+                    except asyncpg.exceptions.UniqueViolationError:
+                        # Some points were stored before (a client retried a write
+                        # whose answer it never saw), or came twice in this flush.
+                        # Rare, so the flush is done again the slower way that
+                        # stores each point once.
+                        async with conn.transaction():
+                            return await self._write(conn, writes, skip_stored=True)
                 except Exception as exc:
                     if conn.is_closed() and not isinstance(exc, GatewayError):
                         # The connection died under the flush (asyncpg may report it
@@ -162,13 +171,15 @@ class BatchWriter:
                         raise TransientStoreError(f"connection lost: {type(exc).__name__}") from exc
                     raise
 
-    async def _write(self, conn: asyncpg.Connection, writes: Sequence[RunWrite]) -> list[GatewayError | None]:
+    async def _write(
+        self, conn: asyncpg.Connection, writes: Sequence[RunWrite], *, skip_stored: bool
+    ) -> list[GatewayError | None]:
         outcome: list[GatewayError | None] = [None] * len(writes)
         await self._check_runs(conn, writes, outcome)
         await self._insert_params(conn, writes, outcome)
         live = [w for w, error in zip(writes, outcome) if error is None]
         await self._upsert_tags(conn, live)
-        await self._insert_metrics(conn, live)
+        await self._insert_metrics(conn, live, skip_stored)
         return outcome
 
     async def _check_runs(self, conn, writes, outcome) -> None:
@@ -243,7 +254,7 @@ class BatchWriter:
         if renamed:
             await conn.execute(_RENAME_RUNS, [r[0] for r in renamed], [r[1] for r in renamed])
 
-    async def _insert_metrics(self, conn, writes: list[RunWrite]) -> None:
+    async def _insert_metrics(self, conn, writes: list[RunWrite], skip_stored: bool) -> None:
         records: list[tuple] = []
         for write in writes:
             run_id = write.run_id
@@ -255,14 +266,10 @@ class BatchWriter:
             )
         if not records:
             return
-        try:
-            async with conn.transaction():
-                await conn.copy_records_to_table("metrics", records=records, columns=_METRIC_COLUMNS)
-        except asyncpg.exceptions.UniqueViolationError:
-            # Some points were stored before (a client retried a write whose
-            # answer it never saw), or came twice in this flush. Rare, so take
-            # the slower path that stores each point once.
+        if skip_stored:
             records = await self._insert_metrics_skipping_stored(conn, records)
+        else:
+            await conn.copy_records_to_table("metrics", records=records, columns=_METRIC_COLUMNS)
         await self._upsert_summaries(conn, records)
 
     async def _insert_metrics_skipping_stored(self, conn, records: list[tuple]) -> list[tuple]:
