@@ -792,6 +792,9 @@ async def bench(args: argparse.Namespace) -> int:
         timeout=timeout,
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
+        # Ask for plain replies: some servers (FastTrackML) compress their JSON
+        # when offered, which the driver reads raw.
+        skip_auto_headers=("Accept-Encoding",),
     ) as session:
         client = MlflowClient(session, args.url)
         try:
