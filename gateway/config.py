@@ -37,7 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_size: int = 8
     """Connections in the database pool (flushes plus reads)."""
     ack: AckMode = "commit"
-    """commit: answer a write once committed. accept: answer once buffered."""
+    """commit: answer a write once committed. accept: answer once buffered (writes with params: once committed)."""
     flush_concurrency: int = 2
     """Flushes that may be in flight at once."""
     max_points_per_flush: int = 50_000

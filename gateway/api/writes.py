@@ -57,7 +57,7 @@ class WritePath:
         self._active_runs.add(run_id)
 
     async def submit(self, write: RunWrite) -> None:
-        """Buffer ``write``; in commit mode return only once it committed.
+        """Buffer ``write``; return once it committed (in accept mode: once buffered, unless it carries params).
 
         Raises:
             GatewayError: MLflow's error for a refused write; Unavailable (503) when it
@@ -66,7 +66,9 @@ class WritePath:
         await self.check_run_active(write.run_id)
         deadline = time.monotonic() + self._deadline
         future = await self._accumulator.submit(write, deadline)
-        if self._ack == "accept":
+        if self._ack == "accept" and not write.params:
+            # Params are write-once, decided in the database: a write carrying
+            # one is answered once committed, so a conflict gets MLflow's error.
             future.add_done_callback(_log_refused_after_accept)
             return
         remaining = deadline - time.monotonic()

@@ -272,3 +272,23 @@ async def test_an_overload_flood_is_refused_within_the_memory_bound(fresh_databa
     print(f"offered {offered >> 20} MB; peak {(peak - baseline) >> 20} MB over the baseline; {ledger.statuses}")
     assert ledger.statuses.get(200, 0) > 0, ledger.statuses
     assert_exactly_acknowledged(ledger, await stored_points(fresh_database_url, run_ids))
+
+
+async def test_accept_mode_answers_a_param_conflict_with_mlflows_error(fresh_database_url):
+    gateway = GatewayProcess(fresh_database_url, "--ack", "accept")
+    try:
+        (run_id,) = await create_runs(gateway.url, 1, "accept-params")
+        url = gateway.url + API + "/runs/log-parameter"
+        first = requests.post(url, json={"run_id": run_id, "key": "lr", "value": "0.1"}, timeout=30)
+        assert first.status_code == 200, first.text
+        again = requests.post(url, json={"run_id": run_id, "key": "lr", "value": "0.1"}, timeout=30)
+        assert again.status_code == 200, again.text
+        changed = requests.post(url, json={"run_id": run_id, "key": "lr", "value": "0.2"}, timeout=30)
+        assert changed.status_code == 400
+        assert changed.json() == {
+            "error_code": "INVALID_PARAMETER_VALUE",
+            "message": "Changing param values is not allowed. Param with key='lr' was already logged with "
+            f"value='0.1' for run ID='{run_id}'. Attempted logging new value '0.2'.",
+        }
+    finally:
+        assert gateway.stop() == 0, gateway.log()
