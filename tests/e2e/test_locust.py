@@ -140,3 +140,13 @@ def test_ramp_shape_grows_the_users_then_ends_the_test(gateway, tmp_path):
     assert max(user_counts) == 4
     assert any(0 < count < 4 for count in user_counts), user_counts
     assert int(stats_by_name(csv_prefix)["runs/log-metric"]["Request Count"]) > 0
+
+    # The plotting tool reads locust's history as written.
+    picture = tmp_path / "ramp.png"
+    plotted = subprocess.run(
+        [sys.executable, str(ROOT / "loadtest" / "plot_locust.py"), "--output", str(picture),
+         f"gateway={csv_prefix}_stats_history.csv"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert plotted.returncode == 0, plotted.stderr
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
