@@ -168,3 +168,38 @@ def test_logged_models_search_pages_and_delete(client_uri):
     remaining = client.search_logged_models([experiment_id])
     assert len(remaining) == 4
     assert sorted(m.name for m in remaining) == [f"model-{i}" for i in range(1, 5)]
+
+
+def test_figure_and_tables_round_trip(client_uri):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+    from matplotlib import pyplot
+
+    mlflow.set_experiment("tables-" + uuid.uuid4().hex[:8])
+    figure, axes = pyplot.subplots(figsize=(4, 3), dpi=50)
+    axes.plot([0, 1, 2], [0, 1, 4])
+    first_table = pd.DataFrame({"step": [0, 1, 2], "loss": [0.9, 0.5, 0.25], "split": ["a", "b", "c"]})
+    with mlflow.start_run() as first:
+        mlflow.log_figure(figure, "plots/curve.png")
+        mlflow.log_table(first_table, "eval/results.json")
+    pyplot.close(figure)
+    with mlflow.start_run() as second:
+        mlflow.log_table({"step": [3], "loss": [0.125], "split": ["d"]}, "eval/results.json")
+    with mlflow.start_run():
+        mlflow.log_text("not a table", "eval/other.txt")
+
+    image = mlflow.artifacts.load_image(f"runs:/{first.info.run_id}/plots/curve.png")
+    assert image.size == (200, 150)
+    # The figure is not blank: the plotted line differs from the background.
+    assert len(set(image.convert("RGB").getdata())) > 2
+
+    loaded = mlflow.load_table("eval/results.json", run_ids=[first.info.run_id])
+    pd.testing.assert_frame_equal(loaded, first_table)
+    # Without run ids, load_table finds the runs by their logged-artifacts tag (runs/search with LIKE).
+    both = mlflow.load_table("eval/results.json", extra_columns=["run_id"])
+    assert sorted(zip(both["run_id"], both["step"], both["loss"])) == sorted(
+        [(first.info.run_id, 0, 0.9), (first.info.run_id, 1, 0.5), (first.info.run_id, 2, 0.25),
+         (second.info.run_id, 3, 0.125)]
+    )
