@@ -1,4 +1,4 @@
-"""The artifact proxy (``/api/2.0/mlflow-artifacts/...``) and the tracking API's artifacts/list.
+"""The artifact proxy (``/api/2.0/mlflow-artifacts/...``), artifacts/list and a logged model's files.
 
 Uploads stream from the request body into the artifact store and downloads
 stream back out (sendfile for local files), so memory stays flat whatever the
@@ -17,9 +17,11 @@ from aiohttp import web
 
 from gateway.api import model_schemas
 from gateway.api.routes import ok, optional_str, read, run_id_of
-from gateway.api.state import ARTIFACTS, STORE
-from gateway.artifacts import ArtifactEntry, join, safe_path, store_path_of_uri
+from gateway.api.state import ARTIFACTS, LOGGED_MODELS, STORE
+from gateway.artifacts import ArtifactEntry, Download, join, safe_path
+from gateway.artifacts.locations import open_location
 from gateway.artifacts.paths import invalid_path
+from gateway.artifacts.store import ArtifactIsDirectory, is_directory_error
 from gateway.errors import GatewayError
 
 PROXY_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
@@ -75,7 +77,10 @@ async def upload_artifact(request: web.Request) -> web.Response:
 async def download_artifact(request: web.Request) -> web.StreamResponse:
     """GET: send the file as an attachment (sendfile for local files, chunks otherwise)."""
     path = _artifact_path(request)
-    download = await request.app[ARTIFACTS].get(path)
+    return await _send(request, await request.app[ARTIFACTS].get(path))
+
+
+async def _send(request: web.Request, download: Download) -> web.StreamResponse:
     content_type = mimetypes.guess_type(download.name)[0] or "application/octet-stream"
     headers = {
         "Content-Disposition": f'attachment; filename="{_header_safe(download.name)}"',
@@ -116,24 +121,56 @@ async def list_proxied_artifacts(request: web.Request) -> web.Response:
 
 
 async def list_run_artifacts(request: web.Request) -> web.Response:
-    """GET /mlflow/artifacts/list: a run's artifacts under ``path``, paths relative to the run's root."""
+    """GET /mlflow/artifacts/list: a run's artifacts under ``path``, paths relative to the run's root.
+
+    Runs under ``mlflow-artifacts:`` list from this server's destination; runs of an
+    experiment with its own artifact location (a directory, ``file://`` or ``s3://``)
+    list from there, as ``mlflow server`` does.
+    """
     message = await read(request, model_schemas.ListArtifacts)
     run_id = run_id_of(message)
     raw = optional_str(message.path, "path")
     relative = safe_path(raw) if raw else ""
     info = await request.app[STORE].get_run_info(run_id)
-    root = store_path_of_uri(info.artifact_uri)
-    if root is None:
-        raise GatewayError(
-            f"The artifacts of run {run_id} are stored at {info.artifact_uri}, outside this server's "
-            "artifact store; list them there.",
-            "NOT_IMPLEMENTED",
-        )
-    entries = await request.app[ARTIFACTS].list(join(root, relative))
+    entries = await _list_under(request, info.artifact_uri, relative)
     payload: dict[str, Any] = {"root_uri": info.artifact_uri}
     if entries:
         payload["files"] = _files_json(entries, relative or None)
     return ok(payload)
+
+
+async def _list_under(request: web.Request, artifact_uri: str, relative: str) -> list[ArtifactEntry]:
+    async with open_location(artifact_uri, request.app[ARTIFACTS]) as location:
+        return await location.store.list(join(location.root, relative))
+
+
+async def list_logged_model_artifacts(request: web.Request) -> web.Response:
+    """GET /mlflow/logged-models/<id>/artifacts/directories: a logged model's files under a folder."""
+    message = await read(request, model_schemas.ListLoggedModelArtifacts)
+    raw = optional_str(message.artifact_directory_path, "artifact_directory_path")
+    relative = safe_path(raw) if raw else ""
+    model = await request.app[LOGGED_MODELS].get(request.match_info["model_id"])
+    entries = await _list_under(request, model.info.artifact_uri, relative)
+    payload: dict[str, Any] = {"root_uri": model.info.artifact_uri}
+    if entries:
+        payload["files"] = _files_json(entries, relative or None)
+    return ok(payload)
+
+
+async def download_logged_model_artifact(request: web.Request) -> web.StreamResponse:
+    """GET /mlflow/logged-models/<id>/artifacts/files?artifact_file_path=: one file of a logged model."""
+    raw = request.query.get("artifact_file_path")
+    if not raw:
+        raise GatewayError('Request must include the "artifact_file_path" query parameter.', "BAD_REQUEST")
+    relative = safe_path(raw)
+    model = await request.app[LOGGED_MODELS].get(request.match_info["model_id"])
+    async with open_location(model.info.artifact_uri, request.app[ARTIFACTS]) as location:
+        try:
+            download = await location.store.get(join(location.root, relative))
+        except ArtifactIsDirectory:
+            # Named as the client asked for it, not by its place in the store.
+            raise is_directory_error(relative) from None
+        return await _send(request, download)
 
 
 async def multipart_unsupported(request: web.Request) -> web.Response:
@@ -148,7 +185,7 @@ async def presigned_unsupported(request: web.Request) -> web.Response:
 
 
 def add_artifact_routes(app: web.Application) -> None:
-    """Register the artifact proxy and artifacts/list under their /api and /ajax-api prefixes."""
+    """Register the artifact proxy, artifacts/list and the logged-model file routes under /api and /ajax-api."""
     for prefix in PROXY_PREFIXES:
         app.router.add_get(prefix + "/artifacts", list_proxied_artifacts)
         app.router.add_get(prefix + "/artifacts/{artifact_path:.*}", download_artifact)
@@ -159,3 +196,6 @@ def add_artifact_routes(app: web.Application) -> None:
         app.router.add_get(prefix + "/presigned/{artifact_path:.*}", presigned_unsupported)
     for prefix in TRACKING_PREFIXES:
         app.router.add_get(prefix + "/artifacts/list", list_run_artifacts)
+        models = prefix + "/logged-models/{model_id}/artifacts"
+        app.router.add_get(models + "/directories", list_logged_model_artifacts)
+        app.router.add_get(models + "/files", download_logged_model_artifact)

@@ -26,7 +26,7 @@ from gateway.api.routes import (
 from gateway.api.state import LOGGED_MODELS, WRITES
 from gateway.errors import InvalidParameter
 from gateway.model import KeyValue, ModelOutput
-from gateway.search.logged_models import DEFAULT_MAX_RESULTS, LoggedModelOrder
+from gateway.search.logged_models import DEFAULT_MAX_RESULTS, DatasetFilter, LoggedModelOrder
 from gateway.store.logged_models import STATUS_BY_NUMBER, STATUS_BY_WIRE
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
@@ -134,22 +134,33 @@ async def search_logged_models(request: web.Request) -> web.Response:
             f"Invalid value {max_results} for parameter 'max_results' supplied: "
             f"it must be between 1 and {MAX_SEARCH_RESULTS}."
         )
-    if message.datasets:
-        if not all(d.dataset_name for d in message.datasets):
+    datasets = []
+    for index, item in enumerate(message.datasets or ()):
+        name = optional_str(item.dataset_name, f"datasets[{index}].dataset_name")
+        if not name:
             raise InvalidParameter("`dataset_name` in the `datasets` clause must be specified.")
-        raise InvalidParameter("Searching logged models by dataset is not supported by this server.")
+        digest = optional_str(item.dataset_digest, f"datasets[{index}].dataset_digest")
+        datasets.append(DatasetFilter(name, digest or None))
     order_by = []
     for index, item in enumerate(message.order_by or ()):
         field_name = required_str(item.field_name, f"order_by[{index}].field_name")
         if not isinstance(item.ascending, bool):
             raise check.invalid_type(f"order_by[{index}].ascending", item.ascending)
-        order_by.append(LoggedModelOrder(field_name, item.ascending))
+        order_by.append(
+            LoggedModelOrder(
+                field_name,
+                item.ascending,
+                optional_str(item.dataset_name, f"order_by[{index}].dataset_name") or None,
+                optional_str(item.dataset_digest, f"order_by[{index}].dataset_digest") or None,
+            )
+        )
     models, token = await request.app[LOGGED_MODELS].search(
         experiment_ids=experiment_ids,
         filter_string=optional_str(message.filter, "filter") or None,
         order_by=order_by,
         max_results=max_results,
         page_token=optional_str(message.page_token, "page_token") or None,
+        datasets=datasets,
     )
     payload: dict[str, Any] = {}
     if models:

@@ -16,6 +16,11 @@ class ListArtifacts(RunRef):
     page_token: Any = None
 
 
+class ListLoggedModelArtifacts(Request):
+    artifact_directory_path: Any = None
+    page_token: Any = None
+
+
 class ListProxiedArtifacts(Request):
     path: Any = None
 

@@ -10,14 +10,16 @@ from ``MLFLOW_S3_ENDPOINT_URL`` (as with MLflow) or boto3's own settings
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterable, AsyncIterator
 from urllib.parse import urlsplit
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from gateway.artifacts.paths import invalid_path
+from gateway.errors import GatewayError, NotFound
 from gateway.artifacts.store import (
     READ_CHUNK_BYTES,
     ArtifactEntry,
@@ -31,6 +33,36 @@ from gateway.artifacts.store import (
 # S3 parts must be at least 5 MiB (except the last); 8 MiB keeps a 1 GB file at 125 parts.
 PART_BYTES = 8 * 1024 * 1024
 _DELETE_BATCH = 1000
+
+
+_DENIED_CODES = frozenset({"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"})
+
+
+@contextlib.contextmanager
+def translate_s3_errors(uri: str):
+    """Turn S3 failures while reading ``uri`` into MLflow errors instead of an internal error.
+
+    A missing bucket is RESOURCE_DOES_NOT_EXIST, refused credentials PERMISSION_DENIED,
+    anything else (S3 unreachable, throttled) TEMPORARILY_UNAVAILABLE, which clients retry.
+    """
+    try:
+        yield
+    except NoCredentialsError:
+        raise GatewayError(f"The server has no S3 credentials to read {uri}.", "PERMISSION_DENIED") from None
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise NotFound(f"The bucket of {uri} does not exist.") from None
+        if code in _DENIED_CODES:
+            raise GatewayError(f"S3 refused to let the server read {uri} ({code}).", "PERMISSION_DENIED") from None
+        raise GatewayError(f"S3 failed to serve {uri} ({code}). Retry later.", "TEMPORARILY_UNAVAILABLE",
+                           retry_after=2) from None
+    except BotoCoreError as error:
+        raise GatewayError(
+            f"S3 could not be reached to read {uri} ({type(error).__name__}). Retry later.",
+            "TEMPORARILY_UNAVAILABLE",
+            retry_after=2,
+        ) from None
 
 
 def _missing(error: ClientError) -> bool:

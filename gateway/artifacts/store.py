@@ -50,8 +50,16 @@ def no_such_artifact(path: str) -> NotFound:
     return NotFound(f"No such artifact: '{path}'")
 
 
-def is_directory_error(path: str) -> InvalidParameter:
-    return InvalidParameter(f"Artifact path refers to a directory, not a file: '{path}'")
+class ArtifactIsDirectory(InvalidParameter):
+    """A download named a folder; ``path`` is the path as the store knows it."""
+
+    def __init__(self, path: str):
+        super().__init__(f"Artifact path refers to a directory, not a file: '{path}'")
+        self.path = path
+
+
+def is_directory_error(path: str) -> ArtifactIsDirectory:
+    return ArtifactIsDirectory(path)
 
 
 class ArtifactStore(abc.ABC):
@@ -126,12 +134,16 @@ class LocalArtifactStore(ArtifactStore):
     """Artifacts as files under a root directory.
 
     Args:
-        root: the destination directory; created when missing.
+        root: the destination directory.
+        create: make ``root`` when missing (an artifacts destination); False for a
+            folder that is only read (a run's own artifact location), which lists as
+            empty while it does not exist.
     """
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, *, create: bool = True):
         self.root = Path(root).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def _resolve(self, path: str) -> Path:
         target = self.root.joinpath(*path.split("/")) if path else self.root

@@ -2,8 +2,13 @@
 
 Pure: no I/O. Clauses name attributes (name, model_id, model_type, status,
 source_run_id, creation_timestamp, last_updated_timestamp), ``params.k``,
-``tags.k`` or ``metrics.k`` (the latest point logged with the model's id).
-Pages are offsets in a token that also pins the query it belongs to.
+``tags.k`` or ``metrics.k``. As in MLflow, a metric clause matches a model with
+any point of that key (logged with the model's id) satisfying it, and the
+``datasets`` of a search narrow those points to the ones logged on the given
+datasets; with no metric clause, ``datasets`` keeps the models with any metric
+on them. Ordering by ``metrics.k`` uses the model's latest point of the key
+(greatest timestamp, then step), optionally on one dataset. Pages are offsets
+in a token that also pins the query it belongs to.
 """
 
 from __future__ import annotations
@@ -52,10 +57,6 @@ _NUMERIC_COMPARATORS = ("=", "!=", "<", "<=", ">", ">=")
 _STRING_COMPARATORS = ("=", "!=", "LIKE", "ILIKE")
 _ATTRIBUTE_COMPARATORS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 _SQL_OPERATOR = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "LIKE": "LIKE", "ILIKE": "ILIKE"}
-_LATEST_METRIC = (
-    "(SELECT m.value FROM metrics m WHERE m.model_id = lm.model_id AND m.key = ${key} "
-    "ORDER BY m.step DESC, m.timestamp DESC, m.value DESC LIMIT 1)"
-)
 
 
 def _resolve_entity(text: str) -> Entity:
@@ -98,10 +99,27 @@ def parse_logged_model_filter(filter_string: str | None) -> tuple[Comparison, ..
 
 @dataclass(frozen=True)
 class LoggedModelOrder:
-    """One order_by entry of logged-models/search: an attribute or ``metrics.<key>``."""
+    """One order_by entry of logged-models/search: an attribute or ``metrics.<key>``.
+
+    ``dataset_name`` and ``dataset_digest`` (metrics only) rank by the latest point
+    logged on that dataset.
+    """
 
     field_name: str
     ascending: bool = True
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetFilter:
+    """One entry of a search's ``datasets``: metric points logged on this dataset.
+
+    A filter without a digest takes every digest of the name.
+    """
+
+    dataset_name: str
+    dataset_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +130,20 @@ class LoggedModelQuery:
     fingerprint: str
 
 
-def _fingerprint(experiment_ids: list[int], filter_string: str | None, order_by: list[LoggedModelOrder]) -> str:
+def _fingerprint(
+    experiment_ids: list[int],
+    filter_string: str | None,
+    order_by: list[LoggedModelOrder],
+    datasets: list[DatasetFilter],
+) -> str:
     return json.dumps(
-        [experiment_ids, filter_string or "", [(o.field_name, o.ascending) for o in order_by]], separators=(",", ":")
+        [
+            experiment_ids,
+            filter_string or "",
+            [(o.field_name, o.ascending, o.dataset_name, o.dataset_digest) for o in order_by],
+            [(d.dataset_name, d.dataset_digest) for d in datasets],
+        ],
+        separators=(",", ":"),
     )
 
 
@@ -143,13 +172,15 @@ def compile_logged_model_search(
     order_by: list[LoggedModelOrder],
     max_results: int,
     page_token: str | None,
+    datasets: list[DatasetFilter] | None = None,
 ) -> LoggedModelQuery:
     """The statement selecting one page of model ids (one row more than ``max_results``).
 
     Raises:
         InvalidParameter: a bad filter, order_by field or page token (MLflow's messages).
     """
-    fingerprint = _fingerprint(experiment_ids, filter_string, order_by)
+    datasets = datasets or []
+    fingerprint = _fingerprint(experiment_ids, filter_string, order_by, datasets)
     offset = 0
     if page_token:
         token = _decode_token(page_token)
@@ -165,17 +196,24 @@ def compile_logged_model_search(
         args.append(value)
         return f"${len(args)}"
 
+    on_datasets = _on_datasets(datasets, param)
     where = ["lm.experiment_id = ANY($1::bigint[])", "lm.lifecycle_stage = 'active'"]
-    for clause in parse_logged_model_filter(filter_string):
-        where.append(_condition(clause, param))
+    clauses = parse_logged_model_filter(filter_string)
+    for clause in clauses:
+        where.append(_condition(clause, param, on_datasets))
+    if on_datasets and not any(clause.entity is Entity.METRIC for clause in clauses):
+        where.append(f"EXISTS (SELECT 1 FROM metrics m WHERE m.model_id = lm.model_id AND {on_datasets})")
     order_sql = []
     for order in order_by:
         direction = "ASC" if order.ascending else "DESC"
         if order.field_name.startswith("metrics."):
-            key = order.field_name[len("metrics.") :]
-            expression = _LATEST_METRIC.format(key=param(key)[1:])
+            expression = _latest_metric(order, param)
         elif order.field_name in _COLUMNS:
             expression = f"lm.{_COLUMNS[order.field_name]}"
+        elif "." in order.field_name:
+            raise InvalidParameter(
+                f"Invalid order by field name: {order.field_name}. Only metrics are supported."
+            )
         else:
             raise InvalidParameter(f"Invalid order by field name: {order.field_name}")
         order_sql.append(f"{expression} {direction} NULLS LAST")
@@ -187,10 +225,41 @@ def compile_logged_model_search(
     return LoggedModelQuery(sql, args, offset, fingerprint)
 
 
-def _condition(clause: Comparison, param) -> str:
+def _on_datasets(datasets: list[DatasetFilter], param) -> str | None:
+    """A condition on metric rows ``m``: logged on any of ``datasets`` (None when there are none)."""
+    alternatives = []
+    for dataset in datasets:
+        condition = f"m.dataset_name = {param(dataset.dataset_name)}"
+        if dataset.dataset_digest:
+            condition += f" AND m.dataset_digest = {param(dataset.dataset_digest)}"
+        alternatives.append(f"({condition})")
+    return f"({' OR '.join(alternatives)})" if alternatives else None
+
+
+def _latest_metric(order: LoggedModelOrder, param) -> str:
+    """The value of the model's latest point of a metric, as order_by ranks it."""
+    conditions = [f"m.key = {param(order.field_name[len('metrics.') :])}"]
+    if order.dataset_name:
+        conditions.append(f"m.dataset_name = {param(order.dataset_name)}")
+    if order.dataset_digest:
+        conditions.append(f"m.dataset_digest = {param(order.dataset_digest)}")
+    return (
+        f"(SELECT m.value FROM metrics m WHERE m.model_id = lm.model_id AND {' AND '.join(conditions)} "
+        "ORDER BY m.timestamp DESC, m.step DESC, m.run_id LIMIT 1)"
+    )
+
+
+def _condition(clause: Comparison, param, on_datasets: str | None) -> str:
     if clause.entity is Entity.METRIC:
-        key = param(clause.key)
-        return f"{_LATEST_METRIC.format(key=key[1:])} {_SQL_OPERATOR[clause.comparator]} {param(clause.value)}"
+        # Any point of the key matches, not only the latest one, as in MLflow.
+        conditions = [
+            "m.model_id = lm.model_id",
+            f"m.key = {param(clause.key)}",
+            f"m.value {_SQL_OPERATOR[clause.comparator]} {param(clause.value)}",
+        ]
+        if on_datasets:
+            conditions.append(on_datasets)
+        return f"EXISTS (SELECT 1 FROM metrics m WHERE {' AND '.join(conditions)})"
     if clause.entity in (Entity.PARAM, Entity.TAG):
         table = "logged_model_params" if clause.entity is Entity.PARAM else "logged_model_tags"
         return (

@@ -13,7 +13,12 @@ import asyncpg
 
 from gateway.errors import InvalidParameter, NotFound
 from gateway.model import KeyValue, LoggedModel, LoggedModelData, LoggedModelInfo, Metric, ModelOutput, Tag, wire_float
-from gateway.search.logged_models import LoggedModelOrder, compile_logged_model_search, next_page_token
+from gateway.search.logged_models import (
+    DatasetFilter,
+    LoggedModelOrder,
+    compile_logged_model_search,
+    next_page_token,
+)
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
 from gateway.store.tracking import now_ms, parse_experiment_id, run_uuid
@@ -237,13 +242,16 @@ class LoggedModelStore:
         order_by: list[LoggedModelOrder],
         max_results: int,
         page_token: str | None,
+        datasets: list[DatasetFilter] | None = None,
     ) -> tuple[list[LoggedModel], str | None]:
+        """One page of an experiment's active models (logged-models/search) and the next page's token."""
         query = compile_logged_model_search(
             experiment_ids=experiment_ids,
             filter_string=filter_string,
             order_by=order_by,
             max_results=max_results,
             page_token=page_token,
+            datasets=datasets,
         )
         with translate_transient():
             rows = await self._pool.fetch(query.sql, *query.args)

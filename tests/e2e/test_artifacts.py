@@ -168,3 +168,106 @@ def test_logged_models_search_pages_and_delete(client_uri):
     remaining = client.search_logged_models([experiment_id])
     assert len(remaining) == 4
     assert sorted(m.name for m in remaining) == [f"model-{i}" for i in range(1, 5)]
+
+
+def test_figure_and_tables_round_trip(client_uri):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+    from matplotlib import pyplot
+
+    mlflow.set_experiment("tables-" + uuid.uuid4().hex[:8])
+    figure, axes = pyplot.subplots(figsize=(4, 3), dpi=50)
+    axes.plot([0, 1, 2], [0, 1, 4])
+    first_table = pd.DataFrame({"step": [0, 1, 2], "loss": [0.9, 0.5, 0.25], "split": ["a", "b", "c"]})
+    with mlflow.start_run() as first:
+        mlflow.log_figure(figure, "plots/curve.png")
+        mlflow.log_table(first_table, "eval/results.json")
+    pyplot.close(figure)
+    with mlflow.start_run() as second:
+        mlflow.log_table({"step": [3], "loss": [0.125], "split": ["d"]}, "eval/results.json")
+    with mlflow.start_run():
+        mlflow.log_text("not a table", "eval/other.txt")
+
+    image = mlflow.artifacts.load_image(f"runs:/{first.info.run_id}/plots/curve.png")
+    assert image.size == (200, 150)
+    # The figure is not blank: the plotted line differs from the background.
+    assert len(set(image.convert("RGB").getdata())) > 2
+
+    loaded = mlflow.load_table("eval/results.json", run_ids=[first.info.run_id])
+    pd.testing.assert_frame_equal(loaded, first_table)
+    # Without run ids, load_table finds the runs by their logged-artifacts tag (runs/search with LIKE).
+    both = mlflow.load_table("eval/results.json", extra_columns=["run_id"])
+    assert sorted(zip(both["run_id"], both["step"], both["loss"])) == sorted(
+        [(first.info.run_id, 0, 0.9), (first.info.run_id, 1, 0.5), (first.info.run_id, 2, 0.25),
+         (second.info.run_id, 3, 0.125)]
+    )
+
+
+def test_logged_models_search_by_dataset(client_uri):
+    import pandas as pd
+    import requests
+
+    experiment_id = mlflow.set_experiment("model-datasets-" + uuid.uuid4().hex[:8]).experiment_id
+    client = MlflowClient()
+    eval_v1 = mlflow.data.from_pandas(pd.DataFrame({"x": [1, 2]}), name="eval")
+    eval_v2 = mlflow.data.from_pandas(pd.DataFrame({"x": [3, 4, 5]}), name="eval")
+    train = mlflow.data.from_pandas(pd.DataFrame({"x": [6]}), name="train")
+    assert eval_v1.digest != eval_v2.digest
+    a, b, c = (client.create_logged_model(experiment_id, name=name) for name in ("a", "b", "c"))
+    with mlflow.start_run():
+        mlflow.log_metric("acc", 0.9, model_id=a.model_id, dataset=eval_v1, step=1, timestamp=1_000)
+        mlflow.log_metric("acc", 0.5, model_id=a.model_id, dataset=train, step=1, timestamp=2_000)
+        mlflow.log_metric("acc", 0.6, model_id=b.model_id, dataset=eval_v1, step=1, timestamp=1_000)
+        mlflow.log_metric("acc", 0.95, model_id=b.model_id, dataset=train, step=1, timestamp=2_000)
+        mlflow.log_metric("acc", 0.4, model_id=b.model_id, dataset=eval_v2, step=0, timestamp=3_000)
+        mlflow.log_metric("acc", 0.99, model_id=c.model_id, step=1, timestamp=1_000)
+
+    def names(filter_string=None, datasets=None, order_by=None):
+        found = client.search_logged_models(
+            [experiment_id], filter_string=filter_string, datasets=datasets, order_by=order_by
+        )
+        return [m.name for m in found] if order_by else sorted(m.name for m in found)
+
+    eval_1 = {"dataset_name": "eval", "dataset_digest": eval_v1.digest}
+    # A metric clause matches any point of the key; datasets narrow the points it looks at.
+    assert names("metrics.acc > 0.8") == ["a", "b", "c"]
+    assert names("metrics.acc > 0.8", [eval_1]) == ["a"]
+    assert names("metrics.acc > 0.8", [{"dataset_name": "train"}]) == ["b"]
+    assert names("metrics.acc < 0.55", [eval_1, {"dataset_name": "train"}]) == ["a"]
+    assert names("metrics.acc < 0.45", [{"dataset_name": "eval", "dataset_digest": eval_v2.digest}]) == ["b"]
+    # Without a metric clause, datasets keep the models with any metric on them; no digest takes every digest.
+    assert names(datasets=[{"dataset_name": "eval"}]) == ["a", "b"]
+    assert names(datasets=[{"dataset_name": "eval", "dataset_digest": eval_v2.digest}]) == ["b"]
+    assert names(datasets=[{"dataset_name": "holdout"}]) == []
+    assert names("name = 'a'", [{"dataset_name": "train"}]) == ["a"]
+    # Order by a metric on one dataset; models without such a point come last.
+    ascending = [{"field_name": "metrics.acc", "ascending": True, "dataset_name": "train"}]
+    assert names(order_by=ascending) == ["a", "b", "c"]
+    descending = [{"field_name": "metrics.acc", "ascending": False, "dataset_name": "eval",
+                   "dataset_digest": eval_v1.digest}]
+    assert names(order_by=descending) == ["a", "b", "c"]
+    # The latest point is the one with the greatest timestamp, even at a lower step (b: 0.4).
+    assert names(order_by=[{"field_name": "metrics.acc", "ascending": False}]) == ["c", "a", "b"]
+
+    page = client.search_logged_models([experiment_id], datasets=[{"dataset_name": "eval"}], max_results=1)
+    rest = client.search_logged_models(
+        [experiment_id], datasets=[{"dataset_name": "eval"}], max_results=1, page_token=page.token
+    )
+    assert sorted([page[0].name, rest[0].name]) == ["a", "b"] and rest.token is None
+
+    search = f"{client_uri}/api/2.0/mlflow/logged-models/search"
+    answer = requests.post(search, json={"experiment_ids": [experiment_id], "datasets": [{"dataset_digest": "x"}]},
+                           timeout=30)
+    assert (answer.status_code, answer.json()) == (
+        400,
+        {"error_code": "INVALID_PARAMETER_VALUE",
+         "message": "`dataset_name` in the `datasets` clause must be specified."},
+    )
+    answer = requests.post(search, json={"experiment_ids": [experiment_id], "datasets": [{"dataset_name": "train"}],
+                                         "page_token": page.token}, timeout=30)
+    assert (answer.status_code, answer.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    answer = requests.post(search, json={"experiment_ids": [experiment_id],
+                                         "order_by": [{"field_name": "params.lr"}]}, timeout=30)
+    assert answer.json()["message"] == "Invalid order by field name: params.lr. Only metrics are supported."

@@ -10,6 +10,7 @@ import uuid
 import boto3
 import mlflow
 import pytest
+import requests
 from mlflow import MlflowClient
 from moto import server as moto_server
 
@@ -124,3 +125,59 @@ def _sha256(path) -> str:
         while chunk := handle.read(1024 * 1024):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def test_artifacts_list_reads_an_experiments_own_bucket(client, s3_gateway, bucket):
+    """An experiment stored at s3://... of its own: the job writes there, the gateway lists it."""
+    experiment_id = client.create_experiment("own-s3-" + uuid.uuid4().hex[:8], f"s3://{BUCKET}/team-a")
+    run = client.create_run(experiment_id)
+    run_id = run.info.run_id
+    assert run.info.artifact_uri == f"s3://{BUCKET}/team-a/{run_id}/artifacts"
+    prefix = f"team-a/{run_id}/artifacts"
+    for key, body in (("model/MLmodel", b"flavors: {}\n"), ("model/data/w.bin", b"\0" * 64), ("plot.png", b"png")):
+        bucket.put_object(Bucket=BUCKET, Key=f"{prefix}/{key}", Body=body)
+
+    def listed(path=None):
+        query = {"run_id": run_id} if path is None else {"run_id": run_id, "path": path}
+        response = requests.get(f"{s3_gateway.url}/api/2.0/mlflow/artifacts/list", params=query, timeout=30)
+        return response.status_code, response.json()
+
+    status, payload = listed()
+    assert status == 200
+    assert payload == {
+        "root_uri": run.info.artifact_uri,
+        "files": [{"path": "model", "is_dir": True}, {"path": "plot.png", "is_dir": False, "file_size": 3}],
+    }
+    assert listed("model")[1]["files"] == [
+        {"path": "model/MLmodel", "is_dir": False, "file_size": 12},
+        {"path": "model/data", "is_dir": True},
+    ]
+    assert listed("nothing/here") == (200, {"root_uri": run.info.artifact_uri})
+    assert listed("../other-run") == (400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid path"})
+
+    missing = client.create_run(client.create_experiment("no-bucket-" + uuid.uuid4().hex[:8], "s3://no-such-bucket/x"))
+    response = requests.get(
+        f"{s3_gateway.url}/api/2.0/mlflow/artifacts/list", params={"run_id": missing.info.run_id}, timeout=30
+    )
+    assert (response.status_code, response.json()) == (
+        404,
+        {
+            "error_code": "RESOURCE_DOES_NOT_EXIST",
+            "message": f"The bucket of {missing.info.artifact_uri} does not exist.",
+        },
+    )
+
+
+def test_logged_model_file_streamed_from_s3(client, s3_gateway, tmp_path):
+    model = client.create_logged_model(client.create_experiment("s3-model-" + uuid.uuid4().hex[:8]), name="m")
+    files = tmp_path / "model"
+    files.mkdir()
+    payload = hashlib.sha256(b"weights").digest() * 40_000
+    (files / "weights.bin").write_bytes(payload)
+    client.log_model_artifacts(model.model_id, str(files))
+    base = f"{s3_gateway.url}/ajax-api/2.0/mlflow/logged-models/{model.model_id}/artifacts"
+    listed = requests.get(f"{base}/directories", timeout=30).json()
+    assert listed["files"] == [{"path": "weights.bin", "is_dir": False, "file_size": len(payload)}]
+    response = requests.get(f"{base}/files", params={"artifact_file_path": "weights.bin"}, timeout=30)
+    assert (response.status_code, response.content) == (200, payload)
+    assert response.headers["Content-Length"] == str(len(payload))
