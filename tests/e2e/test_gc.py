@@ -339,3 +339,37 @@ async def test_a_write_racing_bulk_delete_lands_whole_or_is_refused(own_gateway,
             assert set(stored.values()) == {per_call}
     finally:
         await conn.close()
+
+
+async def test_gc_without_a_database_url_uses_the_embedded_database(tmp_path):
+    """Like `gateway serve`, gc with no URL attaches to (or starts) the PostgreSQL in --data-dir."""
+    from gateway.store.embedded import EmbeddedPostgres
+    from gateway.store.migrations import migrate
+
+    embedded = EmbeddedPostgres(tmp_path)
+    url = embedded.start()  # as a running `gateway serve` would hold it
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+            old, recent = uuid.uuid4().hex, uuid.uuid4().hex
+            now = int(time.time() * 1000)
+            for run_id, deleted_time in ((old, now - 2 * DAY_MS), (recent, now - 3_600_000)):
+                await conn.execute(
+                    "INSERT INTO runs (run_id, experiment_id, start_time, lifecycle_stage, deleted_time) "
+                    "VALUES ($1, 0, 0, 'deleted', $2)", run_id, deleted_time)
+                await conn.execute(
+                    "INSERT INTO metrics (run_id, key, step, timestamp, value) VALUES ($1, 'm', 0, 0, 1.0)", run_id)
+            env = {k: v for k, v in os.environ.items() if k != "GATEWAY_DATABASE_URL"}
+            done = subprocess.run(
+                [sys.executable, "-m", "gateway", "gc", "--older-than", "1d", "--data-dir", str(tmp_path)],
+                capture_output=True, text=True, timeout=180, env=env,
+            )
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.splitlines()[-1].startswith("gc: removed 1 runs and 0 experiments deleted before ")
+            remaining = await conn.fetch("SELECT run_id FROM runs UNION ALL SELECT run_id FROM metrics")
+            assert [row["run_id"].hex for row in remaining] == [recent, recent]
+        finally:
+            await conn.close()
+    finally:
+        embedded.stop()
