@@ -14,6 +14,9 @@ A server without the bulk endpoints (a stock ``mlflow server`` answers them with
 the way its users have to do it: one ``runs/delete`` (then ``runs/restore``) call
 per run, ``--concurrency`` at a time.
 
+``--points-per-run N`` logs N metric points to each run as it is created (to
+give ``gateway gc`` something to remove); ``--rounds 0`` only creates the runs.
+
 Exit status: 0 when every count matched, 1 when one did not, 2 when the benchmark
 could not run.
 """
@@ -48,13 +51,23 @@ async def call(session: aiohttp.ClientSession, url: str, path: str, body: dict) 
             return response.status, {"raw": text[:200]}
 
 
-async def create_runs(session: aiohttp.ClientSession, url: str, count: int, concurrency: int) -> tuple[str, list[str]]:
+def metric_batches(points_per_run: int) -> list[list[dict]]:
+    """The run's metric points as log-batch bodies of at most 1000 (key ``loss``, one step each)."""
+    points = [{"key": "loss", "value": step / 16, "timestamp": START_TIME_BASE + step, "step": step}
+              for step in range(points_per_run)]
+    return [points[i:i + 1000] for i in range(0, len(points), 1000)]
+
+
+async def create_runs(
+    session: aiohttp.ClientSession, url: str, count: int, concurrency: int, points_per_run: int = 0
+) -> tuple[str, list[str]]:
     status, body = await call(session, url, "/experiments/create", {"name": "bulk-bench-" + uuid.uuid4().hex})
     if status != 200:
         raise BenchError(f"experiments/create answered {status}: {body}")
     experiment_id = body["experiment_id"]
     run_ids: list[str | None] = [None] * count
     next_index = 0
+    batches = metric_batches(points_per_run)
 
     async def worker() -> None:
         nonlocal next_index
@@ -67,6 +80,10 @@ async def create_runs(session: aiohttp.ClientSession, url: str, count: int, conc
             if status != 200:
                 raise BenchError(f"runs/create answered {status}: {body}")
             run_ids[index] = body["run"]["info"]["run_id"]
+            for metrics in batches:
+                status, body = await call(session, url, "/runs/log-batch", {"run_id": run_ids[index], "metrics": metrics})
+                if status != 200:
+                    raise BenchError(f"runs/log-batch answered {status}: {body}")
 
     await asyncio.gather(*[worker() for _ in range(concurrency)])
     return experiment_id, [r for r in run_ids if r is not None]
@@ -105,10 +122,21 @@ async def bench(args: argparse.Namespace) -> dict:
     connector = aiohttp.TCPConnector(limit=max(args.concurrency, 4))
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         started = time.perf_counter()
-        experiment_id, run_ids = await create_runs(session, args.url, args.runs, args.concurrency)
+        experiment_id, run_ids = await create_runs(
+            session, args.url, args.runs, args.concurrency, args.points_per_run
+        )
         create_s = time.perf_counter() - started
         print(f"created {len(run_ids)} runs in {create_s:.1f} s ({len(run_ids) / create_s:.0f} runs/s)", file=sys.stderr)
-        result: dict = {"url": args.url, "runs": len(run_ids), "create_seconds": create_s, "mismatches": []}
+        result: dict = {
+            "url": args.url,
+            "experiment_id": experiment_id,
+            "runs": len(run_ids),
+            "points_per_run": args.points_per_run,
+            "create_seconds": create_s,
+            "mismatches": [],
+        }
+        if args.rounds == 0:
+            return result
 
         probe_status, probe = await call(
             session, args.url, "/databricks/runs/restore-runs",
@@ -166,7 +194,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:5000")
     parser.add_argument("--runs", type=int, default=10_000, help="runs to create (at most 10000 per bulk call)")
-    parser.add_argument("--rounds", type=int, default=3, help="delete + restore rounds; medians are reported")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="delete + restore rounds; medians are reported (0: only create the runs)")
+    parser.add_argument("--points-per-run", type=int, default=0,
+                        help="metric points logged to each run at creation (runs/log-batch of up to 1000)")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent runs/create (and per-run) calls")
     parser.add_argument("--per-run-fallback", action="store_true",
                         help="without bulk endpoints, time one runs/delete and runs/restore call per run")
