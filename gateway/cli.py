@@ -1,4 +1,4 @@
-"""`gateway serve | migrate`: command-line entry points."""
+"""`gateway serve | migrate | gc`: command-line entry points."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import typing
 import asyncpg
 
 from gateway.config import SETTING_DOCS, Settings
+from gateway.durations import parse_duration_ms
+from gateway.errors import GatewayError
 from gateway.store.embedded import EmbeddedPostgres
 from gateway.store.migrations import migrate
 
@@ -117,6 +119,64 @@ def migrate_command(args: argparse.Namespace) -> None:
             embedded.stop()
 
 
+def _duration_ms(text: str) -> int:
+    try:
+        return parse_duration_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _experiment_id_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"experiment ids are integers, got {text!r}") from None
+
+
+async def _collect_garbage(database_url: str, args: argparse.Namespace) -> str:
+    from datetime import datetime, timezone
+
+    from tqdm import tqdm
+
+    from gateway.store.gc import GarbageCollector
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate(conn)
+        experiment_ids = [e for group in args.experiment_ids for e in group] if args.experiment_ids else None
+        collector = GarbageCollector(
+            conn, older_than_ms=args.older_than, experiment_ids=experiment_ids, batch_size=args.batch_size
+        )
+        plan = await collector.plan()
+        removed: dict[str, int] = {}
+        with tqdm(total=plan.runs, unit="run", desc="gc", file=sys.stderr, dynamic_ncols=True) as progress:
+            async for batch in collector.batches():
+                for table, count in batch.rows.items():
+                    removed[table] = removed.get(table, 0) + count
+                progress.update(len(batch.runs))
+    finally:
+        await conn.close()
+    cutoff = datetime.fromtimestamp(plan.cutoff_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"gc: removed {removed.get('runs', 0)} runs and {removed.get('experiments', 0)} experiments deleted "
+        f"before {cutoff} ({removed.get('metrics', 0)} metric points, {removed.get('metric_summaries', 0)} "
+        f"metric summaries, {removed.get('params', 0)} params, {removed.get('run_tags', 0)} tags, "
+        f"{removed.get('run_dataset_inputs', 0) + removed.get('run_model_inputs', 0)} inputs)"
+    )
+
+
+def gc_command(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    database_url, embedded = _resolve_database(settings)
+    try:
+        print(asyncio.run(_collect_garbage(database_url, args)))
+    except GatewayError as exc:
+        sys.exit(f"gateway gc: {exc.message}")
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="An MLflow-compatible tracking server for write floods.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +186,26 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_parser = commands.add_parser("migrate", help="apply the database migrations and exit")
     _add_setting_flags(migrate_parser, ("database_url", "data_dir"))
     migrate_parser.set_defaults(run=migrate_command)
+    gc_parser = commands.add_parser(
+        "gc",
+        help="permanently remove deleted runs and experiments",
+        description="Permanently remove runs deleted at least --older-than ago, with their metrics, params, "
+        "tags, summaries and inputs, and experiments deleted before then with all their runs. Works in "
+        "batches, each its own transaction, and is safe while servers are ingesting.",
+    )
+    gc_parser.add_argument(
+        "--older-than", type=_duration_ms, default=0, metavar="DURATION",
+        help="remove what was deleted at least this long ago: 30d, 12h, 90m, 45s, 1d12h (default 0s: all)",
+    )
+    gc_parser.add_argument(
+        "--experiment-ids", type=_experiment_id_list, nargs="+", metavar="ID[,ID...]",
+        help="only these experiments: their deleted runs, and the experiments themselves if deleted",
+    )
+    gc_parser.add_argument(
+        "--batch-size", type=int, default=500, help="runs removed per transaction, 1 to 10000 (default 500)"
+    )
+    _add_setting_flags(gc_parser, ("database_url", "data_dir"))
+    gc_parser.set_defaults(run=gc_command)
     return parser
 
 

@@ -218,6 +218,11 @@ class TrackingStore:
                 )
                 if updated is None:
                     raise NotFound(f"No Experiment with id={exp_id} exists")
+                # Lock the runs in run_id order first, as flushes and gc do, so this
+                # statement cannot deadlock with them.
+                await conn.execute(
+                    "SELECT run_id FROM runs WHERE experiment_id = $1 ORDER BY run_id FOR UPDATE", exp_id
+                )
                 await conn.execute(
                     """UPDATE runs SET lifecycle_stage = $2,
                               deleted_time = CASE WHEN $2 = 'deleted' THEN $3::bigint ELSE NULL END
@@ -315,6 +320,19 @@ class TrackingStore:
         start = start_time if start_time is not None else now_ms()
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
+                # Hold the experiment while the run goes in, so gc cannot remove the
+                # experiment underneath it and leave the run without one.
+                stage = await conn.fetchval(
+                    "SELECT lifecycle_stage FROM experiments WHERE experiment_id = $1 FOR SHARE",
+                    int(experiment.experiment_id),
+                )
+                if stage is None:
+                    raise NotFound(f"No Experiment with id={experiment.experiment_id} exists")
+                if stage != "active":
+                    raise InvalidParameter(
+                        f"The experiment {experiment.experiment_id} must be in the 'active' state. "
+                        f"Current state is {stage}."
+                    )
                 await conn.execute(
                     """INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time,
                                          artifact_uri, lifecycle_stage)
