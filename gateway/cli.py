@@ -133,14 +133,67 @@ def _experiment_id_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"experiment ids are integers, got {text!r}") from None
 
 
-async def _collect_garbage(database_url: str, args: argparse.Namespace) -> str:
+# Artifact locations removed at once: storage calls overlap, memory and sockets stay bounded.
+_ARTIFACT_REMOVALS_AT_ONCE = 8
+
+
+class _ArtifactTally:
+    """Removes the files of removed runs and logged models, counting what was and was not removed."""
+
+    def __init__(self, collector, destination):
+        self.collector = collector
+        self.destination = destination
+        self.removed = 0
+        self.failed = 0
+        self._slots = asyncio.Semaphore(_ARTIFACT_REMOVALS_AT_ONCE)
+
+    async def remove(self, items) -> None:
+        from gateway.artifacts.removal import is_permanent
+
+        outcomes = await asyncio.gather(*(self._remove_one(item) for item in items))
+        cleared = []
+        for item, error in zip(items, outcomes):
+            if error is None:
+                self.removed += 1
+                cleared.append(item.owner_id)
+                continue
+            self.failed += 1
+            kind = "run" if item.owner_kind == "run" else "logged model"
+            if is_permanent(error):
+                # Nothing gc can do will ever remove these: say so once and forget them.
+                cleared.append(item.owner_id)
+                log.warning("artifacts of %s %s at %s not removed: %s; remove them by hand",
+                            kind, item.owner_id, item.artifact_uri, _describe(error))
+            else:
+                log.warning("artifacts of %s %s at %s not removed: %s; the next gc retries",
+                            kind, item.owner_id, item.artifact_uri, _describe(error))
+        await self.collector.artifacts_removed(cleared)
+
+    async def _remove_one(self, item) -> BaseException | None:
+        from gateway.artifacts.removal import remove_artifacts
+
+        async with self._slots:
+            try:
+                await remove_artifacts(item.artifact_uri, self.destination)
+            except Exception as error:  # noqa: BLE001 - any storage failure is reported, and gc goes on
+                return error
+        return None
+
+
+def _describe(error: BaseException) -> str:
+    return error.message if isinstance(error, GatewayError) else f"{type(error).__name__}: {error}"
+
+
+async def _collect_garbage(database_url: str, args: argparse.Namespace, settings: Settings) -> str:
     from datetime import datetime, timezone
 
     from tqdm import tqdm
 
+    from gateway.artifacts import open_store
     from gateway.store.gc import GarbageCollector
 
     conn = await asyncpg.connect(database_url)
+    destination = None
     try:
         await migrate(conn)
         experiment_ids = [e for group in args.experiment_ids for e in group] if args.experiment_ids else None
@@ -148,20 +201,33 @@ async def _collect_garbage(database_url: str, args: argparse.Namespace) -> str:
             conn, older_than_ms=args.older_than, experiment_ids=experiment_ids, batch_size=args.batch_size
         )
         plan = await collector.plan()
+        destination = open_store(settings.artifacts_location())
+        artifacts = _ArtifactTally(collector, destination)
+        # Files whose rows an interrupted (or refused) earlier gc already removed come first.
+        async for leftovers in collector.leftover_artifacts():
+            await artifacts.remove(leftovers)
         removed: dict[str, int] = {}
         with tqdm(total=plan.runs, unit="run", desc="gc", file=sys.stderr, dynamic_ncols=True) as progress:
             async for batch in collector.batches():
                 for table, count in batch.rows.items():
                     removed[table] = removed.get(table, 0) + count
+                # Only now that the batch committed: a run still in the database may yet be restored.
+                await artifacts.remove(batch.artifacts())
                 progress.update(len(batch.runs))
     finally:
+        if destination is not None:
+            await destination.close()
         await conn.close()
     cutoff = datetime.fromtimestamp(plan.cutoff_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return (
-        f"gc: removed {removed.get('runs', 0)} runs and {removed.get('experiments', 0)} experiments deleted "
-        f"before {cutoff} ({removed.get('metrics', 0)} metric points, {removed.get('metric_summaries', 0)} "
-        f"metric summaries, {removed.get('params', 0)} params, {removed.get('run_tags', 0)} tags, "
-        f"{removed.get('run_dataset_inputs', 0) + removed.get('run_model_inputs', 0)} inputs)"
+        f"gc: removed {removed.get('runs', 0)} runs, {removed.get('logged_models', 0)} logged models and "
+        f"{removed.get('experiments', 0)} experiments deleted before {cutoff} ({removed.get('metrics', 0)} metric "
+        f"points, {removed.get('metric_summaries', 0)} metric summaries, {removed.get('params', 0)} params, "
+        f"{removed.get('run_tags', 0)} tags, "
+        f"{removed.get('run_dataset_inputs', 0) + removed.get('run_model_inputs', 0)} inputs, "
+        f"{removed.get('run_model_outputs', 0)} outputs, {removed.get('logged_model_params', 0)} model params, "
+        f"{removed.get('logged_model_tags', 0)} model tags); artifacts of {artifacts.removed} runs and models "
+        f"removed, {artifacts.failed} failed"
     )
 
 
@@ -169,7 +235,7 @@ def gc_command(args: argparse.Namespace) -> None:
     settings = _settings(args)
     database_url, embedded = _resolve_database(settings)
     try:
-        print(asyncio.run(_collect_garbage(database_url, args)))
+        print(asyncio.run(_collect_garbage(database_url, args, settings)))
     except GatewayError as exc:
         sys.exit(f"gateway gc: {exc.message}")
     finally:
@@ -190,8 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         "gc",
         help="permanently remove deleted runs and experiments",
         description="Permanently remove runs deleted at least --older-than ago, with their metrics, params, "
-        "tags, summaries and inputs, and experiments deleted before then with all their runs. Works in "
-        "batches, each its own transaction, and is safe while servers are ingesting.",
+        "tags, summaries, inputs, outputs and artifacts; logged models deleted by then, with their params, "
+        "tags and artifacts; and experiments deleted before then with all their runs and logged models. "
+        "Works in batches, each its own transaction, and is safe while servers are ingesting. Artifacts are "
+        "removed after their batch commits; those it could not remove are logged, counted, and retried by "
+        "the next gc.",
     )
     gc_parser.add_argument(
         "--older-than", type=_duration_ms, default=0, metavar="DURATION",
@@ -199,12 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gc_parser.add_argument(
         "--experiment-ids", type=_experiment_id_list, nargs="+", metavar="ID[,ID...]",
-        help="only these experiments: their deleted runs, and the experiments themselves if deleted",
+        help="only these experiments: their deleted runs and logged models, and the experiments themselves "
+        "if deleted",
     )
     gc_parser.add_argument(
-        "--batch-size", type=int, default=500, help="runs removed per transaction, 1 to 10000 (default 500)"
+        "--batch-size", type=int, default=500,
+        help="runs (or logged models) removed per transaction, 1 to 10000 (default 500)",
     )
-    _add_setting_flags(gc_parser, ("database_url", "data_dir"))
+    _add_setting_flags(gc_parser, ("database_url", "data_dir", "artifacts_destination"))
     gc_parser.set_defaults(run=gc_command)
     return parser
 

@@ -46,9 +46,13 @@ def _has_boto3() -> bool:
     return importlib.util.find_spec("boto3") is not None
 
 
-def unsupported_scheme(artifact_uri: str) -> GatewayError:
+class UnsupportedScheme(GatewayError):
+    """No artifact store of this server takes the URI's scheme (installing a package will not help)."""
+
+
+def unsupported_scheme(artifact_uri: str) -> UnsupportedScheme:
     """MLflow's message for a URI no artifact repository takes; NOT_IMPLEMENTED rather than its 500."""
-    return GatewayError(
+    return UnsupportedScheme(
         f"Could not find a registered artifact repository for: {artifact_uri}. "
         f"Currently registered schemes are: {supported_schemes()}",
         "NOT_IMPLEMENTED",

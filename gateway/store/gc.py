@@ -1,8 +1,11 @@
-"""Permanent removal of deleted runs and experiments (``gateway gc``), in short batches.
+"""Permanent removal of deleted runs, logged models and experiments (``gateway gc``), in short batches.
 
 A run deleted (soft, ``lifecycle_stage = 'deleted'``) at or before the cutoff is
-removed with every row that names it. An experiment deleted before the cutoff is
-removed with all of its runs and its tags, as ``mlflow gc`` does.
+removed with every row that names it; a logged model deleted at or before the
+cutoff (its last update) with its params and tags. An experiment deleted before
+the cutoff is removed with all of its runs, logged models and tags, as
+``mlflow gc`` does. A removed logged model's metric points stay with the runs
+that logged them, as do live runs' inputs and outputs naming it.
 
 Each batch is its own short transaction and locks its runs ``FOR UPDATE`` in
 run_id order, the order in which a flush locks them ``FOR SHARE``. So a flush
@@ -11,8 +14,22 @@ waits and then finds the run gone (its writes fail with RESOURCE_DOES_NOT_EXIST)
 nothing is half-stored, and the two cannot deadlock. An experiment's row is
 locked before its runs, the order experiment delete and restore take them.
 
-Every batch reports the runs it removed (id, experiment, artifact URI), so
-removing their artifacts can follow each committed batch.
+Files are removed after rows, never before. ``mlflow gc`` removes a run's files
+first, then its rows; here the run is chosen and locked inside the batch's
+transaction, and until that commits it may still be restored (a restore racing
+gc waits for the lock and then either finds the run gone or wins, in which case
+the batch skips it). Removing files first would leave a restored, live run
+pointing at files that are gone; removing them after the commit cannot, because
+a removed run can no longer be restored.
+
+The cost of that order is a window in which rows are gone and files are not:
+gc stopping there (a crash, a kill, storage refusing) would leave files nothing
+points at any more. So the same transaction that removes a run or model writes
+its artifact URI to ``gc_artifact_removals``, and the caller clears that row
+(:meth:`GarbageCollector.artifacts_removed`) only once the files are gone. The
+next gc starts with what is left there (:meth:`GarbageCollector.leftover_artifacts`),
+so an interrupted or failed removal is retried until it succeeds, and no file
+of a removed run is lost track of.
 """
 
 from __future__ import annotations
@@ -28,8 +45,19 @@ from gateway.store.errors import translate_transient
 
 # Every table whose rows belong to one run (keyed by run_id), removed with the run.
 # A new run-scoped table must be added here; tests/e2e/test_gc.py fails until it is.
-RUN_SCOPED_TABLES = ("metrics", "metric_summaries", "params", "run_tags", "run_dataset_inputs", "run_model_inputs")
-# Every table whose rows belong to one experiment, removed with the experiment.
+RUN_SCOPED_TABLES = (
+    "metrics",
+    "metric_summaries",
+    "params",
+    "run_tags",
+    "run_dataset_inputs",
+    "run_model_inputs",
+    "run_model_outputs",
+)
+# Every table whose rows belong to one logged model (keyed by model_id), removed with it.
+LOGGED_MODEL_SCOPED_TABLES = ("logged_model_params", "logged_model_tags")
+# Every table whose rows belong to one experiment, removed with the experiment
+# (after its runs and logged models, which name it too).
 EXPERIMENT_SCOPED_TABLES = ("experiment_tags",)
 
 MAX_BATCH_SIZE = 10_000
@@ -66,6 +94,40 @@ ORDER BY run_id LIMIT $2
 FOR UPDATE
 """
 
+_DELETED_MODELS = """
+SELECT model_id, experiment_id, artifact_location FROM logged_models
+WHERE lifecycle_stage = 'deleted' AND last_updated_timestamp_ms <= $1
+  AND ($2::bigint[] IS NULL OR experiment_id = ANY($2::bigint[]))
+ORDER BY model_id LIMIT $3
+FOR UPDATE
+"""
+
+_MODELS_OF_EXPERIMENT = """
+SELECT model_id, experiment_id, artifact_location FROM logged_models
+WHERE experiment_id = $1
+ORDER BY model_id LIMIT $2
+FOR UPDATE
+"""
+
+_COUNT_MODELS = """
+SELECT count(*) FROM logged_models
+WHERE (lifecycle_stage = 'deleted' AND last_updated_timestamp_ms <= $1
+       AND ($2::bigint[] IS NULL OR experiment_id = ANY($2::bigint[])))
+   OR experiment_id = ANY($3::bigint[])
+"""
+
+_RECORD_ARTIFACTS = """
+INSERT INTO gc_artifact_removals (owner_id, owner_kind, artifact_uri, removed_time)
+SELECT owner_id, $2, artifact_uri, $4 FROM unnest($1::text[], $3::text[]) AS removed(owner_id, artifact_uri)
+WHERE artifact_uri <> ''
+ON CONFLICT (owner_id) DO UPDATE SET artifact_uri = EXCLUDED.artifact_uri, removed_time = EXCLUDED.removed_time
+"""
+
+_LEFTOVER_ARTIFACTS = """
+SELECT owner_id, owner_kind, artifact_uri FROM gc_artifact_removals
+WHERE owner_id > $1 ORDER BY owner_id LIMIT $2
+"""
+
 _COUNT_RUNS = """
 SELECT count(*) FROM runs
 WHERE (lifecycle_stage = 'deleted' AND deleted_time <= $1
@@ -82,19 +144,50 @@ class RemovedRun(msgspec.Struct, frozen=True):
     artifact_uri: str
 
 
+class RemovedModel(msgspec.Struct, frozen=True):
+    """A logged model whose rows were removed, and where its files are."""
+
+    model_id: str
+    experiment_id: str
+    artifact_uri: str
+
+
+class ArtifactsToRemove(msgspec.Struct, frozen=True):
+    """Files of a removed run or logged model, recorded in ``gc_artifact_removals`` until removed.
+
+    Attributes:
+        owner_id: the run id or logged model id.
+        owner_kind: ``run`` or ``logged_model``.
+        artifact_uri: the run's artifact_uri or the model's artifact_location.
+    """
+
+    owner_id: str
+    owner_kind: str
+    artifact_uri: str
+
+
 class GcBatch(msgspec.Struct, frozen=True):
     """What one committed batch removed.
 
     Attributes:
         runs: the runs removed.
-        rows: rows removed per table (``RUN_SCOPED_TABLES``, ``runs``, and for an
-            experiment ``EXPERIMENT_SCOPED_TABLES`` and ``experiments``).
-        experiment_id: the experiment removed with this batch (after its last run), if any.
+        rows: rows removed per table (``RUN_SCOPED_TABLES``, ``runs``,
+            ``LOGGED_MODEL_SCOPED_TABLES``, ``logged_models``, and for an experiment
+            ``EXPERIMENT_SCOPED_TABLES`` and ``experiments``).
+        experiment_id: the experiment removed with this batch (after its last run and model), if any.
+        models: the logged models removed.
     """
 
     runs: list[RemovedRun]
     rows: dict[str, int]
     experiment_id: str | None = None
+    models: list[RemovedModel] = msgspec.field(default_factory=list)
+
+    def artifacts(self) -> list[ArtifactsToRemove]:
+        """The files this batch left to remove (recorded in ``gc_artifact_removals``), runs first."""
+        found = [ArtifactsToRemove(run.run_id, "run", run.artifact_uri) for run in self.runs]
+        found += [ArtifactsToRemove(model.model_id, "logged_model", model.artifact_uri) for model in self.models]
+        return [item for item in found if item.artifact_uri]
 
 
 class GcPlan(msgspec.Struct, frozen=True):
@@ -105,11 +198,15 @@ class GcPlan(msgspec.Struct, frozen=True):
             (ms since the epoch) are removed.
         runs: runs to remove.
         experiments: experiments to remove.
+        logged_models: logged models to remove.
+        leftover_artifacts: artifact locations an earlier gc removed the rows of but not the files.
     """
 
     cutoff_ms: int
     runs: int
     experiments: int
+    logged_models: int = 0
+    leftover_artifacts: int = 0
 
 
 def _deleted_count(status: str) -> int:
@@ -118,14 +215,14 @@ def _deleted_count(status: str) -> int:
 
 
 class GarbageCollector:
-    """Removes deleted runs and experiments from the database for good.
+    """Removes deleted runs, logged models and experiments from the database for good.
 
     Args:
         conn: a connection of its own (each batch is a transaction on it).
         older_than_ms: only what was deleted at least this long ago is removed.
-        experiment_ids: when given, only these experiments' runs (and the experiments
-            themselves, if deleted before the cutoff) are considered.
-        batch_size: runs per batch (one transaction each), 1 to 10000.
+        experiment_ids: when given, only these experiments' runs and logged models (and
+            the experiments themselves, if deleted before the cutoff) are considered.
+        batch_size: runs and logged models per batch (one transaction each), 1 to 10000.
         now_ms: the current time in ms since the epoch (default: the clock).
 
     Raises:
@@ -170,18 +267,58 @@ class GarbageCollector:
                     raise NotFound(f"No Experiment with id={missing[0]} exists")
             experiments = await self._deleted_experiments()
             runs = await self._conn.fetchval(_COUNT_RUNS, self.cutoff_ms, self._experiment_ids, experiments)
-        return GcPlan(cutoff_ms=self.cutoff_ms, runs=runs, experiments=len(experiments))
+            models = await self._conn.fetchval(_COUNT_MODELS, self.cutoff_ms, self._experiment_ids, experiments)
+            leftovers = await self._conn.fetchval("SELECT count(*) FROM gc_artifact_removals")
+        return GcPlan(
+            cutoff_ms=self.cutoff_ms,
+            runs=runs,
+            experiments=len(experiments),
+            logged_models=models,
+            leftover_artifacts=leftovers,
+        )
+
+    async def leftover_artifacts(self) -> AsyncIterator[list[ArtifactsToRemove]]:
+        """Pages of files whose rows an earlier gc removed but which were not cleared as removed.
+
+        They belong to runs and models already gone, so they are listed whatever
+        ``experiment_ids`` the collector was given. A page is not consumed: clear
+        what was removed with :meth:`artifacts_removed`; the rest stays for the next gc.
+        """
+        after = ""
+        while True:
+            with translate_transient():
+                rows = await self._conn.fetch(_LEFTOVER_ARTIFACTS, after, self._batch_size)
+            if not rows:
+                return
+            yield [ArtifactsToRemove(row["owner_id"], row["owner_kind"], row["artifact_uri"]) for row in rows]
+            after = rows[-1]["owner_id"]
+
+    async def artifacts_removed(self, owner_ids: Sequence[str]) -> None:
+        """Record that these runs' or logged models' files are gone (clears their ``gc_artifact_removals`` rows)."""
+        if not owner_ids:
+            return
+        with translate_transient():
+            await self._conn.execute(
+                "DELETE FROM gc_artifact_removals WHERE owner_id = ANY($1::text[])", list(owner_ids)
+            )
 
     async def batches(self) -> AsyncIterator[GcBatch]:
         """Remove everything due, one committed batch at a time, yielding each.
 
         First the deleted runs (oldest deletions are no different from recent ones:
-        run_id order), then each experiment deleted before the cutoff with the rest
-        of its runs. Safe to interrupt and run again: a batch commits whole or not at all.
+        run_id order), then the deleted logged models, then each experiment deleted
+        before the cutoff with the rest of its runs and logged models. Safe to
+        interrupt and run again: a batch commits whole or not at all, and the files
+        of what it removed are recorded in ``gc_artifact_removals`` in the same commit.
         """
         while True:
             batch = await self._in_transaction(self._remove_deleted_runs)
             if not batch.runs:
+                break
+            yield batch
+        while True:
+            batch = await self._in_transaction(self._remove_deleted_models)
+            if not batch.models:
                 break
             yield batch
         for experiment_id in await self._deleted_experiments():
@@ -211,6 +348,12 @@ class GarbageCollector:
         rows = await self._conn.fetch(_DELETED_RUNS, self.cutoff_ms, self._experiment_ids, self._batch_size)
         return await self._remove_runs(rows)
 
+    async def _remove_deleted_models(self) -> GcBatch:
+        rows = await self._conn.fetch(_DELETED_MODELS, self.cutoff_ms, self._experiment_ids, self._batch_size)
+        removed: dict[str, int] = {}
+        models = await self._remove_models(rows, removed)
+        return GcBatch(runs=[], rows=removed, models=models)
+
     async def _remove_experiment_batch(self, experiment_id: int) -> GcBatch | None:
         locked = await self._conn.fetchval(_LOCK_DELETED_EXPERIMENT, experiment_id, self.cutoff_ms)
         if locked is None:
@@ -219,13 +362,39 @@ class GarbageCollector:
         batch = await self._remove_runs(rows)
         if len(rows) == self._batch_size:
             return batch  # more runs may follow; the experiment goes with the last batch
+        room = self._batch_size - len(rows)
+        model_rows = await self._conn.fetch(_MODELS_OF_EXPERIMENT, experiment_id, room)
         removed = dict(batch.rows)
+        models = await self._remove_models(model_rows, removed)
+        if len(model_rows) == room:
+            return GcBatch(runs=batch.runs, rows=removed, models=models)  # more models may follow
         for table in EXPERIMENT_SCOPED_TABLES:
             status = await self._conn.execute(f"DELETE FROM {table} WHERE experiment_id = $1", experiment_id)
             removed[table] = _deleted_count(status)
         status = await self._conn.execute("DELETE FROM experiments WHERE experiment_id = $1", experiment_id)
         removed["experiments"] = _deleted_count(status)
-        return GcBatch(runs=batch.runs, rows=removed, experiment_id=str(experiment_id))
+        return GcBatch(runs=batch.runs, rows=removed, experiment_id=str(experiment_id), models=models)
+
+    async def _remove_models(self, rows: list[asyncpg.Record], removed: dict[str, int]) -> list[RemovedModel]:
+        """Remove these logged models' rows, adding the counts to ``removed``, and record their files."""
+        if not rows:
+            return []
+        model_ids = [row["model_id"] for row in rows]
+        for table in LOGGED_MODEL_SCOPED_TABLES:
+            status = await self._conn.execute(f"DELETE FROM {table} WHERE model_id = ANY($1::text[])", model_ids)
+            removed[table] = removed.get(table, 0) + _deleted_count(status)
+        status = await self._conn.execute("DELETE FROM logged_models WHERE model_id = ANY($1::text[])", model_ids)
+        removed["logged_models"] = removed.get("logged_models", 0) + _deleted_count(status)
+        await self._record_artifacts("logged_model", model_ids, [row["artifact_location"] for row in rows])
+        return [
+            RemovedModel(
+                model_id=row["model_id"], experiment_id=str(row["experiment_id"]), artifact_uri=row["artifact_location"]
+            )
+            for row in rows
+        ]
+
+    async def _record_artifacts(self, kind: str, owner_ids: list[str], artifact_uris: list[str]) -> None:
+        await self._conn.execute(_RECORD_ARTIFACTS, owner_ids, kind, artifact_uris, int(time.time() * 1000))
 
     async def _remove_runs(self, rows: list[asyncpg.Record]) -> GcBatch:
         removed: dict[str, int] = {}
@@ -237,6 +406,7 @@ class GarbageCollector:
             removed[table] = _deleted_count(status)
         status = await self._conn.execute("DELETE FROM runs WHERE run_id = ANY($1::uuid[])", run_ids)
         removed["runs"] = _deleted_count(status)
+        await self._record_artifacts("run", [run_id.hex for run_id in run_ids], [row["artifact_uri"] for row in rows])
         runs = [
             RemovedRun(run_id=row["run_id"].hex, experiment_id=str(row["experiment_id"]), artifact_uri=row["artifact_uri"])
             for row in rows

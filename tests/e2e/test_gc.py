@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 import requests
 
-from gateway.store.gc import EXPERIMENT_SCOPED_TABLES, RUN_SCOPED_TABLES
+from gateway.store.gc import EXPERIMENT_SCOPED_TABLES, LOGGED_MODEL_SCOPED_TABLES, RUN_SCOPED_TABLES
 from tests.e2e.flood import API, create_runs, flood
 from tests.e2e.test_flood import assert_exactly_acknowledged, stored_points, summaries_match_points
 from tests.server import GatewayProcess
@@ -25,10 +25,10 @@ pytestmark = pytest.mark.timeout(240)
 DAY_MS = 86_400_000
 
 
-def gc(database_url: str, *args: str) -> subprocess.CompletedProcess:
+def gc(database_url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gateway", "gc", "--database-url", database_url, *args],
-        capture_output=True, text=True, timeout=180, env=os.environ.copy(),
+        capture_output=True, text=True, timeout=180, env={**os.environ, **(env or {})},
     )
 
 
@@ -46,7 +46,7 @@ async def rows_naming(database_url: str, column: str, ids: list) -> dict[str, in
     conn = await asyncpg.connect(database_url)
     try:
         counts = {}
-        cast = "uuid" if column == "run_id" else "bigint"
+        cast = {"run_id": "uuid", "model_id": "text"}.get(column, "bigint")
         for table in await tables_with_column(conn, column):
             counts[table] = await conn.fetchval(
                 f'SELECT count(*) FROM "{table}" WHERE {column} = ANY($1::{cast}[])', ids
@@ -93,7 +93,7 @@ class Api:
         return self.post("/experiments/create", body)["experiment_id"]
 
     def run(self, experiment_id: str, *, deleted: bool = False) -> str:
-        """A run with metric points, params, tags and a dataset input."""
+        """A run with metric points, params, tags, a dataset and a model input, and a model output."""
         run_id = self.post("/runs/create", {"experiment_id": experiment_id})["run"]["info"]["run_id"]
         self.post("/runs/log-batch", {
             "run_id": run_id,
@@ -105,6 +105,7 @@ class Api:
             "tags": [{"key": "mlflow.data.context", "value": "training"}],
             "dataset": {"name": "d", "digest": "abc", "source_type": "local", "source": "{}"},
         }], "models": [{"model_id": "m-" + run_id[:8]}]})
+        self.post("/runs/outputs", {"run_id": run_id, "models": [{"model_id": "m-" + run_id[8:16], "step": 3}]})
         if deleted:
             self.post("/runs/delete", {"run_id": run_id})
         return run_id
@@ -121,15 +122,18 @@ def own_gateway(fresh_database_url):
 
 
 async def test_every_run_scoped_table_is_removed_by_gc(fresh_database_url):
-    """A table added to sql/ with a run_id or experiment_id column must be known to gc."""
+    """A table added to sql/ with a run_id, model_id or experiment_id column must be known to gc."""
     from gateway.store.migrations import migrate
 
     conn = await asyncpg.connect(fresh_database_url)
     try:
         await migrate(conn)
         assert set(await tables_with_column(conn, "run_id")) == {"runs", *RUN_SCOPED_TABLES}
+        # A run-scoped table naming a model goes with its run, not with the model.
+        assert set(await tables_with_column(conn, "model_id")) - set(RUN_SCOPED_TABLES) == {
+            "logged_models", *LOGGED_MODEL_SCOPED_TABLES}
         assert set(await tables_with_column(conn, "experiment_id")) == {
-            "experiments", "runs", *EXPERIMENT_SCOPED_TABLES}
+            "experiments", "runs", "logged_models", *EXPERIMENT_SCOPED_TABLES}
     finally:
         await conn.close()
 
@@ -155,16 +159,18 @@ async def test_gc_removes_what_was_deleted_before_the_cutoff_from_every_table(ow
     done = gc(fresh_database_url, "--older-than", "30d", "--experiment-ids", exp_a, "--batch-size", "1")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].startswith(
-        "gc: removed 1 runs and 0 experiments deleted before ")
+        "gc: removed 1 runs, 0 logged models and 0 experiments deleted before ")
     assert done.stdout.splitlines()[-1].endswith(
-        " (10 metric points, 2 metric summaries, 2 params, 2 tags, 2 inputs)")
+        " (10 metric points, 2 metric summaries, 2 params, 2 tags, 2 inputs, 1 outputs, 0 model params, "
+        "0 model tags); artifacts of 1 runs and models removed, 0 failed")
     assert "1/1" in done.stderr and "run" in done.stderr  # the progress bar
     assert api.get_run(old_a).status_code == 404
     assert api.get_run(old_d).status_code == 200
 
     done = gc(fresh_database_url, "--older-than", "30d", "--batch-size", "2")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1].startswith("gc: removed 3 runs and 1 experiments deleted before ")
+    assert done.stdout.splitlines()[-1].startswith(
+        "gc: removed 3 runs, 0 logged models and 1 experiments deleted before ")
     assert "3/3" in done.stderr
 
     gone_runs = [old_a, old_d, *old_b]
@@ -176,18 +182,20 @@ async def test_gc_removes_what_was_deleted_before_the_cutoff_from_every_table(ow
     assert api.get_run(live).json() == live_before
     kept = await rows_naming(fresh_database_url, "run_id", [recent_a, recent_c])
     assert kept == {"metric_summaries": 4, "metrics": 20, "params": 4, "run_dataset_inputs": 2,
-                    "run_model_inputs": 2, "run_tags": 4, "runs": 2}
+                    "run_model_inputs": 2, "run_model_outputs": 2, "run_tags": 4, "runs": 2}
     assert (await rows_naming(fresh_database_url, "experiment_id", [int(exp_c)]))["experiments"] == 1
 
     # 0s: everything deleted so far.
     done = gc(fresh_database_url, "--older-than", "0s")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1].startswith("gc: removed 2 runs and 1 experiments deleted before ")
+    assert done.stdout.splitlines()[-1].startswith(
+        "gc: removed 2 runs, 0 logged models and 1 experiments deleted before ")
     assert set((await rows_naming(fresh_database_url, "run_id", [recent_a, recent_c])).values()) == {0}
     assert set((await rows_naming(fresh_database_url, "experiment_id", [int(exp_c)])).values()) == {0}
     assert api.get_run(live).json() == live_before
     done = gc(fresh_database_url)
-    assert done.returncode == 0 and done.stdout.splitlines()[-1].startswith("gc: removed 0 runs and 0 experiments")
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[-1].startswith("gc: removed 0 runs, 0 logged models and 0 experiments")
 
 
 @pytest.mark.parametrize(
@@ -366,7 +374,8 @@ async def test_gc_without_a_database_url_uses_the_embedded_database(tmp_path):
                 capture_output=True, text=True, timeout=180, env=env,
             )
             assert done.returncode == 0, done.stderr
-            assert done.stdout.splitlines()[-1].startswith("gc: removed 1 runs and 0 experiments deleted before ")
+            assert done.stdout.splitlines()[-1].startswith(
+                "gc: removed 1 runs, 0 logged models and 0 experiments deleted before ")
             remaining = await conn.fetch("SELECT run_id FROM runs UNION ALL SELECT run_id FROM metrics")
             assert [row["run_id"].hex for row in remaining] == [recent, recent]
         finally:
