@@ -201,6 +201,10 @@ async def _collect_garbage(database_url: str, args: argparse.Namespace, settings
             conn, older_than_ms=args.older_than, experiment_ids=experiment_ids, batch_size=args.batch_size
         )
         plan = await collector.plan()
+        log.info(
+            "gc: %d runs, %d logged models and %d experiments to remove; files of %d more left by an earlier gc",
+            plan.runs, plan.logged_models, plan.experiments, plan.leftover_artifacts,
+        )
         destination = open_store(settings.artifacts_location())
         artifacts = _ArtifactTally(collector, destination)
         # Files whose rows an interrupted (or refused) earlier gc already removed come first.

@@ -258,6 +258,8 @@ async def test_files_gc_cannot_remove_are_reported_and_retried_by_the_next_gc(
     assert "remove them by hand" in done.stderr
     assert f"artifacts of run {in_s3} at s3://{S3_BUCKET}/team/{in_s3}/artifacts not removed: S3 " in done.stderr
     assert "the next gc retries" in done.stderr
+    assert "gc: 2 runs, 0 logged models and 0 experiments to remove; files of 0 more left by an earlier gc" \
+        in done.stderr
     # The rows are gone; what S3 holds is still known, and only that.
     assert set((await rows_naming(fresh_database_url, "run_id", [in_s3, elsewhere])).values()) == {0}
     assert await pending_removals(fresh_database_url) == [(in_s3, "run")]
@@ -266,6 +268,7 @@ async def test_files_gc_cannot_remove_are_reported_and_retried_by_the_next_gc(
     done = gc(fresh_database_url, "--artifacts-destination", str(destination),
               env={**CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint})
     assert done.returncode == 0, done.stderr
+    assert "files of 1 more left by an earlier gc" in done.stderr
     assert done.stdout.startswith("gc: removed 0 runs, 0 logged models and 0 experiments deleted before ")
     assert done.stdout.rstrip().endswith("artifacts of 1 runs and models removed, 0 failed")
     assert stored_keys() == []
