@@ -2,8 +2,9 @@
 
 ``open_store(destination)`` gives a local-directory store or, for
 ``s3://bucket/prefix``, an S3 one. Handlers stream uploads into ``put`` and
-downloads out of ``get``; ``delete_run_artifacts(artifact_uri)`` removes what a
-run or logged model stored, for garbage collection. Knows nothing of HTTP or SQL.
+downloads out of ``get``. ``removal.remove_artifacts(artifact_uri, destination)``
+removes what a run or logged model stored, wherever it lives, for ``gateway gc``.
+Knows nothing of HTTP or SQL.
 """
 
 from gateway.artifacts.paths import join, safe_path, store_path_of_uri
