@@ -1,4 +1,4 @@
-"""`gateway serve | migrate`: command-line entry points."""
+"""`gateway serve | migrate | relay`: command-line entry points."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typing
 import asyncpg
 
 from gateway.config import SETTING_DOCS, Settings
+from gateway.relay.command import add_relay_command
 from gateway.store.embedded import EmbeddedPostgres
 from gateway.store.migrations import migrate
 
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_parser = commands.add_parser("migrate", help="apply the database migrations and exit")
     _add_setting_flags(migrate_parser, ("database_url", "data_dir"))
     migrate_parser.set_defaults(run=migrate_command)
+    add_relay_command(commands)
     return parser
 
 
