@@ -59,8 +59,8 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("upstream_max_rps must be >= 0 (0: no bound)")
         if self.upstream_concurrency < 1:
             raise ValueError("upstream_concurrency must be at least 1")
-        if self.spool_max_bytes < 1024 * 1024:
-            raise ValueError("spool_max_bytes must be at least 1 MiB")
+        if self.spool_max_bytes < 64 * 1024:
+            raise ValueError("spool_max_bytes must be at least 64 KiB")
         if self.batch_linger_ms < 0 or self.request_deadline_s <= 0 or self.upstream_timeout_s <= 0:
             raise ValueError("batch_linger_ms must be >= 0, request_deadline_s and upstream_timeout_s > 0")
         if self.retry_backoff_max_s <= 0:
