@@ -38,18 +38,20 @@ async def drained(relay: RelayProcess, timeout: float = 120.0) -> None:
 
 
 async def test_64_writers_arrive_exactly_once_in_few_full_batches(gateway, database_url):
-    relay = RelayProcess(gateway.url)
+    # A run's writes may wait up to a second to fill a batch: at most about
+    # 2 runs x 4 windows of calls, however slow or fast this machine is.
+    relay = RelayProcess(gateway.url, "--batch-linger-ms", "1000")
     try:
-        run_ids = await create_runs(relay.url, 4, "relay-flood-" + uuid.uuid4().hex[:8])
+        run_ids = await create_runs(relay.url, 2, "relay-flood-" + uuid.uuid4().hex[:8])
         calls_before = upstream_log_batches(gateway.url)
         ledger = await flood(relay.url, run_ids, writers=64, duration=3, batch_every=ONLY_SINGLE_CALLS)
         await drained(relay)
-        assert set(ledger.statuses) == {200} and ledger.statuses[200] > 500, ledger.statuses
+        assert set(ledger.statuses) == {200} and ledger.statuses[200] > 300, ledger.statuses
         stored = await stored_points(database_url, run_ids)
         assert_exactly_acknowledged(ledger, stored)
         assert set(stored) == ledger.acknowledged  # and nothing that was not acknowledged
         calls = upstream_log_batches(gateway.url) - calls_before
-        assert 0 < calls * 50 <= ledger.statuses[200], (calls, ledger.statuses)
+        assert 0 < calls * 20 <= ledger.statuses[200], (calls, ledger.statuses)
         assert relay.metric("gateway_relay_dead_letters_total") == 0
     finally:
         relay.stop()
