@@ -101,7 +101,8 @@ class MlflowServerProcess(_Process):
             command, stdout=self.log_file, stderr=subprocess.STDOUT, cwd=self.directory,
             env={**os.environ, "MLFLOW_TRACKING_URI": ""},
         )
-        wait_healthy(self.process, self.url, 120, self.log)
+        # Its first start creates and migrates the schema: slow on a busy machine.
+        wait_healthy(self.process, self.url, 300, self.log)
 
 
 def prometheus_value(base_url: str, name: str, labels: str = "") -> float:

@@ -327,6 +327,9 @@ def create_relay_app(settings: RelaySettings) -> web.Application:
         app[RELAY] = Relay(settings, spool, knowledge, forwarder)
         started = time.monotonic()
         yield
+        if settings.shutdown_drain_s > 0 and forwarder.spool_entities:
+            log.info("delivering %d spooled entities before exit", forwarder.spool_entities)
+            await forwarder.deliver_all(settings.shutdown_drain_s)
         await forwarder.stop()
         await spool.close()
         await upstream.close()

@@ -39,11 +39,13 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_linger_ms: float = 200.0
     """Time (ms) a run's writes may wait to fill a log-batch before they are sent; reads never wait for it."""
     request_deadline_s: float = 30.0
-    """Seconds a request may wait (for the spool, a run check, or with --ack upstream its delivery)."""
+    """Seconds a read waits for its run's spooled writes to be delivered (then it goes on), and with --ack upstream a write waits for delivery (then 503)."""
     retry_backoff_max_s: float = 30.0
     """Longest pause (s) between retries while the upstream fails or is unreachable."""
     upstream_timeout_s: float = 60.0
     """Seconds one upstream call may take before it is abandoned and retried."""
+    shutdown_drain_s: float = 30.0
+    """Seconds spent on SIGTERM/SIGINT delivering the spool before exit (what is left stays for the next start)."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest write request body accepted, in bytes (pass-through bodies are streamed, not bounded)."""
 
@@ -63,6 +65,8 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("spool_max_bytes must be at least 64 KiB")
         if self.batch_linger_ms < 0 or self.request_deadline_s <= 0 or self.upstream_timeout_s <= 0:
             raise ValueError("batch_linger_ms must be >= 0, request_deadline_s and upstream_timeout_s > 0")
+        if self.shutdown_drain_s < 0:
+            raise ValueError("shutdown_drain_s must be >= 0")
         if self.retry_backoff_max_s <= 0:
             raise ValueError("retry_backoff_max_s must be > 0")
         return self

@@ -19,16 +19,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from tests.e2e.flood import API
-from tests.relay_processes import MlflowServerProcess, RelayProcess, prometheus_value
+from tests.relay_processes import RelayProcess
 
-pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def mlflow_server():
-    server = MlflowServerProcess()
-    yield server
-    server.stop()
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
