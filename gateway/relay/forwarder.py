@@ -353,7 +353,7 @@ class Forwarder:
                 else:
                     waiter.future.set_result(None)
         # Refusals older than every remaining waiter can no longer be reported.
-        floor = queue.waiters[0].first_seq if queue.waiters else through_seq + 1
+        floor = min((w.first_seq for w in queue.waiters), default=through_seq + 1)
         for seq in [s for s in queue.refused if s < floor]:
             del queue.refused[seq]
 
