@@ -329,7 +329,10 @@ def create_relay_app(settings: RelaySettings) -> web.Application:
         yield
         if settings.shutdown_drain_s > 0 and forwarder.spool_entities:
             log.info("delivering %d spooled entities before exit", forwarder.spool_entities)
-            await forwarder.deliver_all(settings.shutdown_drain_s)
+            try:
+                await forwarder.deliver_all(settings.shutdown_drain_s)
+            except GatewayError:
+                pass  # the rest stays in the spool
         await forwarder.stop()
         await spool.close()
         await upstream.close()

@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from gateway.api.validation import MAX_ENTITIES_PER_BATCH
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, Unavailable
 from gateway.relay import telemetry
 from gateway.relay.batching import MAX_BATCH_BYTES, Batch, take_batch
 from gateway.relay.knowledge import RunKnowledge
@@ -173,7 +173,11 @@ class Forwarder:
     async def deliver_run(self, run_id: str, timeout: float) -> None:
         """Deliver every row of the run spooled so far, so that a read sees them.
 
-        Refusals are not the reader's concern; past ``timeout`` the read goes on anyway.
+        Refusals are not the reader's concern (they are dead-lettered).
+
+        Raises:
+            Unavailable: not delivered within ``timeout``; a read now would miss
+                acknowledged writes, so the client is told to retry instead.
         """
         queue = self._runs.get(run_id)
         if queue is None or queue.pending == 0:
@@ -183,7 +187,11 @@ class Forwarder:
         except GatewayError:
             pass
         except TimeoutError:
-            log.warning("run %s: spooled writes not delivered within %.0fs; the read goes ahead", run_id, timeout)
+            log.warning("run %s: spooled writes not delivered within %.0fs; the read is refused", run_id, timeout)
+            raise Unavailable(
+                f"The relay is still delivering run {run_id}'s writes to the upstream tracking server. Retry later.",
+                retry_after=5.0,
+            ) from None
 
     async def deliver_all(self, timeout: float) -> None:
         """Deliver every row spooled so far (before a search or an experiment-wide change)."""

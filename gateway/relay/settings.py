@@ -39,7 +39,7 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_linger_ms: float = 200.0
     """Time (ms) a run's writes may wait to fill a log-batch before they are sent; reads never wait for it."""
     request_deadline_s: float = 30.0
-    """Seconds a read waits for its run's spooled writes to be delivered (then it goes on), and with --ack upstream a write waits for delivery (then 503)."""
+    """Seconds a read waits for its run's spooled writes to be delivered, and with --ack upstream a write for its delivery, before a 503 with Retry-After."""
     retry_backoff_max_s: float = 30.0
     """Longest pause (s) between retries while the upstream fails or is unreachable."""
     upstream_timeout_s: float = 60.0

@@ -188,3 +188,22 @@ def test_a_conflict_only_the_upstream_sees_is_dead_lettered(through_relay):
     assert "Changing param values is not allowed" in message
     assert through_relay.metric("gateway_relay_dead_letters_total") == before + 1
     assert "dead letter: run " + run_id in through_relay.log()
+
+
+def test_artifacts_stream_through_to_mlflow(relay_over_mlflow, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", relay_over_mlflow.url)
+    mlflow.set_tracking_uri(relay_over_mlflow.url)
+    mlflow.set_experiment("relay-artifacts-" + uuid.uuid4().hex[:8])
+    payload = os.urandom(3 * 1024 * 1024)  # several chunks each way
+    source = tmp_path / "weights.bin"
+    source.write_bytes(payload)
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(source), artifact_path="model")
+        mlflow.log_text("hello", "notes/readme.txt")
+    client = MlflowClient()
+    listed = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
+    assert listed == {"model/weights.bin"}
+    downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "out"))
+    assert (tmp_path / "out" / "model" / "weights.bin").read_bytes() == payload
+    assert (tmp_path / "out" / "notes" / "readme.txt").read_text() == "hello"
+    assert downloaded

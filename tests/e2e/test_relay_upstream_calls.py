@@ -138,6 +138,25 @@ async def test_429_and_503_are_retried_after_retry_after(recording_upstream):
         relay.stop()
 
 
+async def test_a_read_that_cannot_see_its_writes_is_refused_not_stale(recording_upstream):
+    recording_upstream.batch_answers = [
+        (503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "down"}, {}) for _ in range(1000)
+    ]
+    relay = RelayProcess(recording_upstream.url, "--request-deadline-s", "1", "--retry-backoff-max-s", "0.2",
+                         "--shutdown-drain-s", "0")
+    try:
+        status, _ = await post(relay.url, "/runs/log-metric", {"run_id": RUN, "key": "m", "value": 1, "timestamp": 5})
+        assert status == 200
+        async with aiohttp.ClientSession() as session:
+            async with session.get(relay.url + API + "/runs/get", params={"run_id": RUN}) as response:
+                assert response.status == 503
+                assert response.headers["Retry-After"] == "5"
+                assert (await response.json())["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        assert relay.metric("gateway_relay_spool_entities") == 1  # still held, to be delivered later
+    finally:
+        relay.stop()
+
+
 async def test_ack_upstream_answers_after_delivery_and_with_the_upstreams_refusal(recording_upstream):
     relay = RelayProcess(recording_upstream.url, "--ack", "upstream", "--batch-linger-ms", "0")
     try:
