@@ -236,18 +236,6 @@ class Spool:
 
         return await self._submit(job)
 
-    async def dead_letters(self) -> list[dict[str, Any]]:
-        """Every dead letter, oldest first (for operators and tests)."""
-
-        def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            cursor = conn.execute(
-                "SELECT run_id, kind, entity, status, error_code, message FROM dead_letters ORDER BY id"
-            )
-            names = [c[0] for c in cursor.description]
-            return [dict(zip(names, row)) for row in cursor]
-
-        return await self._submit(job)
-
     async def _submit(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
         if self._closed:
             raise SpoolClosed("the spool is closed")
