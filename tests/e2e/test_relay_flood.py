@@ -70,7 +70,7 @@ async def test_upstream_max_rps_holds(gateway, database_url):
         # The pacer spaces calls 1/rate apart: whatever the machine's speed, no more
         # than rate * elapsed + 1 calls fit in the window.
         assert calls <= rate * elapsed + 1, (calls, elapsed)
-        assert calls >= len(run_ids)  # one runs/get per run at least, then the batches
+        assert calls >= len(run_ids)  # at least one log-batch per run (runs created through the relay need no check)
         assert_exactly_acknowledged(ledger, await stored_points(database_url, run_ids))
     finally:
         relay.stop()
