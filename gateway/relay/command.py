@@ -7,6 +7,8 @@ import logging
 import sys
 import typing
 
+from yarl import URL
+
 from gateway.relay.settings import ENV_PREFIX, RELAY_SETTING_DOCS, RelaySettings
 
 log = logging.getLogger("gateway")
@@ -46,7 +48,7 @@ def relay(args: argparse.Namespace) -> None:
         "relaying the MLflow tracking API on http://%s:%d to %s (ack=%s, spool in %s)",
         settings.host,
         settings.port,
-        settings.upstream,
+        URL(settings.upstream).with_user(None),  # never log credentials written into the URL
         settings.ack,
         settings.spool_dir,
     )

@@ -35,7 +35,7 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
     upstream_concurrency: int = 4
     """Log-batch calls that may be in flight upstream at once."""
     spool_max_bytes: int = 1024 * 1024 * 1024
-    """Bound on undelivered writes in the spool (bytes); past it writes get 429/503 with Retry-After."""
+    """Bound on undelivered writes in the spool (encoded bytes; the file on disk takes about 4x); past it writes get 429/503 with Retry-After."""
     batch_linger_ms: float = 200.0
     """Time (ms) a run's writes may wait to fill a log-batch before they are sent; reads never wait for it."""
     request_deadline_s: float = 30.0
