@@ -80,7 +80,7 @@ async def test_upstream_outage_mid_flood_drains_by_itself(fresh_database_url):
     upstream = GatewayProcess(fresh_database_url)
     port = upstream.port
     relay = RelayProcess(
-        upstream.url, "--spool-max-bytes", str(256 * 1024), "--retry-backoff-max-s", "0.5", "--batch-linger-ms", "20"
+        upstream.url, "--spool-max-bytes", str(128 * 1024), "--retry-backoff-max-s", "0.5", "--batch-linger-ms", "20"
     )
     try:
         run_ids = await create_runs(relay.url, 8, "relay-outage")
@@ -98,9 +98,11 @@ async def test_upstream_outage_mid_flood_drains_by_itself(fresh_database_url):
         await flood(relay.url, run_ids, writers=16, duration=7, ledger=ledger)
         thread.join()
         await drained(relay)
-        # Writers were refused only past the spool's bound, each with a 503 while the upstream was down.
-        assert set(ledger.statuses) <= {200, 503}, ledger.statuses
-        assert ledger.statuses.get(503, 0) == relay.metric("gateway_relay_spool_full_rejects_total")
+        # Writers were refused only past the spool's bound: 503 while the upstream was down
+        # (429 if the spool was full while the upstream was up but behind).
+        assert set(ledger.statuses) <= {200, 429, 503}, ledger.statuses
+        refused = ledger.statuses.get(503, 0) + ledger.statuses.get(429, 0)
+        assert refused == relay.metric("gateway_relay_spool_full_rejects_total")
         assert ledger.statuses.get(503, 0) > 0, ledger.statuses
         assert relay.metric("gateway_relay_upstream_retries_total") > 0
         stored = await stored_points(fresh_database_url, run_ids)
