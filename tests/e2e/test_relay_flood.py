@@ -62,6 +62,7 @@ async def test_upstream_max_rps_holds(gateway, database_url):
     relay = RelayProcess(gateway.url, "--upstream-max-rps", str(rate), "--batch-linger-ms", "0")
     try:
         run_ids = await create_runs(relay.url, 8, "relay-rps-" + uuid.uuid4().hex[:8])
+        batches_before = upstream_log_batches(gateway.url)
         started = time.monotonic()
         ledger = await flood(relay.url, run_ids, writers=32, duration=3, batch_every=ONLY_SINGLE_CALLS)
         await drained(relay)
@@ -70,6 +71,9 @@ async def test_upstream_max_rps_holds(gateway, database_url):
         # The pacer spaces calls 1/rate apart: whatever the machine's speed, no more
         # than rate * elapsed + 1 calls fit in the window.
         assert calls <= rate * elapsed + 1, (calls, elapsed)
+        # and as the upstream counted them
+        arrived = upstream_log_batches(gateway.url) - batches_before
+        assert len(run_ids) <= arrived <= calls, (arrived, calls)
         assert calls >= len(run_ids)  # at least one log-batch per run (runs created through the relay need no check)
         assert_exactly_acknowledged(ledger, await stored_points(database_url, run_ids))
     finally:

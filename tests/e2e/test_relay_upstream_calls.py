@@ -200,3 +200,16 @@ def test_a_replayed_spool_does_not_duplicate_points_in_mlflow(mlflow_server):
         finally:
             again.stop()
         assert [(m["step"], m["value"]) for m in history["metrics"]] == [(s, s / 4) for s in range(20)]
+
+
+async def test_sigterm_delivers_the_spool_before_exit(recording_upstream):
+    relay = RelayProcess(recording_upstream.url, "--batch-linger-ms", "600000")
+    for step in range(3):
+        status, _ = await post(relay.url, "/runs/log-metric",
+                               {"run_id": RUN, "key": "m", "value": step, "timestamp": 5, "step": step})
+        assert status == 200
+    assert recording_upstream.batches() == []  # still lingering
+    assert await asyncio.to_thread(relay.stop) == 0
+    assert recording_upstream.batches() == [{"run_id": RUN, "metrics": [
+        {"key": "m", "value": float(step), "timestamp": 5, "step": step} for step in range(3)
+    ]}]
