@@ -16,6 +16,7 @@ from tests.server import free_port
 
 
 def wait_healthy(process: subprocess.Popen, url: str, timeout: float, log) -> None:
+    """Wait for /health; a process that does not get there is stopped, never left behind."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -26,7 +27,22 @@ def wait_healthy(process: subprocess.Popen, url: str, timeout: float, log) -> No
                     return
         except OSError:
             time.sleep(0.2)
+    _terminate(process)
     raise RuntimeError(f"process did not become healthy:\n{log()}")
+
+
+def _terminate(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
+    # Signal the process's own session: `mlflow server` runs its workers as children.
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 class _Process:
@@ -38,13 +54,7 @@ class _Process:
             return handle.read()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process, sig, timeout)
         return self.process.returncode
 
     def kill(self) -> None:
@@ -75,7 +85,9 @@ class RelayProcess(_Process):
         ]
         process_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_RELAY_")}
         process_env.update(env or {})
-        self.process = subprocess.Popen(command, stdout=self.log_file, stderr=subprocess.STDOUT, env=process_env)
+        self.process = subprocess.Popen(
+            command, stdout=self.log_file, stderr=subprocess.STDOUT, env=process_env, start_new_session=True
+        )
         wait_healthy(self.process, self.url, 60, self.log)
 
     def metric(self, name: str, labels: str = "") -> float:
@@ -99,7 +111,7 @@ class MlflowServerProcess(_Process):
         ]
         self.process = subprocess.Popen(
             command, stdout=self.log_file, stderr=subprocess.STDOUT, cwd=self.directory,
-            env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+            env={**os.environ, "MLFLOW_TRACKING_URI": ""}, start_new_session=True,
         )
         # Its first start creates and migrates the schema: slow on a busy machine.
         wait_healthy(self.process, self.url, 300, self.log)
