@@ -1,4 +1,4 @@
-"""`gateway serve | migrate | gc`: command-line entry points."""
+"""`gateway serve | migrate | gc | relay`: command-line entry points."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import asyncpg
 from gateway.config import SETTING_DOCS, Settings
 from gateway.durations import parse_duration_ms
 from gateway.errors import GatewayError
+from gateway.relay.command import add_relay_command
 from gateway.store.embedded import EmbeddedPostgres
 from gateway.store.migrations import migrate
 
@@ -281,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(gc_parser, ("database_url", "data_dir", "artifacts_destination"))
     gc_parser.set_defaults(run=gc_command)
+    add_relay_command(commands)
     return parser
 
 

@@ -24,10 +24,13 @@ class GatewayProcess:
     Args:
         database_url: the database it serves from.
         extra_args: further command-line flags (e.g. ``["--ack", "accept"]``).
+        port: the port to listen on (a free one when None; the old one to restart a server).
     """
 
-    def __init__(self, database_url: str, *extra_args: str, env: dict[str, str] | None = None):
-        self.port = free_port()
+    def __init__(
+        self, database_url: str, *extra_args: str, env: dict[str, str] | None = None, port: int | None = None
+    ):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = tempfile.NamedTemporaryFile(prefix="gateway-test-", suffix=".log", delete=False)
         command = [

@@ -8,19 +8,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from gateway import __version__
-from gateway.api import schemas
+from gateway.api import decoding, schemas
 from gateway.api import validation as check
+from gateway.api.decoding import (
+    enum_name,
+    key_values,
+    ok,
+    optional_int,
+    optional_str,
+    read,
+    required_str,
+    run_id_of,
+)
 from gateway.api.state import STORE, WRITES
 from gateway.errors import InvalidParameter
-from gateway.model import DatasetInput, Dataset, KeyValue, MetricPoint, RunWrite, Tag
+from gateway.model import DatasetInput, Dataset, Tag
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 
-MAX_BATCH_BODY_BYTES = 1_000_000
 MAX_HISTORY_PAGE = 25_000
 MAX_BULK_INTERVAL_RUNS = 100
 MAX_BULK_INTERVAL_POINTS = 2500
@@ -30,217 +38,34 @@ DEFAULT_SEARCH_RESULTS = 1000
 RUN_STATUSES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 VIEW_TYPES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
 
-_EMPTY = b"{}"
-
-
-# ---- decoding helpers -----------------------------------------------------------------
-
-
-async def read(request: web.Request, struct_type: type[msgspec.Struct]) -> Any:
-    """Decode a request message: GET from the query string only, others from a JSON body.
-
-    Raises:
-        InvalidParameter: wrong content type, malformed JSON, or a field of the wrong shape
-            (the message names the path, e.g. ``$.metrics[3]``).
-    """
-    if request.method == "GET":
-        repeated = schemas.repeated_fields(struct_type)
-        data: dict[str, Any] = {}
-        for name in set(request.query.keys()):
-            data[name] = request.query.getall(name) if name in repeated else request.query.get(name)
-        try:
-            return msgspec.convert(data, struct_type, strict=False)
-        except msgspec.ValidationError as exc:
-            raise InvalidParameter(f"Invalid query parameter: {exc}") from None
-    content_type = request.headers.get("Content-Type")
-    if content_type is None:
-        raise InvalidParameter("Bad Request. Content-Type header is missing.")
-    if content_type.split(";")[0].strip() != "application/json":
-        raise InvalidParameter("Bad Request. Content-Type must be one of ['application/json'].")
-    body = await request.read()
-    return decode_body(body, struct_type)
-
-
-def decode_body(body: bytes, struct_type: type[msgspec.Struct]) -> Any:
-    if not body.strip():
-        return struct_type()
-    try:
-        return schemas.decoder(struct_type).decode(body)
-    except msgspec.ValidationError as exc:
-        if body.lstrip()[:1] == b'"':
-            # Older clients post their JSON double-encoded as a string.
-            try:
-                inner = json.loads(body)
-            except ValueError:
-                inner = None
-            if isinstance(inner, str):
-                return decode_body(inner.encode(), struct_type)
-        raise InvalidParameter(f"Invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidParameter(f"Malformed JSON in request body: {exc}") from None
-
-
-def ok(payload: Any = None) -> web.Response:
-    body = _EMPTY if payload is None else schemas.encoder.encode(payload)
-    return web.Response(body=body, content_type="application/json")
-
-
-def required_str(value: Any, param: str) -> str:
-    if value is None or value == "":
-        raise check.missing_value(param)
-    if not isinstance(value, str):
-        raise check.invalid_type(param, value)
-    return value
-
-
-def optional_str(value: Any, param: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise check.invalid_type(param, value)
-    return value
-
-
-def optional_int(value: Any, param: str) -> int | None:
-    if value is None or value == "":
-        return None
-    return check.int64_field(value, param)
-
-
-def run_id_of(message: Any, *, check_form: bool = False) -> str:
-    """The run id of a request (run_id, or run_uuid as older clients send).
-
-    MLflow checks the id's form only on log-batch and log-inputs; elsewhere a
-    malformed id is simply not found.
-    """
-    value = message.run_id if message.run_id not in (None, "") else message.run_uuid
-    value = required_str(value, "run_id")
-    return check.run_id(value) if check_form else value
-
-
-def enum_name(value: Any, names: dict[int, str], param: str, default: str | None = None) -> str | None:
-    """An enum given by name or by number (MLFlowClient.jl sends numbers)."""
-    if value is None or value == "":
-        return default
-    if isinstance(value, str):
-        if value in names.values():
-            return value
-        if value.isdigit() and int(value) in names:
-            return names[int(value)]
-    elif isinstance(value, int) and not isinstance(value, bool) and value in names:
-        return names[value]
-    raise check.invalid_type(param, value)
-
-
-def key_values(items: list[schemas.KeyValueIn] | None, kind: str) -> list[KeyValue]:
-    out = []
-    for index, item in enumerate(items or ()):
-        if kind == "param":
-            value = check.param(item.key, item.value, path=f"params[{index}]")
-        elif kind == "tag":
-            value = check.run_tag(item.key, item.value, path=f"tags[{index}]")
-        else:
-            value = check.experiment_tag(item.key, item.value)
-        out.append(KeyValue(item.key, value))
-    return out
-
-
-def metric_point(message: Any, path: str = "") -> MetricPoint:
-    """A metric of a request as stored; ``path`` is ``metrics[3]`` inside a log-batch."""
-    prefix = path + "." if path else ""
-    if message.value is None:
-        raise check.missing_value(f"{prefix}value")
-    value = check.metric_value(message.value, f"{prefix}value")
-    if message.timestamp is None:
-        raise check.missing_value(f"{prefix}timestamp")
-    timestamp = check.int64_field(message.timestamp, f"{prefix}timestamp")
-    step = 0 if message.step is None else check.int64_field(message.step, f"{prefix}step")
-    key = check.metric_key(message.key, f"{prefix}name")
-    check.metric_timestamp(timestamp, key, value, path)
-    return MetricPoint(
-        key,
-        value,
-        timestamp,
-        step,
-        message.model_id or None,
-        message.dataset_name or None,
-        message.dataset_digest or None,
-    )
-
-
-def _size_estimate(body_bytes: int, entities: int) -> int:
-    # Python objects take several times their JSON size; a bound that is
-    # generous keeps the pending-bytes limit honest about real memory.
-    return 512 + 3 * body_bytes + 160 * entities
-
 
 # ---- run writes (through the accumulator) -------------------------------------------
 
 
 async def log_metric(request: web.Request) -> web.Response:
     message = await read(request, schemas.LogMetric)
-    run_id = run_id_of(message)
-    if message.key is None or message.key == "":
-        raise check.missing_value("key")
-    point = metric_point(message)
-    write = RunWrite(run_id, metrics=[point], size_bytes=_size_estimate(request.content_length or 0, 1))
-    await request.app[WRITES].submit(write)
+    await request.app[WRITES].submit(decoding.log_metric_write(message, request.content_length))
     return ok()
 
 
 async def log_param(request: web.Request) -> web.Response:
     message = await read(request, schemas.LogParam)
-    run_id = run_id_of(message)
-    required_str(message.key, "key")
-    value = check.param(message.key, message.value if message.value is not None else "")
-    write = RunWrite(
-        run_id, params=[KeyValue(message.key, value)], size_bytes=_size_estimate(request.content_length or 0, 1)
-    )
-    await request.app[WRITES].submit(write)
+    await request.app[WRITES].submit(decoding.log_param_write(message, request.content_length))
     return ok()
 
 
 async def set_tag(request: web.Request) -> web.Response:
     message = await read(request, schemas.SetTag)
-    run_id = run_id_of(message)
-    required_str(message.key, "key")
-    value = check.run_tag(message.key, message.value if message.value is not None else "")
-    write = RunWrite(
-        run_id, tags=[KeyValue(message.key, value)], size_bytes=_size_estimate(request.content_length or 0, 1)
-    )
-    await request.app[WRITES].submit(write)
+    await request.app[WRITES].submit(decoding.set_tag_write(message, request.content_length))
     return ok()
 
 
 async def log_batch(request: web.Request) -> web.Response:
-    if request.content_length is not None and request.content_length > MAX_BATCH_BODY_BYTES:
-        raise check.batch_body_too_large(request.content_length)
-    message = await read(request, schemas.LogBatch)
-    run_id = run_id_of(message, check_form=True)
-    metrics_in = message.metrics or []
-    params_in = message.params or []
-    tags_in = message.tags or []
-    metrics = check.plain_metric_points(metrics_in)
-    if metrics is None:
-        for index, item in enumerate(metrics_in):
-            for field in ("key", "value", "timestamp"):
-                if getattr(item, field) in (None, ""):
-                    raise check.missing_value(f"metrics[{index}].{field}")
-    for kind, items in (("params", params_in), ("tags", tags_in)):
-        for index, item in enumerate(items):
-            if item.key in (None, ""):
-                raise check.missing_value(f"{kind}[{index}].key")
-    if metrics is None:
-        metrics = [metric_point(item, f"metrics[{index}]") for index, item in enumerate(metrics_in)]
-    params = key_values(params_in, "param")
-    tags = key_values(tags_in, "tag")
-    check.batch_limits(len(metrics), len(params), len(tags))
-    check.param_keys_unique(params)
-    if not (metrics or params or tags):
-        await request.app[WRITES].check_run_active(run_id)
+    message = await decoding.read_log_batch(request)
+    write = decoding.log_batch_write(message, request.content_length)
+    if not write.entity_count:
+        await request.app[WRITES].check_run_active(write.run_id)
         return ok()
-    size = _size_estimate(request.content_length or 0, len(metrics) + len(params) + len(tags))
-    write = RunWrite(run_id, metrics=metrics, params=params, tags=tags, size_bytes=size, is_batch=True)
     await request.app[WRITES].submit(write)
     return ok()
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.api import validation as check
-from gateway.api.routes import metric_point
+from gateway.api.decoding import metric_point
 from gateway.api.schemas import MetricIn
 from gateway.errors import InvalidParameter
 from gateway.store.writer import summarise

@@ -1,0 +1,63 @@
+"""`gateway relay`: its flags (generated from RelaySettings) and its entry point."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import typing
+
+from yarl import URL
+
+from gateway.relay.settings import ENV_PREFIX, RELAY_SETTING_DOCS, RelaySettings
+
+log = logging.getLogger("gateway")
+
+
+def add_relay_command(commands: argparse._SubParsersAction) -> None:
+    """Add the `relay` subcommand, one flag per RelaySettings field."""
+    parser = commands.add_parser(
+        "relay",
+        help="run as a sidecar: take writes locally, spool them, feed an upstream MLflow server",
+        description="Serve the MLflow tracking API locally; acknowledge writes once spooled and forward them "
+        "to --upstream as few, full log-batch calls; pass every other call through.",
+    )
+    hints = typing.get_type_hints(RelaySettings)
+    for name in RelaySettings.__struct_fields__:
+        kind = {int: int, float: float}.get(hints[name], str)
+        env = ENV_PREFIX + name.upper()
+        parser.add_argument(
+            "--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+            help=f"{RELAY_SETTING_DOCS.get(name, '')} [{env}]",
+        )
+    parser.set_defaults(run=relay)
+
+
+def relay(args: argparse.Namespace) -> None:
+    import uvloop
+    from aiohttp import web
+
+    from gateway.relay.app import create_relay_app
+
+    overrides = {name: getattr(args, name, None) for name in RelaySettings.__struct_fields__}
+    try:
+        settings = RelaySettings.from_env(**overrides)
+    except ValueError as exc:
+        sys.exit(f"gateway relay: invalid setting: {exc}")
+    log.info(
+        "relaying the MLflow tracking API on http://%s:%d to %s (ack=%s, spool in %s)",
+        settings.host,
+        settings.port,
+        URL(settings.upstream).with_user(None),  # never log credentials written into the URL
+        settings.ack,
+        settings.spool_dir,
+    )
+    web.run_app(
+        create_relay_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=5,
+        loop=uvloop.new_event_loop(),
+    )
