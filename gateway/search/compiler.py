@@ -516,6 +516,41 @@ def compile_run_search(
     )
 
 
+def compile_run_filter(
+    *,
+    experiment_ids: list[int],
+    filter_string: str | None,
+    run_view_type: str,
+) -> CompiledQuery:
+    """Compile the set of runs a runs/search would return, unordered and unpaged.
+
+    The statement is ``SELECT r.run_id FROM runs r WHERE ...``; use it as a
+    subquery (e.g. to list the param keys of the matching runs).
+
+    Args:
+        experiment_ids: the experiments to search.
+        filter_string: as for :func:`compile_run_search`.
+        run_view_type: ACTIVE_ONLY, DELETED_ONLY or ALL (or their enum numbers 1-3).
+
+    Returns:
+        The statement and its arguments (no sort columns).
+
+    Raises:
+        InvalidParameter: a bad filter or view type (MLflow's messages).
+    """
+    view_type = _view_type(run_view_type, "run_view_type")
+    ids = _experiment_id_list(experiment_ids)
+    clauses = parse_run_filter(filter_string)
+    bind = _Binder()
+    conditions = [
+        f"r.experiment_id = ANY({bind(ids, 'bigint[]')})",
+        f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}",
+    ]
+    conditions.extend(_run_condition(clause, bind) for clause in clauses)
+    sql = "SELECT r.run_id\nFROM runs r\nWHERE " + "\n  AND ".join(conditions)
+    return CompiledQuery(sql=sql, args=bind.args, sort_columns=[])
+
+
 def next_run_page_token(query: CompiledQuery, rows: list, max_results: int) -> str | None:
     """The token for the page after ``rows[:max_results]``.
 

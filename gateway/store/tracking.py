@@ -8,7 +8,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
@@ -29,6 +29,7 @@ from gateway.model import (
     Tag,
     wire_float,
 )
+from gateway.store import export
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
 from gateway.store.writer import RUN_NAME_TAG
@@ -687,6 +688,23 @@ class TrackingStore:
         return result
 
     # ---- search ----------------------------------------------------------------------
+
+    def runs_csv(
+        self,
+        *,
+        experiment_ids: list[int],
+        filter_string: str | None,
+        run_view_type: str,
+        order_by: list[str] | None,
+    ) -> AsyncIterator[str]:
+        """Stream the runs CSV of a search (see :func:`gateway.store.export.runs_csv`)."""
+        return export.runs_csv(
+            self._pool,
+            experiment_ids=experiment_ids,
+            filter_string=filter_string,
+            run_view_type=run_view_type,
+            order_by=order_by,
+        )
 
     async def search_runs(
         self,
