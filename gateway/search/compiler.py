@@ -293,13 +293,49 @@ def _run_condition(clause: Comparison, bind: _Binder) -> str:
 # Run ordering
 
 
-def _run_sort_keys(order_keys: tuple[OrderKey, ...], bind: _Binder) -> tuple[list[_SortKey], list[str]]:
-    """The ORDER BY keys of a run search and the LEFT JOINs they read from."""
+def _clauses_requiring_leading_metric(order_keys: tuple[OrderKey, ...], clauses) -> list[Comparison]:
+    """The filter clauses that make the first order key a number on every matching run.
+
+    A clause on the same metric summary with any comparator but ``!=`` holds
+    only for a run that has the key with a non-NaN value, so every run the
+    search returns ranks 0 on that key. Those clauses then restrict an inner
+    join instead of an EXISTS, and the sort needs no rank: PostgreSQL can read
+    the runs in order from the (key, value) index and stop at the page size.
+    """
+    if not order_keys or order_keys[0].entity is not Entity.METRIC:
+        return []
+    leading = order_keys[0]
+    return [
+        clause
+        for clause in clauses
+        if clause.entity is Entity.METRIC
+        and clause.key == leading.key
+        and clause.aggregate is leading.aggregate
+        and clause.comparator != ast.NE
+    ]
+
+
+def _run_sort_keys(
+    order_keys: tuple[OrderKey, ...], bind: _Binder, leading_clauses: list[Comparison]
+) -> tuple[list[_SortKey], list[str]]:
+    """The ORDER BY keys of a run search and the joins they read from.
+
+    ``leading_clauses`` (see :func:`_clauses_requiring_leading_metric`) become
+    conditions of an inner join for the first key.
+    """
     sort_keys: list[_SortKey] = []
     joins: list[str] = []
     for index, order_key in enumerate(order_keys):
         output = f"sort_{index}"
-        if order_key.entity is Entity.METRIC:
+        if index == 0 and leading_clauses:
+            column = f"o0.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}"
+            conditions = [f"o0.key = {bind(order_key.key, 'text')}"]
+            for clause in leading_clauses:
+                value = bind(clause.value, "double precision")
+                conditions.append(f"{column} {_SQL_OPERATOR[clause.comparator]} {value} AND {column} <> {_NAN}")
+            joins.append("JOIN metric_summaries o0 ON o0.run_id = r.run_id AND " + " AND ".join(conditions))
+            sort_keys.append(_SortKey(column, tokens.FLOAT, order_key.ascending, output))
+        elif order_key.entity is Entity.METRIC:
             alias = f"o{index}"
             joins.append(
                 f"LEFT JOIN metric_summaries {alias} ON {alias}.run_id = r.run_id "
@@ -501,8 +537,11 @@ def compile_run_search(
         f"r.experiment_id = ANY({bind(ids, 'bigint[]')})",
         f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}",
     ]
-    sort_keys, joins = _run_sort_keys(order_keys, bind)
-    conditions.extend(_run_condition(clause, bind) for clause in clauses)
+    leading_clauses = _clauses_requiring_leading_metric(order_keys, clauses)
+    sort_keys, joins = _run_sort_keys(order_keys, bind, leading_clauses)
+    conditions.extend(
+        _run_condition(clause, bind) for clause in clauses if not any(clause is c for c in leading_clauses)
+    )
     return _assemble(
         id_column="r.run_id",
         table="runs r",

@@ -276,12 +276,30 @@ def _parses(order_by: list[str]) -> bool:
 
 
 @st.composite
+def leading_metric_search(draw):
+    """A filter clause and a first order key on one metric summary (the compiler's inner-join path)."""
+    key = quoted_key(draw, draw(st.sampled_from(METRIC_KEYS)))
+    aggregate = draw(st.sampled_from([None, "MIN", "MAX"]))
+    operand = f"{aggregate}(metrics.{key})" if aggregate else f"metrics.{key}"
+    comparator = draw(st.sampled_from(["=", "<", "<=", ">", ">=", "!="]))
+    clause = f"{operand} {comparator} {number_text(draw(st.sampled_from(NUMBER_LITERALS)))}"
+    return clause, operand + draw(st.sampled_from(["", " DESC"]))
+
+
+@st.composite
 def searches(draw, run_ids: list[str]):
     clauses = draw(st.lists(filter_clauses(run_ids), max_size=3))
+    order_by = draw(st.lists(order_by_clauses(), max_size=2).filter(_parses))
+    if draw(st.booleans()):
+        clause, leading = draw(leading_metric_search())
+        clauses.insert(draw(st.integers(0, len(clauses))), clause)
+        order_by = [leading, *order_by]
+        if not _parses(order_by):
+            order_by = [leading]
     joiner = draw(st.sampled_from([" AND ", " and "]))
     return {
         "filter_string": joiner.join(clauses) or None,
-        "order_by": draw(st.lists(order_by_clauses(), max_size=2).filter(_parses)) or None,
+        "order_by": order_by or None,
         "run_view_type": draw(st.sampled_from(["ACTIVE_ONLY", "DELETED_ONLY", "ALL"])),
         "page_size": draw(st.integers(1, 4)),
     }

@@ -247,7 +247,7 @@ def test_no_token_on_the_last_page():
 
 def test_run_token_round_trip():
     order_by = ["metrics.loss DESC", "params.lr", "attributes.status"]
-    query = run_search("metrics.loss < 1", order_by, max_results=2)
+    query = run_search("metrics.acc < 1", order_by, max_results=2)
     assert query.keyset_columns == (
         "sort_0_rank", "sort_0", "sort_1_rank", "sort_1", "sort_2", "sort_3_rank", "sort_3", "run_id",
     )
@@ -257,7 +257,7 @@ def test_run_token_round_trip():
     token = next_run_page_token(query, rows, 2)
     assert isinstance(token, str) and re.fullmatch(r"[A-Za-z0-9_=-]+", token)
 
-    next_page = run_search("metrics.loss < 1", order_by, max_results=50, page_token=token)
+    next_page = run_search("metrics.acc < 1", order_by, max_results=50, page_token=token)
     assert_only_placeholders(next_page)
     # The keyset of rows[1] (the last row of the page) is bound, never inlined.
     assert uuid.UUID(OTHER_RUN_ID) in next_page.args
@@ -266,6 +266,32 @@ def test_run_token_round_trip():
     assert next_page.sql.endswith(f"LIMIT ${len(next_page.args)}::bigint") and next_page.args[-1] == 51
     # The missing param (rank 1) is compared by rank only.
     assert "CASE WHEN o1.run_id IS NULL THEN 1 ELSE 0 END > $" in next_page.sql
+
+
+def test_a_filter_on_the_leading_metric_turns_its_join_inner_and_drops_its_rank():
+    query = run_search("metrics.loss < 1 AND metrics.loss >= 0 AND params.lr = 'x'", ["metrics.loss DESC"])
+    assert query.keyset_columns == ("sort_0", "sort_1_rank", "sort_1", "run_id")
+    assert "JOIN metric_summaries o0 ON o0.run_id = r.run_id AND o0.key = $" in query.sql
+    assert "LEFT JOIN metric_summaries" not in query.sql
+    # The two metric clauses are join conditions now; only the param clause stays an EXISTS.
+    assert query.sql.count("EXISTS") == 1
+    assert "ORDER BY sort_0 DESC, sort_1_rank, sort_1 DESC, r.run_id" in query.sql
+    assert_only_placeholders(query)
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "order_by"),
+    [
+        ("metrics.loss != 1", ["metrics.loss"]),  # NaN and missing values pass !=
+        ("MIN(metrics.loss) < 1", ["metrics.loss"]),  # another summary of the key
+        ("metrics.acc < 1", ["metrics.loss"]),
+        ("metrics.loss < 1", ["params.p", "metrics.loss"]),  # not the first key
+    ],
+)
+def test_other_filters_keep_the_ranked_left_join(filter_string, order_by):
+    query = run_search(filter_string, order_by)
+    assert "LEFT JOIN metric_summaries" in query.sql
+    assert "sort_0_rank" in query.keyset_columns
 
 
 def test_token_accepts_asyncpg_uuid_values():
