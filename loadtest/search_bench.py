@@ -404,7 +404,10 @@ def main() -> None:
         for query in QUERIES:
             gw = summary["gateway"][query]
             ml = summary.get("mlflow", {}).get(query)
-            mlflow_text = f"{ml['p50_ms']:8.1f} / {ml['p99_ms']:8.1f}" if ml else "      rejected    "
+            if ml:
+                mlflow_text = f"{ml['p50_ms']:8.1f} / {ml['p99_ms']:8.1f}"
+            else:
+                mlflow_text = "      not run     " if args.skip_mlflow or QUERIES[query][2] else "      rejected    "
             ratio = f"{ml['p50_ms'] / gw['p50_ms']:6.1f}x" if ml else "   -"
             print(f"{query:22s} {gw['p50_ms']:8.1f} / {gw['p99_ms']:8.1f}   {mlflow_text}   {ratio}")
         if "same_first_page" in report:
