@@ -230,6 +230,15 @@ def _keyed_condition(clause: Comparison, bind: _Binder) -> str:
     return f"EXISTS ({row_of_key} AND k.value {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')})"
 
 
+def _experiment_condition_sql(ids: list[int], bind: _Binder) -> str:
+    # One experiment (the common case) is an equality: PostgreSQL can then read
+    # the page in order from an index led by experiment_id, which it cannot do
+    # for = ANY(array).
+    if len(set(ids)) == 1:
+        return f"r.experiment_id = {bind(ids[0], 'bigint')}"
+    return f"r.experiment_id = ANY({bind(ids, 'bigint[]')})"
+
+
 def _run_id_condition(clause: Comparison, bind: _Binder) -> str:
     comparator = clause.comparator
     if comparator in (ast.LIKE, ast.ILIKE):
@@ -533,10 +542,7 @@ def compile_run_search(
         order_by=list(order_by or []),
     )
     bind = _Binder()
-    conditions = [
-        f"r.experiment_id = ANY({bind(ids, 'bigint[]')})",
-        f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}",
-    ]
+    conditions = [_experiment_condition_sql(ids, bind), f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}"]
     leading_clauses = _clauses_requiring_leading_metric(order_keys, clauses)
     sort_keys, joins = _run_sort_keys(order_keys, bind, leading_clauses)
     conditions.extend(
@@ -581,10 +587,7 @@ def compile_run_filter(
     ids = _experiment_id_list(experiment_ids)
     clauses = parse_run_filter(filter_string)
     bind = _Binder()
-    conditions = [
-        f"r.experiment_id = ANY({bind(ids, 'bigint[]')})",
-        f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}",
-    ]
+    conditions = [_experiment_condition_sql(ids, bind), f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}"]
     conditions.extend(_run_condition(clause, bind) for clause in clauses)
     sql = "SELECT r.run_id\nFROM runs r\nWHERE " + "\n  AND ".join(conditions)
     return CompiledQuery(sql=sql, args=bind.args, sort_columns=[])

@@ -132,11 +132,20 @@ def test_values_and_keys_never_reach_the_sql_text(injection):
 
 
 def test_same_shape_gives_the_same_text():
-    """Only the shape of a search decides the statement text (prepared statements are reused)."""
-    first = run_search("metrics.a > 1 AND params.b = 'x'", ["tags.c DESC"], max_results=5)
+    """Only the shape of a search decides the statement text (prepared statements are reused).
+
+    One experiment or several is part of the shape (an equality or = ANY).
+    """
+    first = run_search("metrics.a > 1 AND params.b = 'x'", ["tags.c DESC"], max_results=5, experiment_ids=(1, 2))
     second = run_search("metrics.zz > -7 AND params.q = 'y'", ["tags.d DESC"], max_results=500, experiment_ids=(3, 4))
     assert first.sql == second.sql
     assert first.args != second.args
+
+
+def test_one_experiment_is_an_equality_so_an_index_can_serve_the_order():
+    query = run_search(None, None, max_results=100, experiment_ids=(3, 3))
+    assert "WHERE r.experiment_id = $1::bigint\n" in query.sql
+    assert query.args == [3, 101]
 
 
 def test_run_search_statement():
@@ -190,15 +199,16 @@ def test_bad_arguments():
 
 
 def test_experiment_ids_beyond_bigint_are_dropped():
-    assert run_search(experiment_ids=("1", 2**70)).args[0] == [1]
+    assert run_search(experiment_ids=("1", 2**70)).args[0] == 1
+    assert run_search(experiment_ids=("1", 2**70, 5)).args[0] == [1, 5]
 
 
 def test_run_ids_that_are_not_hex_match_nothing_without_reaching_the_database():
     query = run_search(f"run_id = 'nothex' AND run_id != 'NOTHEX' AND run_id = '{RUN_ID.upper()}'")
     assert "FALSE\n" in query.sql and "TRUE\n" in query.sql
-    assert query.args[0] == [1] and len(query.args) == 2
+    assert query.args[0] == 1 and len(query.args) == 2
     query = run_search(f"run_id = '{RUN_ID}' AND run_id IN ('{OTHER_RUN_ID}', 'zz') AND run_id NOT IN ('zz')")
-    assert query.args == [[1], uuid.UUID(RUN_ID), [uuid.UUID(OTHER_RUN_ID)], 11]
+    assert query.args == [1, uuid.UUID(RUN_ID), [uuid.UUID(OTHER_RUN_ID)], 11]
     assert "r.run_id = $2::uuid" in query.sql
     assert "r.run_id = ANY($3::uuid[])" in query.sql
     # Every listed id is invalid: NOT IN holds for every run.
