@@ -145,6 +145,8 @@ async def runs_csv(
     )
     with translate_transient():
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            # Plan each page for its values (see gateway.store.tracking.CUSTOM_PLANS).
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             param_keys = await _keys(conn, "params", matching)
             metric_keys = await _keys(conn, "metric_summaries", matching)
             yield _csv_line([*FIXED_COLUMNS, *param_keys, *metric_keys])

@@ -106,6 +106,11 @@ def _run_info_from_row(row) -> RunInfo:
     )
 
 
+# A search's best plan depends on its values (how many runs a filter keeps), so
+# the generic plan PostgreSQL switches to after five runs of a prepared
+# statement can be ten times slower; plan every search for its own values.
+CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+
 _RUN_COLUMNS = "run_id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage"
 
 
@@ -724,7 +729,10 @@ class TrackingStore:
             max_results=max_results,
             page_token=page_token,
         )
-        rows = await self._fetch(query.sql, *query.args)
+        with translate_transient():
+            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+                await conn.execute(CUSTOM_PLANS)
+                rows = await conn.fetch(query.sql, *query.args)
         token = search.next_run_page_token(query, rows, max_results)
         run_ids = [row["run_id"].hex for row in rows[:max_results]]
         return await self.get_runs(run_ids), token
