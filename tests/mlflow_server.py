@@ -39,7 +39,12 @@ class MlflowServerProcess:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True
             )
-        self._wait_healthy(startup_timeout)
+        try:
+            self._wait_healthy(startup_timeout)
+        except BaseException:
+            # Also on a test timeout while waiting: never leave the server behind.
+            self.stop()
+            raise
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -52,7 +57,6 @@ class MlflowServerProcess:
                         return
             except OSError:
                 time.sleep(0.25)
-        self.stop()
         raise RuntimeError(f"mlflow server did not become healthy:\n{self.log()}")
 
     def log(self) -> str:
