@@ -1,4 +1,4 @@
-"""`gateway serve | migrate | gc | relay`: command-line entry points."""
+"""`gateway serve | migrate | gc | relay | export-runs-csv`: command-line entry points."""
 
 from __future__ import annotations
 
@@ -248,6 +248,31 @@ def gc_command(args: argparse.Namespace) -> None:
             embedded.stop()
 
 
+def export_runs_csv_command(args: argparse.Namespace) -> None:
+    from gateway.store.export import write_runs_csv
+
+    settings = _settings(args)
+    database_url, embedded = _resolve_database(settings)
+    search_args = dict(
+        experiment_ids=args.experiment_ids,
+        filter_string=args.filter,
+        run_view_type=args.run_view_type,
+        order_by=args.order_by,
+    )
+    try:
+        if args.output in (None, "-"):
+            written = asyncio.run(write_runs_csv(database_url, sys.stdout, **search_args))
+        else:
+            with open(args.output, "w", newline="", encoding="utf-8") as out:
+                written = asyncio.run(write_runs_csv(database_url, out, **search_args))
+    except GatewayError as exc:
+        sys.exit(f"gateway: {exc.error_code}: {exc.message}")
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    log.info("exported %d run(s)", written)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="An MLflow-compatible tracking server for write floods.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -283,6 +308,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(gc_parser, ("database_url", "data_dir", "artifacts_destination"))
     gc_parser.set_defaults(run=gc_command)
     add_relay_command(commands)
+    export_parser = commands.add_parser(
+        "export-runs-csv", help="write the runs CSV (Databricks' Download CSV) of experiments"
+    )
+    export_parser.add_argument(
+        "--experiment-ids", nargs="+", required=True, metavar="ID", help="experiments whose runs are exported"
+    )
+    export_parser.add_argument("--filter", default=None, help="runs/search filter, e.g. \"metrics.loss < 0.5\"")
+    export_parser.add_argument(
+        "--order-by", action="append", default=None, metavar="CLAUSE",
+        help="runs/search order_by clause (repeat for several); default start_time DESC",
+    )
+    export_parser.add_argument(
+        "--run-view-type", choices=("ACTIVE_ONLY", "DELETED_ONLY", "ALL"), default="ACTIVE_ONLY",
+        help="which runs by lifecycle stage (default ACTIVE_ONLY)",
+    )
+    export_parser.add_argument("--output", "-o", default=None, metavar="FILE", help="CSV file to write (default stdout)")
+    _add_setting_flags(export_parser, ("database_url", "data_dir"))
+    export_parser.set_defaults(run=export_runs_csv_command)
     return parser
 
 

@@ -463,8 +463,10 @@ _TRACKING_ROUTES: list[tuple[str, str, Any]] = [
 
 def add_routes(app: web.Application) -> None:
     """Register every tracking path under both prefixes, plus /health and /version."""
+    from gateway.api.export import EXPORT_ROUTES  # it builds on this module's helpers
+
     for prefix in PREFIXES:
-        for method, path, handler in _TRACKING_ROUTES:
+        for method, path, handler in [*_TRACKING_ROUTES, *EXPORT_ROUTES]:
             app.router.add_route(method, prefix + path, handler)
     app.router.add_get("/health", health)
     app.router.add_get("/version", version)

@@ -15,6 +15,7 @@ from gateway.search.ast import Aggregate, Comparison, Entity, OrderKey
 from gateway.search.compiler import (
     CompiledQuery,
     compile_experiment_search,
+    compile_run_filter,
     compile_run_search,
     next_experiment_page_token,
     next_run_page_token,
@@ -33,6 +34,7 @@ __all__ = [
     "Entity",
     "OrderKey",
     "compile_experiment_search",
+    "compile_run_filter",
     "compile_run_search",
     "next_experiment_page_token",
     "next_run_page_token",

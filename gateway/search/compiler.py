@@ -230,6 +230,15 @@ def _keyed_condition(clause: Comparison, bind: _Binder) -> str:
     return f"EXISTS ({row_of_key} AND k.value {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')})"
 
 
+def _experiment_condition_sql(ids: list[int], bind: _Binder) -> str:
+    # One experiment (the common case) is an equality: PostgreSQL can then read
+    # the page in order from an index led by experiment_id, which it cannot do
+    # for = ANY(array).
+    if len(set(ids)) == 1:
+        return f"r.experiment_id = {bind(ids[0], 'bigint')}"
+    return f"r.experiment_id = ANY({bind(ids, 'bigint[]')})"
+
+
 def _run_id_condition(clause: Comparison, bind: _Binder) -> str:
     comparator = clause.comparator
     if comparator in (ast.LIKE, ast.ILIKE):
@@ -293,13 +302,49 @@ def _run_condition(clause: Comparison, bind: _Binder) -> str:
 # Run ordering
 
 
-def _run_sort_keys(order_keys: tuple[OrderKey, ...], bind: _Binder) -> tuple[list[_SortKey], list[str]]:
-    """The ORDER BY keys of a run search and the LEFT JOINs they read from."""
+def _clauses_requiring_leading_metric(order_keys: tuple[OrderKey, ...], clauses) -> list[Comparison]:
+    """The filter clauses that make the first order key a number on every matching run.
+
+    A clause on the same metric summary with any comparator but ``!=`` holds
+    only for a run that has the key with a non-NaN value, so every run the
+    search returns ranks 0 on that key. Those clauses then restrict an inner
+    join instead of an EXISTS, and the sort needs no rank: PostgreSQL can read
+    the runs in order from the (key, value) index and stop at the page size.
+    """
+    if not order_keys or order_keys[0].entity is not Entity.METRIC:
+        return []
+    leading = order_keys[0]
+    return [
+        clause
+        for clause in clauses
+        if clause.entity is Entity.METRIC
+        and clause.key == leading.key
+        and clause.aggregate is leading.aggregate
+        and clause.comparator != ast.NE
+    ]
+
+
+def _run_sort_keys(
+    order_keys: tuple[OrderKey, ...], bind: _Binder, leading_clauses: list[Comparison]
+) -> tuple[list[_SortKey], list[str]]:
+    """The ORDER BY keys of a run search and the joins they read from.
+
+    ``leading_clauses`` (see :func:`_clauses_requiring_leading_metric`) become
+    conditions of an inner join for the first key.
+    """
     sort_keys: list[_SortKey] = []
     joins: list[str] = []
     for index, order_key in enumerate(order_keys):
         output = f"sort_{index}"
-        if order_key.entity is Entity.METRIC:
+        if index == 0 and leading_clauses:
+            column = f"o0.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}"
+            conditions = [f"o0.key = {bind(order_key.key, 'text')}"]
+            for clause in leading_clauses:
+                value = bind(clause.value, "double precision")
+                conditions.append(f"{column} {_SQL_OPERATOR[clause.comparator]} {value} AND {column} <> {_NAN}")
+            joins.append("JOIN metric_summaries o0 ON o0.run_id = r.run_id AND " + " AND ".join(conditions))
+            sort_keys.append(_SortKey(column, tokens.FLOAT, order_key.ascending, output))
+        elif order_key.entity is Entity.METRIC:
             alias = f"o{index}"
             joins.append(
                 f"LEFT JOIN metric_summaries {alias} ON {alias}.run_id = r.run_id "
@@ -497,12 +542,12 @@ def compile_run_search(
         order_by=list(order_by or []),
     )
     bind = _Binder()
-    conditions = [
-        f"r.experiment_id = ANY({bind(ids, 'bigint[]')})",
-        f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}",
-    ]
-    sort_keys, joins = _run_sort_keys(order_keys, bind)
-    conditions.extend(_run_condition(clause, bind) for clause in clauses)
+    conditions = [_experiment_condition_sql(ids, bind), f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}"]
+    leading_clauses = _clauses_requiring_leading_metric(order_keys, clauses)
+    sort_keys, joins = _run_sort_keys(order_keys, bind, leading_clauses)
+    conditions.extend(
+        _run_condition(clause, bind) for clause in clauses if not any(clause is c for c in leading_clauses)
+    )
     return _assemble(
         id_column="r.run_id",
         table="runs r",
@@ -514,6 +559,38 @@ def compile_run_search(
         max_results=max_results,
         bind=bind,
     )
+
+
+def compile_run_filter(
+    *,
+    experiment_ids: list[int],
+    filter_string: str | None,
+    run_view_type: str,
+) -> CompiledQuery:
+    """Compile the set of runs a runs/search would return, unordered and unpaged.
+
+    The statement is ``SELECT r.run_id FROM runs r WHERE ...``; use it as a
+    subquery (e.g. to list the param keys of the matching runs).
+
+    Args:
+        experiment_ids: the experiments to search.
+        filter_string: as for :func:`compile_run_search`.
+        run_view_type: ACTIVE_ONLY, DELETED_ONLY or ALL (or their enum numbers 1-3).
+
+    Returns:
+        The statement and its arguments (no sort columns).
+
+    Raises:
+        InvalidParameter: a bad filter or view type (MLflow's messages).
+    """
+    view_type = _view_type(run_view_type, "run_view_type")
+    ids = _experiment_id_list(experiment_ids)
+    clauses = parse_run_filter(filter_string)
+    bind = _Binder()
+    conditions = [_experiment_condition_sql(ids, bind), f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}"]
+    conditions.extend(_run_condition(clause, bind) for clause in clauses)
+    sql = "SELECT r.run_id\nFROM runs r\nWHERE " + "\n  AND ".join(conditions)
+    return CompiledQuery(sql=sql, args=bind.args, sort_columns=[])
 
 
 def next_run_page_token(query: CompiledQuery, rows: list, max_results: int) -> str | None:

@@ -132,11 +132,20 @@ def test_values_and_keys_never_reach_the_sql_text(injection):
 
 
 def test_same_shape_gives_the_same_text():
-    """Only the shape of a search decides the statement text (prepared statements are reused)."""
-    first = run_search("metrics.a > 1 AND params.b = 'x'", ["tags.c DESC"], max_results=5)
+    """Only the shape of a search decides the statement text (prepared statements are reused).
+
+    One experiment or several is part of the shape (an equality or = ANY).
+    """
+    first = run_search("metrics.a > 1 AND params.b = 'x'", ["tags.c DESC"], max_results=5, experiment_ids=(1, 2))
     second = run_search("metrics.zz > -7 AND params.q = 'y'", ["tags.d DESC"], max_results=500, experiment_ids=(3, 4))
     assert first.sql == second.sql
     assert first.args != second.args
+
+
+def test_one_experiment_is_an_equality_so_an_index_can_serve_the_order():
+    query = run_search(None, None, max_results=100, experiment_ids=(3, 3))
+    assert "WHERE r.experiment_id = $1::bigint\n" in query.sql
+    assert query.args == [3, 101]
 
 
 def test_run_search_statement():
@@ -190,15 +199,16 @@ def test_bad_arguments():
 
 
 def test_experiment_ids_beyond_bigint_are_dropped():
-    assert run_search(experiment_ids=("1", 2**70)).args[0] == [1]
+    assert run_search(experiment_ids=("1", 2**70)).args[0] == 1
+    assert run_search(experiment_ids=("1", 2**70, 5)).args[0] == [1, 5]
 
 
 def test_run_ids_that_are_not_hex_match_nothing_without_reaching_the_database():
     query = run_search(f"run_id = 'nothex' AND run_id != 'NOTHEX' AND run_id = '{RUN_ID.upper()}'")
     assert "FALSE\n" in query.sql and "TRUE\n" in query.sql
-    assert query.args[0] == [1] and len(query.args) == 2
+    assert query.args[0] == 1 and len(query.args) == 2
     query = run_search(f"run_id = '{RUN_ID}' AND run_id IN ('{OTHER_RUN_ID}', 'zz') AND run_id NOT IN ('zz')")
-    assert query.args == [[1], uuid.UUID(RUN_ID), [uuid.UUID(OTHER_RUN_ID)], 11]
+    assert query.args == [1, uuid.UUID(RUN_ID), [uuid.UUID(OTHER_RUN_ID)], 11]
     assert "r.run_id = $2::uuid" in query.sql
     assert "r.run_id = ANY($3::uuid[])" in query.sql
     # Every listed id is invalid: NOT IN holds for every run.
@@ -247,7 +257,7 @@ def test_no_token_on_the_last_page():
 
 def test_run_token_round_trip():
     order_by = ["metrics.loss DESC", "params.lr", "attributes.status"]
-    query = run_search("metrics.loss < 1", order_by, max_results=2)
+    query = run_search("metrics.acc < 1", order_by, max_results=2)
     assert query.keyset_columns == (
         "sort_0_rank", "sort_0", "sort_1_rank", "sort_1", "sort_2", "sort_3_rank", "sort_3", "run_id",
     )
@@ -257,7 +267,7 @@ def test_run_token_round_trip():
     token = next_run_page_token(query, rows, 2)
     assert isinstance(token, str) and re.fullmatch(r"[A-Za-z0-9_=-]+", token)
 
-    next_page = run_search("metrics.loss < 1", order_by, max_results=50, page_token=token)
+    next_page = run_search("metrics.acc < 1", order_by, max_results=50, page_token=token)
     assert_only_placeholders(next_page)
     # The keyset of rows[1] (the last row of the page) is bound, never inlined.
     assert uuid.UUID(OTHER_RUN_ID) in next_page.args
@@ -266,6 +276,32 @@ def test_run_token_round_trip():
     assert next_page.sql.endswith(f"LIMIT ${len(next_page.args)}::bigint") and next_page.args[-1] == 51
     # The missing param (rank 1) is compared by rank only.
     assert "CASE WHEN o1.run_id IS NULL THEN 1 ELSE 0 END > $" in next_page.sql
+
+
+def test_a_filter_on_the_leading_metric_turns_its_join_inner_and_drops_its_rank():
+    query = run_search("metrics.loss < 1 AND metrics.loss >= 0 AND params.lr = 'x'", ["metrics.loss DESC"])
+    assert query.keyset_columns == ("sort_0", "sort_1_rank", "sort_1", "run_id")
+    assert "JOIN metric_summaries o0 ON o0.run_id = r.run_id AND o0.key = $" in query.sql
+    assert "LEFT JOIN metric_summaries" not in query.sql
+    # The two metric clauses are join conditions now; only the param clause stays an EXISTS.
+    assert query.sql.count("EXISTS") == 1
+    assert "ORDER BY sort_0 DESC, sort_1_rank, sort_1 DESC, r.run_id" in query.sql
+    assert_only_placeholders(query)
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "order_by"),
+    [
+        ("metrics.loss != 1", ["metrics.loss"]),  # NaN and missing values pass !=
+        ("MIN(metrics.loss) < 1", ["metrics.loss"]),  # another summary of the key
+        ("metrics.acc < 1", ["metrics.loss"]),
+        ("metrics.loss < 1", ["params.p", "metrics.loss"]),  # not the first key
+    ],
+)
+def test_other_filters_keep_the_ranked_left_join(filter_string, order_by):
+    query = run_search(filter_string, order_by)
+    assert "LEFT JOIN metric_summaries" in query.sql
+    assert "sort_0_rank" in query.keyset_columns
 
 
 def test_token_accepts_asyncpg_uuid_values():
