@@ -10,10 +10,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import telemetry
+from gateway.api.auth import authentication
 from gateway.api.middleware import mlflow_errors
 from gateway.api.routes import add_routes
 from gateway.api.state import STORE, WRITES
 from gateway.api.writes import WritePath
+from gateway.auth import Verifier
 from gateway.config import Settings
 from gateway.ingest import Accumulator, Flusher
 from gateway.ingest.accumulator import Bounds
@@ -48,7 +50,10 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     Resources open in order (pool, then accumulator and flusher) and close in
     reverse, so the final flush on shutdown still has its pool.
     """
-    app = web.Application(middlewares=[mlflow_errors], client_max_size=settings.max_body_bytes)
+    middlewares = [mlflow_errors]
+    if settings.auth_file:
+        middlewares.insert(0, authentication(Verifier(settings.auth_file)))
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
 
     async def database(app: web.Application):
         pool = await connect(database_url, settings.pool_size)

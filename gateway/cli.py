@@ -12,7 +12,9 @@ import typing
 
 import asyncpg
 
-from gateway.config import SETTING_DOCS, Settings
+from gateway.auth import CredentialsError, CredentialsFile
+from gateway.config import SETTING_DOCS, Settings, is_loopback
+from gateway.users import add_users_parser
 from gateway.store.embedded import EmbeddedPostgres
 from gateway.store.migrations import migrate
 
@@ -23,9 +25,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser, names: typing.Iterable[s
     hints = typing.get_type_hints(Settings)
     for name in names:
         hint = hints[name]
-        kind = {int: int, float: float}.get(hint, str)
         flag = "--" + name.replace("_", "-")
         env = "GATEWAY_" + name.upper()
+        if hint is bool:
+            parser.add_argument(flag, dest=name, action="store_const", const=True, default=None,
+                                help=f"{SETTING_DOCS.get(name, '')} [{env}]")
+            continue
+        kind = {int: int, float: float}.get(hint, str)
         parser.add_argument(flag, dest=name, type=kind, default=None, help=f"{SETTING_DOCS.get(name, '')} [{env}]")
 
 
@@ -74,6 +80,7 @@ def _serve_one(settings: Settings, database_url: str, reuse_port: bool) -> None:
 
 def serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
+    _check_auth_file(settings)
     database_url, embedded = _resolve_database(settings)
     workers: list[multiprocessing.Process] = []
     try:
@@ -106,6 +113,19 @@ def serve(args: argparse.Namespace) -> None:
             embedded.stop()
 
 
+def _check_auth_file(settings: Settings) -> None:
+    if not settings.auth_file:
+        if not is_loopback(settings.host):
+            log.warning("serving WITHOUT authentication on %s (--insecure-no-auth)", settings.host)
+        return
+    try:
+        users = CredentialsFile(settings.auth_file).load()
+    except CredentialsError as exc:
+        sys.exit(f"gateway: {exc}")
+    if not users:
+        log.warning("the credentials file %s has no users: every request will be refused", settings.auth_file)
+
+
 def migrate_command(args: argparse.Namespace) -> None:
     settings = _settings(args)
     database_url, embedded = _resolve_database(settings)
@@ -126,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_parser = commands.add_parser("migrate", help="apply the database migrations and exit")
     _add_setting_flags(migrate_parser, ("database_url", "data_dir"))
     migrate_parser.set_defaults(run=migrate_command)
+    add_users_parser(commands)
     return parser
 
 

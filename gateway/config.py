@@ -7,6 +7,7 @@ that tie fields together.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,16 @@ AckMode = Literal["commit", "accept"]
 def default_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return str(Path(base) / "mlflow-gateway")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to listen on is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +67,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Longest pause (s) between retries of a flush while the database is unreachable."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest request body accepted, in bytes (log-batch has MLflow's own 1 MB rule)."""
+    auth_file: str | None = None
+    """Credentials file (see `gateway users`); when set, every path but /health needs credentials."""
+    insecure_no_auth: bool = False
+    """Allow serving without authentication on an address other than loopback."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) to serve HTTPS with; needs tls_key."""
+    tls_key: str | None = None
+    """PEM private key of tls_cert."""
+    idle_timeout_s: float = 75.0
+    """Seconds a connection may sit idle, or take to send a request's line and headers, before it is closed."""
+    body_timeout_s: float = 60.0
+    """Seconds a client may take to send a request body before it gets 408."""
+    max_connections: int = 1024
+    """Open client connections per process; a connection past it gets 503 and is closed."""
+    max_header_bytes: int = 8190
+    """Longest request line (URL) or header field, in bytes; longer ones get 431."""
 
     def validate(self) -> "Settings":
         """Check cross-field rules; raise ValueError naming the setting at fault."""
@@ -80,6 +107,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("linger_ms must be >= 0 and request_deadline_s > 0")
         if self.ack not in ("commit", "accept"):
             raise ValueError("ack must be 'commit' or 'accept'")
+        if not self.auth_file and not self.insecure_no_auth and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host} is not a loopback address: set auth_file (--auth-file) to require "
+                "credentials, or pass --insecure-no-auth to serve without them"
+            )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.idle_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise ValueError("idle_timeout_s and body_timeout_s must be > 0")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if self.max_header_bytes < 1024:
+            raise ValueError("max_header_bytes must be at least 1024")
         return self
 
     @classmethod
