@@ -7,6 +7,7 @@ import asyncio
 import logging
 import multiprocessing
 import signal
+import ssl
 import sys
 import typing
 
@@ -60,27 +61,18 @@ async def _migrate(url: str) -> list[str]:
 
 def _serve_one(settings: Settings, database_url: str, reuse_port: bool) -> None:
     import uvloop
-    from aiohttp import web
 
     from gateway.app import create_app
+    from gateway.serving import run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, database_url)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port or None,
-        access_log=None,
-        print=None,
-        shutdown_timeout=5,
-        loop=uvloop.new_event_loop(),
-    )
+    run(create_app(settings, database_url), settings, reuse_port=reuse_port, loop=uvloop.new_event_loop())
 
 
 def serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
     _check_auth_file(settings)
+    _check_tls(settings)
     database_url, embedded = _resolve_database(settings)
     workers: list[multiprocessing.Process] = []
     try:
@@ -95,7 +87,8 @@ def serve(args: argparse.Namespace) -> None:
             workers.append(worker)
         where = "embedded PostgreSQL in " + str(embedded.pgdata) if embedded else "the given database"
         log.info(
-            "serving the MLflow tracking API on http://%s:%d (%d worker(s), ack=%s, %s)",
+            "serving the MLflow tracking API on %s://%s:%d (%d worker(s), ack=%s, %s)",
+            "https" if settings.tls_cert else "http",
             settings.host,
             settings.port,
             settings.workers,
@@ -111,6 +104,15 @@ def serve(args: argparse.Namespace) -> None:
             worker.join(timeout=90)
         if embedded is not None:
             embedded.stop()
+
+
+def _check_tls(settings: Settings) -> None:
+    from gateway.serving import ssl_context
+
+    try:
+        ssl_context(settings)
+    except (OSError, ssl.SSLError) as exc:
+        sys.exit(f"gateway: cannot load tls_cert/tls_key: {exc}")
 
 
 def _check_auth_file(settings: Settings) -> None:
