@@ -11,7 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import telemetry
 from gateway.api.auth import authentication
+from gateway.api.limits import body_limits
 from gateway.api.middleware import mlflow_errors
+from gateway.api.openapi import operation, serve_document
 from gateway.api.routes import add_routes
 from gateway.api.state import STORE, WRITES
 from gateway.api.writes import WritePath
@@ -50,7 +52,10 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     Resources open in order (pool, then accumulator and flusher) and close in
     reverse, so the final flush on shutdown still has its pool.
     """
-    middlewares = [mlflow_errors]
+    middlewares = [
+        mlflow_errors,
+        body_limits(server_max_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout_s),
+    ]
     if settings.auth_file:
         middlewares.insert(0, authentication(Verifier(settings.auth_file)))
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
@@ -94,9 +99,11 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app.cleanup_ctx.append(ingestion)
     add_routes(app)
     app.router.add_get("/metrics", prometheus_metrics)
+    serve_document(app, authentication=bool(settings.auth_file))
     return app
 
 
+@operation(summary="Prometheus metrics of this process.", response=None, content_type="text/plain")
 async def prometheus_metrics(request: web.Request) -> web.Response:
     body = generate_latest(telemetry.REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -38,6 +38,9 @@ async def mlflow_errors(request: web.Request, handler):
     except GatewayError as exc:
         telemetry.REJECTS.labels(exc.error_code).inc()
         response = error_response(exc.error_code, exc.message, exc.status, exc.retry_after)
+        if exc.status in (408, 413):
+            # The rest of the body was not read: the connection cannot carry another request.
+            response.force_close()
     except TransientStoreError:
         telemetry.REJECTS.labels("TEMPORARILY_UNAVAILABLE").inc()
         response = error_response(
