@@ -141,6 +141,9 @@ def run(app: web.Application, settings: Settings, *, reuse_port: bool, loop: asy
         keepalive_timeout=settings.idle_timeout_s,
         max_line_size=settings.max_header_bytes,
         max_field_size=settings.max_header_bytes,
+        # After an early answer (413, 408) the unread rest of a body is drained for at
+        # most this long, so the client sees the answer rather than a reset.
+        lingering_time=1.0,
     )
     context = ssl_context(settings)
 
