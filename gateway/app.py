@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import telemetry
 from gateway.api.auth import authentication
 from gateway.api.limits import body_limits
-from gateway.api.middleware import mlflow_errors
+from gateway.api.middleware import mlflow_errors, request_ids
 from gateway.api.openapi import operation, serve_document
 from gateway.api.routes import add_routes
 from gateway.api.state import STORE, WRITES
@@ -58,6 +58,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     ]
     if settings.auth_file:
         middlewares.insert(0, authentication(Verifier(settings.auth_file)))
+    middlewares.insert(0, request_ids(log_all=settings.access_log == "all", log_errors=settings.access_log != "off"))
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
 
     async def database(app: web.Application):

@@ -15,6 +15,7 @@ import asyncpg
 
 from gateway.auth import CredentialsError, CredentialsFile
 from gateway.config import SETTING_DOCS, Settings, is_loopback
+from gateway.logs import setup_logging
 from gateway.users import add_users_parser
 from gateway.store.embedded import EmbeddedPostgres
 from gateway.store.migrations import migrate
@@ -65,7 +66,7 @@ def _serve_one(settings: Settings, database_url: str, reuse_port: bool) -> None:
     from gateway.app import create_app
     from gateway.serving import run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     run(create_app(settings, database_url), settings, reuse_port=reuse_port, loop=uvloop.new_event_loop())
 
 
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = build_parser().parse_args(argv)
     # SIGTERM is handled by aiohttp (graceful: the final flush runs); make sure a
     # SIGTERM that arrives before the server started still exits cleanly.

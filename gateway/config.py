@@ -15,6 +15,7 @@ from typing import Literal
 import msgspec
 
 AckMode = Literal["commit", "accept"]
+AccessLog = Literal["all", "errors", "off"]
 
 
 def default_data_dir() -> str:
@@ -83,6 +84,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Open client connections per process; a connection past it gets 503 and is closed."""
     max_header_bytes: int = 8190
     """Longest request line (URL) or header field, in bytes; longer ones get 431."""
+    access_log: AccessLog = "errors"
+    """Requests logged (JSON lines on stderr): all, errors (status 400 or more) or off."""
 
     def validate(self) -> "Settings":
         """Check cross-field rules; raise ValueError naming the setting at fault."""

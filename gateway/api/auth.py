@@ -16,11 +16,10 @@ import re
 from aiohttp import web
 
 from gateway import telemetry
-from gateway.api.middleware import error_response
+from gateway.api.middleware import PRINCIPAL_KEY, error_response
 from gateway.auth import Principal, Verifier, scope_allows
 
 VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
-PRINCIPAL_KEY = "principal"
 
 OPEN_PATHS = frozenset({"/health"})
 CHALLENGE = 'Bearer realm="mlflow", Basic realm="mlflow", charset="UTF-8"'
@@ -88,6 +87,7 @@ def authentication(verifier: Verifier):
         principal = await _principal(verifier, header)
         if principal is None:
             return _unauthenticated("Invalid credentials.")
+        request[PRINCIPAL_KEY] = principal
         needed = required_scope(request.method, request.path)
         if not scope_allows(principal.scope, needed):
             telemetry.REJECTS.labels("PERMISSION_DENIED").inc()
@@ -97,7 +97,6 @@ def authentication(verifier: Verifier):
                 f"needs scope '{needed}'.",
                 403,
             )
-        request[PRINCIPAL_KEY] = principal
         return await handler(request)
 
     return authenticate
