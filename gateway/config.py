@@ -80,7 +80,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds a connection may sit idle, or take to send a request's line and headers, before it is closed."""
     body_timeout_s: float = 60.0
     """Seconds a client may take to send a request body before it gets 408."""
-    max_connections: int = 1024
+    max_connections: int = 4096
     """Open client connections per process; a connection past it gets 503 and is closed."""
     max_header_bytes: int = 8190
     """Longest request line (URL) or header field, in bytes; longer ones get 431."""

@@ -48,7 +48,7 @@ def _raw_error(status: int, reason: str, error_code: str, message: str, retry_af
 class GatewayServer(web.Server):
     """aiohttp's connection factory, bounded in open connections."""
 
-    max_connections = 1024
+    max_connections = 4096
     open_connections = 0
 
     def __call__(self) -> RequestHandler:
