@@ -1,9 +1,9 @@
 """Checks presented credentials against the credentials file, with a cache for the hot path.
 
 argon2 is deliberately slow (tens of milliseconds and 64 MiB per check), so a
-successful verification is remembered for ``positive_ttl`` seconds, keyed by an
-HMAC of the presented credential under a key that lives only in this process's
-memory: the cache never holds a secret, and its keys are useless elsewhere.
+successful verification is remembered for ``positive_ttl`` seconds, keyed by a
+keyed hash of the presented credential under a key that lives only in this process's
+memory (keyed BLAKE2b): the cache never holds a secret, and its keys are useless elsewhere.
 Failures are remembered only briefly (``negative_ttl``) in a separate, smaller
 map, so a client repeating a wrong secret cannot make every request hash, and a
 flood of random secrets cannot evict the good entries. Hashing runs in worker
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -144,27 +143,39 @@ class Verifier:
 
     async def bearer(self, token: str) -> Principal | None:
         """The user holding this bearer token, or None."""
-        self._maybe_reload(self._clock())
+        now = self._clock()
+        self._maybe_reload(now)
+        key = self._cache_key(b"bearer\0" + token.encode())
+        hit, principal = self._cached(key, now)
+        if hit:
+            return principal
         token_id = parse_token(token)
-        user = self._by_token.get(token_id) if token_id else None
-        return await self._check(b"bearer\0" + token.encode(), user, token)
+        return await self._verify(key, self._by_token.get(token_id) if token_id else None, token)
 
     async def basic(self, name: str, password: str) -> Principal | None:
         """The user with this name and password (or token), or None."""
-        self._maybe_reload(self._clock())
-        user = self._users.get(name)
-        return await self._check(b"basic\0" + name.encode() + b"\0" + password.encode(), user, password)
-
-    async def _check(self, credential: bytes, user: User | None, secret: str) -> Principal | None:
         now = self._clock()
-        key = hmac.digest(self._key, credential, hashlib.sha256)
-        for cache in (self._positive, self._negative):
-            hit, principal = cache.get(key, now)
-            if hit:
-                return principal
+        self._maybe_reload(now)
+        key = self._cache_key(b"basic\0" + name.encode() + b"\0" + password.encode())
+        hit, principal = self._cached(key, now)
+        if hit:
+            return principal
+        return await self._verify(key, self._users.get(name), password)
+
+    def _cache_key(self, credential: bytes) -> bytes:
+        # Keyed BLAKE2b is a MAC: without the process's key the digest says nothing of the secret.
+        return hashlib.blake2b(credential, key=self._key, digest_size=32).digest()
+
+    def _cached(self, key: bytes, now: float) -> tuple[bool, Principal | None]:
+        hit, principal = self._positive.get(key, now)
+        if hit:
+            return hit, principal
+        return self._negative.get(key, now)
+
+    async def _verify(self, key: bytes, user: User | None, secret: str) -> Principal | None:
         async with self._hash_slots:
             matched = await asyncio.get_running_loop().run_in_executor(
-                None, _verify, user.secret_hash if user else _DUMMY_HASH, secret
+                None, _check_hash, user.secret_hash if user else _DUMMY_HASH, secret
             )
         self.hashes_run += 1
         # The file may have been reloaded while the hash ran: admit only a user it still holds.
@@ -177,7 +188,7 @@ class Verifier:
         return principal
 
 
-def _verify(secret_hash: str, secret: str) -> bool:
+def _check_hash(secret_hash: str, secret: str) -> bool:
     # argon2 compares the derived hash in constant time.
     try:
         return hasher.verify(secret_hash, secret)
