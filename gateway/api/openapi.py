@@ -93,7 +93,10 @@ def document(app: web.Application, *, authentication: bool) -> dict[str, Any]:
     ordered = sorted(types, key=lambda t: t.__name__)
     refs, components = msgspec.json.schema_components(ordered, ref_template="#/components/schemas/{name}")
     ref_of = dict(zip(ordered, refs))
-    error = {"description": "MLflow's error JSON.", "content": {"application/json": {"schema": ref_of[schemas.ErrorResponse]}}}
+    error = {
+        "description": "MLflow's error JSON.",
+        "content": {"application/json": {"schema": ref_of[schemas.ErrorResponse]}},
+    }
 
     paths: dict[str, dict[str, Any]] = {}
     for method, path, found in sorted(marked, key=lambda item: (item[1], item[0])):
@@ -106,7 +109,10 @@ def document(app: web.Application, *, authentication: bool) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "operationId": _operation_id(method, path),
             "summary": found.summary,
-            "responses": {"200": {"description": "Success.", "content": {found.content_type: answer}}, "default": error},
+            "responses": {
+                "200": {"description": "Success.", "content": {found.content_type: answer}},
+                "default": error,
+            },
         }
         if found.request is not None:
             if method == "GET":

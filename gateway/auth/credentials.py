@@ -153,7 +153,8 @@ class CredentialsFile:
     def _add(self, user: User) -> None:
         if not _NAME.match(user.name):
             raise CredentialsError(
-                "a user name has 1-128 characters: letters, digits, '_', '.', '@' and '-', starting with a letter or digit"
+                "a user name has 1-128 characters: letters, digits, '_', '.', '@' and '-', "
+                "starting with a letter or digit"
             )
         if user.scope not in SCOPES:
             raise CredentialsError(f"scope must be one of {', '.join(SCOPES)}")
