@@ -107,6 +107,7 @@ class Verifier:
         self._positive = _Bounded(max_entries, positive_ttl)
         self._negative = _Bounded(max(4, max_entries // 4), negative_ttl)
         self._hash_slots = asyncio.Semaphore(max_concurrent_hashes)
+        self._in_flight: dict[bytes, asyncio.Future[Principal | None]] = {}
         self._users: dict[str, User] = {}
         self._by_token: dict[str, User] = {}
         self._stamp: tuple[int, int, int] | None = None
@@ -173,6 +174,25 @@ class Verifier:
         return self._negative.get(key, now)
 
     async def _verify(self, key: bytes, user: User | None, secret: str) -> Principal | None:
+        # Many connections of one client arrive with the same credential at once: hash it once.
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        pending = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = pending
+        try:
+            principal = await self._hash_and_cache(key, user, secret)
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved here: the waiters, if any, get it too
+            raise
+        else:
+            pending.set_result(principal)
+            return principal
+        finally:
+            del self._in_flight[key]
+
+    async def _hash_and_cache(self, key: bytes, user: User | None, secret: str) -> Principal | None:
         async with self._hash_slots:
             matched = await asyncio.get_running_loop().run_in_executor(
                 None, _check_hash, user.secret_hash if user else _DUMMY_HASH, secret

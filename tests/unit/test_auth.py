@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 
@@ -111,3 +112,15 @@ async def test_a_removed_user_is_locked_out_after_reload(file):
     clock.now += 2  # the file is looked at again at most once a second
     assert await verifier.bearer(token) is None
     assert verifier.user_count == 1
+
+
+async def test_concurrent_checks_of_one_credential_hash_once(file):
+    token = file.add_token_user("trainer", "write")
+    verifier = Verifier(str(file.path))
+    results = await asyncio.gather(*(verifier.bearer(token) for _ in range(16)))
+    assert results == [Principal("trainer", "write")] * 16
+    assert verifier.hashes_run == 1
+    forged = token[:-1] + ("B" if token.endswith("A") else "A")
+    wrong = await asyncio.gather(*(verifier.bearer(forged) for _ in range(8)))
+    assert wrong == [None] * 8
+    assert verifier.hashes_run == 2
