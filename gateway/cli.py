@@ -1,4 +1,4 @@
-"""`gateway serve | migrate`: command-line entry points."""
+"""`gateway serve | migrate | users`: command-line entry points."""
 
 from __future__ import annotations
 
