@@ -639,6 +639,8 @@ async def version(request: web.Request) -> web.Response:
     return web.Response(text=__version__)
 
 
+# Each handler is marked with @operation (its request and response structs) so that
+# /openapi.json describes it; the scope a path needs is decided in gateway/api/auth.py.
 _TRACKING_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/experiments/create", create_experiment),
     ("GET", "/experiments/get", get_experiment),
