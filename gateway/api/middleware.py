@@ -1,8 +1,11 @@
-"""Maps every failure to MLflow's error JSON; counts requests and rejects."""
+"""Maps every failure to MLflow's error JSON; counts requests and rejects; request ids and the access log."""
 
 from __future__ import annotations
 
 import logging
+import re
+import time
+import uuid
 
 import msgspec
 from aiohttp import web
@@ -38,6 +41,9 @@ async def mlflow_errors(request: web.Request, handler):
     except GatewayError as exc:
         telemetry.REJECTS.labels(exc.error_code).inc()
         response = error_response(exc.error_code, exc.message, exc.status, exc.retry_after)
+        if exc.status in (408, 413):
+            # The rest of the body was not read: the connection cannot carry another request.
+            response.force_close()
     except TransientStoreError:
         telemetry.REJECTS.labels("TEMPORARILY_UNAVAILABLE").inc()
         response = error_response(
@@ -57,8 +63,62 @@ async def mlflow_errors(request: web.Request, handler):
     except web.HTTPException:
         raise
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID_KEY)})
         telemetry.REJECTS.labels("INTERNAL_ERROR").inc()
         response = error_response("INTERNAL_ERROR", "Internal server error.", 500)
     telemetry.REQUESTS.labels(_endpoint(request), str(response.status)).inc()
     return response
+
+
+REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_KEY = "request_id"
+PRINCIPAL_KEY = "principal"
+"""Where the authentication middleware leaves the caller (a gateway.auth.Principal)."""
+# A client's own request id is kept when it is short and plain; otherwise a new one is made.
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+access_log = logging.getLogger("gateway.access")
+
+
+def request_ids(log_all: bool, log_errors: bool):
+    """The outermost middleware: a request id on every answer, and the access log.
+
+    Args:
+        log_all: log every request.
+        log_errors: log requests answered with a status of 400 or more.
+
+    The access log has the request id, method, path (never the query string,
+    which holds the caller's values), status, duration and the authenticated
+    user; never a body, a header or a credential.
+    """
+
+    @web.middleware
+    async def with_request_id(request: web.Request, handler):
+        offered = request.headers.get(REQUEST_ID_HEADER)
+        request_id = offered if offered is not None and _SANE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request[REQUEST_ID_KEY] = request_id
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            response = error_response("BAD_REQUEST", exc.reason, exc.status)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            response = error_response("INTERNAL_ERROR", "Internal server error.", 500)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        if log_all or (log_errors and response.status >= 400):
+            principal = request.get(PRINCIPAL_KEY)
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "user": principal.name if principal is not None else None,
+                    "remote": request.remote,
+                },
+            )
+        return response
+
+    return with_request_id
