@@ -5,13 +5,16 @@ The size comes from the handler's :func:`gateway.api.openapi.operation` mark
 ceiling). A declared Content-Length over the bound is refused before a byte of
 the body is read; a chunked body is read up to the bound and then refused. The
 body must arrive within ``body_timeout_s``, or the client gets 408 and the
-connection is closed. Handlers without a request struct (streamed uploads)
-bound their own input.
+connection is closed. A streamed body (an artifact upload, marked
+``streamed_body``) has no size bound, since a checkpoint may be many GB; it is
+read with :func:`body_chunks` instead, which gives up with 408 once no byte has
+arrived for ``body_timeout_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -39,12 +42,40 @@ class BodyTooLarge(GatewayError):
 class BodyTimeout(GatewayError):
     """408: the body did not arrive in time."""
 
-    def __init__(self, seconds: float):
-        super().__init__(f"The request body was not received within {seconds:g} seconds.", "BAD_REQUEST")
+    def __init__(self, seconds: float, *, streamed: bool = False):
+        message = (
+            f"No part of the request body arrived for {seconds:g} seconds."
+            if streamed
+            else f"The request body was not received within {seconds:g} seconds."
+        )
+        super().__init__(message, "BAD_REQUEST")
 
     @property
     def status(self) -> int:
         return 408
+
+
+BODY_TIMEOUT_KEY = "body_timeout_s"
+"""Where the middleware leaves the body timeout for a handler that streams its body."""
+DEFAULT_BODY_TIMEOUT_S = 60.0
+
+
+async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives, for a handler marked ``streamed_body``.
+
+    Raises:
+        BodyTimeout: no byte arrived for the body timeout (408; the connection is closed).
+    """
+    timeout = request.get(BODY_TIMEOUT_KEY, DEFAULT_BODY_TIMEOUT_S)
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise BodyTimeout(timeout, streamed=True) from None
+        if not chunk:
+            return
+        yield chunk
 
 
 def body_limits(*, server_max_bytes: int, body_timeout: float):
@@ -53,6 +84,9 @@ def body_limits(*, server_max_bytes: int, body_timeout: float):
     @web.middleware
     async def limit_body(request: web.Request, handler):
         found = operation_of(request.match_info.handler)
+        if found is not None and found.streamed_body:
+            request[BODY_TIMEOUT_KEY] = body_timeout
+            return await handler(request)
         if found is None or found.request is None:
             return await handler(request)
         declared = request.content_length

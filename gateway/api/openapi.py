@@ -33,7 +33,10 @@ class Operation:
         response: the struct of a 200 answer; None for a non-JSON answer.
         summary: one line for the description.
         max_body_bytes: largest body accepted (413 past it); None for the server-wide bound.
-        content_type: the media type of a 200 answer.
+        content_type: the media type of a 200 answer; ``*/*`` for a file sent as it is stored.
+        streamed_body: the body is raw bytes the handler streams itself (an artifact upload): it
+            is not held to a size bound, only to the body timeout between chunks.
+        succeeds: False for a call this server declines (it always answers MLflow's error JSON).
     """
 
     request: type[msgspec.Struct] | None
@@ -41,6 +44,8 @@ class Operation:
     summary: str
     max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES
     content_type: str = "application/json"
+    streamed_body: bool = False
+    succeeds: bool = True
 
 
 def operation(
@@ -50,11 +55,14 @@ def operation(
     summary: str,
     max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
     content_type: str = "application/json",
+    streamed_body: bool = False,
+    succeeds: bool = True,
 ) -> Callable:
     """Mark a handler with the structs it uses (see :class:`Operation`)."""
 
     def mark(handler: Callable) -> Callable:
-        setattr(handler, _ATTRIBUTE, Operation(request, response, summary, max_body_bytes, content_type))
+        found = Operation(request, response, summary, max_body_bytes, content_type, streamed_body, succeeds)
+        setattr(handler, _ATTRIBUTE, found)
         return handler
 
     return mark
@@ -73,6 +81,19 @@ def _query_parameter(field: msgspec.inspect.Field) -> dict[str, Any]:
         # A query string carries text; the handler converts and checks it.
         schema = {"type": "string"}
     return {"name": field.encode_name, "in": "query", "required": False, "schema": schema}
+
+
+# A binary body or answer (OpenAPI 3.1 describes raw bytes by their media type alone;
+# the string schema lets generators produce bytes for it).
+_BINARY = {"type": "string", "format": "binary"}
+_PATH_PARAMETER = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for name in _PATH_PARAMETER.findall(path)
+    ]
 
 
 def _operation_id(method: str, path: str) -> str:
@@ -104,25 +125,35 @@ def document(app: web.Application, *, authentication: bool) -> dict[str, Any]:
             answer = {"schema": ref_of[found.response]}
         elif found.content_type == "application/json":
             answer = {"schema": {"type": "object"}}
+        elif found.content_type == "*/*":
+            answer = {"schema": _BINARY}
         else:
             answer = {"schema": {"type": "string"}}
+        responses: dict[str, Any] = {"default": error}
+        if found.succeeds:
+            responses = {"200": {"description": "Success.", "content": {found.content_type: answer}}, **responses}
         entry: dict[str, Any] = {
             "operationId": _operation_id(method, path),
             "summary": found.summary,
-            "responses": {
-                "200": {"description": "Success.", "content": {found.content_type: answer}},
-                "default": error,
-            },
+            "responses": responses,
         }
+        parameters = _path_parameters(path)
         if found.request is not None:
             if method == "GET":
                 info = msgspec.inspect.type_info(found.request)
-                entry["parameters"] = [_query_parameter(field) for field in info.fields]
+                parameters += [_query_parameter(field) for field in info.fields]
             else:
                 entry["requestBody"] = {
                     "required": False,
                     "content": {"application/json": {"schema": ref_of[found.request]}},
                 }
+        elif found.streamed_body:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {"application/octet-stream": {"schema": _BINARY}},
+            }
+        if parameters:
+            entry["parameters"] = parameters
         if path == "/health":
             entry["security"] = []
         paths.setdefault(path, {})[method.lower()] = entry
