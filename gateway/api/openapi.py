@@ -129,9 +129,10 @@ def document(app: web.Application, *, authentication: bool) -> dict[str, Any]:
             answer = {"schema": _BINARY}
         else:
             answer = {"schema": {"type": "string"}}
-        responses: dict[str, Any] = {"default": error}
         if found.succeeds:
-            responses = {"200": {"description": "Success.", "content": {found.content_type: answer}}, **responses}
+            responses = {"200": {"description": "Success.", "content": {found.content_type: answer}}, "default": error}
+        else:
+            responses = {"501": {**error, "description": "Declined: NOT_IMPLEMENTED."}, "default": error}
         entry: dict[str, Any] = {
             "operationId": _operation_id(method, path),
             "summary": found.summary,
