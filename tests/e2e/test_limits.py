@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 
 import pytest
 import requests
@@ -14,15 +15,18 @@ import requests
 from tests.server import GatewayProcess
 
 API = "/api/2.0/mlflow"
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 
 
 @pytest.fixture(scope="module")
-def limited(postgres):
+def limited(postgres, tmp_path_factory):
     database_url = asyncio.run(postgres.create_database())
+    destination = tmp_path_factory.mktemp("limits-artifacts")
     process = GatewayProcess(
         database_url, "--idle-timeout-s", "2", "--body-timeout-s", "2", "--max-header-bytes", "2048",
-        "--max-body-bytes", "3000000",
+        "--max-body-bytes", "3000000", "--artifacts-destination", str(destination),
     )
+    process.destination = destination
     yield process
     process.stop()
 
@@ -160,6 +164,51 @@ def test_slow_body_gets_408(limited):
     assert json.loads(body) == {
         "error_code": "BAD_REQUEST", "message": "The request body was not received within 2 seconds."
     }
+
+
+def test_artifact_upload_is_streamed_past_every_body_bound(limited):
+    """4 MiB, over the server-wide 3,000,000 bytes, sent in pauses that add up to more than the body timeout."""
+    block = bytes(range(256)) * 4096  # 1 MiB
+    path = f"{uuid.uuid4().hex}/big.bin"
+
+    def slow_blocks():
+        for index in range(4):
+            if index:
+                time.sleep(0.7)  # each pause well inside the 2 s timeout; all of them past it
+            yield block
+
+    response = requests.put(limited.url + ARTIFACTS + "/" + path, data=slow_blocks(), timeout=60)
+    assert (response.status_code, response.json()) == (200, {})
+    downloaded = requests.get(limited.url + ARTIFACTS + "/" + path, timeout=60)
+    assert downloaded.status_code == 200
+    assert downloaded.content == block * 4
+
+
+def test_stalled_artifact_upload_gets_408_and_stores_nothing(limited):
+    folder = uuid.uuid4().hex
+    with connect(limited) as sock:
+        sock.sendall(f"PUT {ARTIFACTS}/{folder}/stalled.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Length: 100000\r\n\r\n".encode() + b"x" * 5000)
+        raw = read_response(sock)  # no more bytes come; the server answers and closes
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert json.loads(body) == {
+        "error_code": "BAD_REQUEST", "message": "No part of the request body arrived for 2 seconds."
+    }
+    listing = requests.get(limited.url + ARTIFACTS, params={"path": folder}, timeout=30)
+    assert (listing.status_code, listing.json()) == (200, {})
+    assert list((limited.destination / folder).iterdir()) == []  # not even a partial upload
+
+
+def test_artifact_name_too_long_for_the_filesystem_is_400(limited):
+    response = requests.put(limited.url + ARTIFACTS + "/" + uuid.uuid4().hex + "/" + "n" * 300, data=b"x",
+                            timeout=30)
+    assert error_of(response) == (
+        400, "INVALID_PARAMETER_VALUE", "Invalid path: a name in it is longer than the artifact storage allows."
+    )
+    assert error_of(requests.get(limited.url + ARTIFACTS + "/" + "n" * 300, timeout=30))[:2] == (
+        400, "INVALID_PARAMETER_VALUE"
+    )
 
 
 def test_connections_past_the_bound_get_503(postgres):
