@@ -32,8 +32,9 @@ def credentials(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def secured(database_url, credentials):
-    process = GatewayProcess(database_url, "--auth-file", str(credentials[0]))
+def secured(database_url, credentials, tmp_path_factory):
+    destination = tmp_path_factory.mktemp("auth-artifacts")
+    process = GatewayProcess(database_url, "--auth-file", str(credentials[0]), "--artifacts-destination", str(destination))
     yield process
     process.stop()
 
@@ -189,6 +190,47 @@ def stock_client(secured, monkeypatch):
 def test_stock_client_with_tracking_token(stock_client, credentials):
     stock_client.setenv("MLFLOW_TRACKING_TOKEN", credentials[1]["write"])
     training_loop()
+
+
+class AddN(mlflow.pyfunc.PythonModel):
+    def __init__(self, n):
+        self.n = n
+
+    def predict(self, context, model_input, params=None):
+        return [value + self.n for value in model_input]
+
+
+def test_stock_client_with_tracking_token_logs_artifacts_and_a_model(stock_client, credentials, tmp_path):
+    stock_client.setenv("MLFLOW_TRACKING_TOKEN", credentials[1]["write"])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("written through an authenticated gateway")
+    mlflow.set_experiment("auth-artifacts-" + uuid.uuid4().hex)
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(notes))
+        mlflow.log_dict({"lr": 0.1}, "config/params.json")
+        info = mlflow.pyfunc.log_model(name="adder", python_model=AddN(2), pip_requirements=[])
+    client = mlflow.MlflowClient()
+    run_id = run.info.run_id
+    assert [(f.path, f.is_dir) for f in client.list_artifacts(run_id)] == [("config", True), ("notes.txt", False)]
+    assert mlflow.artifacts.load_dict(f"runs:/{run_id}/config/params.json") == {"lr": 0.1}
+    assert client.get_logged_model(info.model_id).status.name == "READY"
+    assert list(mlflow.pyfunc.load_model(info.model_uri).predict([1, 40])) == [3, 42]
+
+    # A read token downloads and loads, but may not upload.
+    stock_client.setenv("MLFLOW_TRACKING_TOKEN", credentials[1]["read"])
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/notes.txt") == "written through an authenticated gateway"
+    assert list(mlflow.pyfunc.load_model(info.model_uri).predict([0])) == [2]
+    with pytest.raises(requests.HTTPError) as raised:
+        mlflow.MlflowClient().log_artifact(run_id, str(notes), artifact_path="denied")
+    assert raised.value.response.status_code == 403
+    assert raised.value.response.json()["error_code"] == "PERMISSION_DENIED"
+    # Without credentials, nothing: not even the file.
+    stock_client.delenv("MLFLOW_TRACKING_TOKEN")
+    with pytest.raises(MlflowException) as raised:
+        mlflow.artifacts.load_text(f"runs:/{run_id}/notes.txt")
+    assert raised.value.error_code == "UNAUTHENTICATED"
+    stock_client.setenv("MLFLOW_TRACKING_TOKEN", credentials[1]["read"])
+    assert [f.path for f in mlflow.MlflowClient().list_artifacts(run_id)] == ["config", "notes.txt"]
 
 
 def test_stock_client_with_username_and_password(stock_client):
