@@ -46,9 +46,9 @@ def required_scope(method: str, path: str) -> str:
     return "write"
 
 
-def _unauthenticated(message: str) -> web.Response:
+def _unauthenticated(request: web.Request, message: str) -> web.Response:
     telemetry.REJECTS.labels("UNAUTHENTICATED").inc()
-    response = error_response("UNAUTHENTICATED", message, 401)
+    response = error_response("UNAUTHENTICATED", message, 401, request=request)
     response.headers["WWW-Authenticate"] = CHALLENGE
     return response
 
@@ -81,12 +81,13 @@ def authentication(verifier: Verifier):
         header = request.headers.get("Authorization")
         if not header:
             return _unauthenticated(
+                request,
                 "Authentication required: send a bearer token (MLFLOW_TRACKING_TOKEN) or HTTP basic "
                 "credentials (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)."
             )
         principal = await _principal(verifier, header)
         if principal is None:
-            return _unauthenticated("Invalid credentials.")
+            return _unauthenticated(request, "Invalid credentials.")
         request[PRINCIPAL_KEY] = principal
         needed = required_scope(request.method, request.path)
         if not scope_allows(principal.scope, needed):
@@ -96,6 +97,7 @@ def authentication(verifier: Verifier):
                 f"User '{principal.name}' has scope '{principal.scope}'; {request.method} {request.path} "
                 f"needs scope '{needed}'.",
                 403,
+                request=request,
             )
         return await handler(request)
 

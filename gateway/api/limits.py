@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.http_exceptions import PayloadEncodingError
 
 from gateway.api.openapi import operation_of
 from gateway.errors import GatewayError
@@ -55,6 +56,13 @@ class BodyTimeout(GatewayError):
         return 408
 
 
+class BodyCutOff(GatewayError):
+    """400: the client went away or broke the body's framing before the body was complete."""
+
+    def __init__(self):
+        super().__init__("The request body was cut off before it was complete.", "BAD_REQUEST")
+
+
 BODY_TIMEOUT_KEY = "body_timeout_s"
 """Where the middleware leaves the body timeout for a handler that streams its body."""
 DEFAULT_BODY_TIMEOUT_S = 60.0
@@ -65,6 +73,7 @@ async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
 
     Raises:
         BodyTimeout: no byte arrived for the body timeout (408; the connection is closed).
+        BodyCutOff: the connection closed, or the chunked framing broke, mid-body.
     """
     timeout = request.get(BODY_TIMEOUT_KEY, DEFAULT_BODY_TIMEOUT_S)
     while True:
@@ -73,6 +82,8 @@ async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
                 chunk = await request.content.readany()
         except TimeoutError:
             raise BodyTimeout(timeout, streamed=True) from None
+        except (ConnectionError, PayloadEncodingError):
+            raise BodyCutOff() from None
         if not chunk:
             return
         yield chunk

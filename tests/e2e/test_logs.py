@@ -6,6 +6,8 @@ import asyncio
 import base64
 import json
 import re
+import socket
+import time
 import uuid
 
 import pytest
@@ -26,7 +28,9 @@ def logged(postgres, tmp_path_factory):
     tokens = {"write": credentials.add_token_user("writer", "write"), "read": credentials.add_token_user("reader", "read")}
     credentials.add_password_user("basic", "write", PASSWORD)
     database_url = asyncio.run(postgres.create_database())
-    process = GatewayProcess(database_url, "--auth-file", str(path), "--access-log", "all")
+    destination = tmp_path_factory.mktemp("logs-artifacts")
+    process = GatewayProcess(database_url, "--auth-file", str(path), "--access-log", "all",
+                             "--artifacts-destination", str(destination))
     yield process, tokens
     process.stop()
 
@@ -104,3 +108,78 @@ def test_failing_requests_leak_nothing(logged):
     refused = [entry for entry in access if entry["status"] == 403]
     assert refused and refused[-1]["user"] == "reader" and refused[-1]["path"] == API + "/runs/log-metric"
     assert {"time", "level", "logger", "message", "method", "duration_ms"} <= set(refused[-1])
+
+
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+
+
+def test_artifact_and_logged_model_failures_leak_nothing(logged):
+    gateway, tokens = logged
+    writer = {"Authorization": "Bearer " + tokens["write"]}
+    reader = {"Authorization": "Bearer " + tokens["read"]}
+    folder = uuid.uuid4().hex
+    with requests.Session() as session:
+        def put(path, data=b"private-bytes", headers=writer):
+            return session.put(gateway.url + ARTIFACTS + "/" + path, data=data, headers=headers, timeout=30)
+
+        assert put(f"{folder}/kept.txt").status_code == 200
+        responses = {
+            "escaping": put(f"{folder}/%2e%2e/%2e%2e/etc/passwd"),
+            "too long": put(f"{folder}/" + "n" * 300),
+            "under a file": put(f"{folder}/kept.txt/inner"),
+            "read scope": put(f"{folder}/denied.txt", headers=reader),
+            "missing": session.get(gateway.url + ARTIFACTS + f"/{folder}/absent.txt", headers=reader, timeout=30),
+            "a folder": session.get(gateway.url + ARTIFACTS + f"/{folder}", headers=reader, timeout=30),
+            "multipart": session.post(gateway.url + "/api/2.0/mlflow-artifacts/mpu/create/" + folder + "/x",
+                                      json={"path": "x", "num_parts": 2}, headers=writer, timeout=30),
+            "no model": session.get(gateway.url + API + "/logged-models/m-" + "0" * 32, headers=reader, timeout=30),
+            "model file": session.get(gateway.url + API + "/logged-models/m-" + "0" * 32 + "/artifacts/files",
+                                      headers=reader, timeout=30),
+            "bad search": session.post(gateway.url + API + "/logged-models/search",
+                                       json={"experiment_ids": ["1"], "filter": "metrics.x >> 1 OR 1=1 --"},
+                                       headers=reader, timeout=30),
+        }
+    # An upload cut off mid-body.
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+        sock.sendall(f"PUT {ARTIFACTS}/{folder}/cut.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: Bearer {tokens['write']}\r\nContent-Length: 100000\r\n\r\n".encode()
+                     + b"private-bytes" * 100)
+        time.sleep(0.5)
+    expected = {
+        "escaping": (400, "INVALID_PARAMETER_VALUE"),
+        "too long": (400, "INVALID_PARAMETER_VALUE"),
+        "under a file": (400, "INVALID_PARAMETER_VALUE"),
+        "read scope": (403, "PERMISSION_DENIED"),
+        "missing": (404, "RESOURCE_DOES_NOT_EXIST"),
+        "a folder": (400, "INVALID_PARAMETER_VALUE"),
+        "multipart": (501, "NOT_IMPLEMENTED"),
+        "no model": (404, "RESOURCE_DOES_NOT_EXIST"),
+        "model file": (400, "BAD_REQUEST"),
+        "bad search": (400, "INVALID_PARAMETER_VALUE"),
+    }
+    assert {name: (r.status_code, r.json().get("error_code")) for name, r in responses.items()} == expected
+    for response in responses.values():
+        assert set(response.json()) == {"error_code", "message"}, response.text
+        assert not LEAKS.search(response.text), response.text
+        # Neither the bytes sent nor the server's own directories.
+        assert "private-bytes" not in response.text and "logs-artifacts" not in response.text
+
+    by_id = {}
+    deadline = time.monotonic() + 30
+    while True:  # the cut-off upload is logged once the server has seen the connection close
+        entries = [json.loads(line) for line in gateway.log().splitlines() if line.strip()]
+        cut = [e for e in entries if e.get("path") == f"{ARTIFACTS}/{folder}/cut.bin"]
+        if cut or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [(e["status"], e["error_code"], e["user"]) for e in cut] == [(400, "BAD_REQUEST", "writer")]
+    for entry in entries:
+        line = json.dumps(entry)
+        assert not LEAKS.search(line), line
+        assert "private-bytes" not in line and tokens["write"] not in line, line
+        assert entry["message"] != "unhandled error", line
+        if entry.get("logger") == "gateway.access":
+            by_id[entry["request_id"]] = entry
+    for name, response in responses.items():
+        entry = by_id[response.headers["X-Request-Id"]]
+        assert (entry["status"], entry["error_code"]) == expected[name], name
