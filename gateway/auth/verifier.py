@@ -17,6 +17,7 @@ caches are dropped then, so a removed user is locked out within about a second.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -32,9 +33,12 @@ from gateway.auth.credentials import CredentialsError, CredentialsFile, User, ha
 
 log = logging.getLogger(__name__)
 
-# Verified against when the user is unknown, so that an unknown name costs the
-# same time as a wrong secret.
-_DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user is unknown, so that an unknown name costs the same time as a
+    wrong secret. Made on first need (in a worker thread), not at import: one argon2 hash holds
+    64 MiB for a moment, which a server without authentication, or a CLI command, should not pay."""
+    return hasher.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +199,7 @@ class Verifier:
     async def _hash_and_cache(self, key: bytes, user: User | None, secret: str) -> Principal | None:
         async with self._hash_slots:
             matched = await asyncio.get_running_loop().run_in_executor(
-                None, _check_hash, user.secret_hash if user else _DUMMY_HASH, secret
+                None, _check_hash, user.secret_hash if user else None, secret
             )
         self.hashes_run += 1
         # The file may have been reloaded while the hash ran: admit only a user it still holds.
@@ -208,7 +212,10 @@ class Verifier:
         return principal
 
 
-def _check_hash(secret_hash: str, secret: str) -> bool:
+def _check_hash(secret_hash: str | None, secret: str) -> bool:
+    if secret_hash is None:
+        _check_hash(_dummy_hash(), secret)
+        return False
     # argon2 compares the derived hash in constant time.
     try:
         return hasher.verify(secret_hash, secret)
