@@ -11,12 +11,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import telemetry
 from gateway.api.artifacts import add_artifact_routes
+from gateway.api.auth import authentication
+from gateway.api.limits import body_limits
 from gateway.api.logged_models import add_logged_model_routes
-from gateway.api.middleware import mlflow_errors
+from gateway.api.middleware import mlflow_errors, request_ids
+from gateway.api.openapi import operation, serve_document
 from gateway.api.routes import add_routes
 from gateway.api.state import ARTIFACTS, LOGGED_MODELS, STORE, WRITES
 from gateway.api.writes import WritePath
 from gateway.artifacts import open_store
+from gateway.auth import Verifier
 from gateway.config import Settings
 from gateway.ingest import Accumulator, Flusher
 from gateway.ingest.accumulator import Bounds
@@ -52,7 +56,14 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     Resources open in order (pool, then accumulator and flusher) and close in
     reverse, so the final flush on shutdown still has its pool.
     """
-    app = web.Application(middlewares=[mlflow_errors], client_max_size=settings.max_body_bytes)
+    middlewares = [
+        mlflow_errors,
+        body_limits(server_max_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout_s),
+    ]
+    if settings.auth_file:
+        middlewares.insert(0, authentication(Verifier(settings.auth_file)))
+    middlewares.insert(0, request_ids(log_all=settings.access_log == "all", log_errors=settings.access_log != "off"))
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
 
     async def database(app: web.Application):
         pool = await connect(database_url, settings.pool_size)
@@ -103,9 +114,11 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     add_artifact_routes(app)
     add_logged_model_routes(app)
     app.router.add_get("/metrics", prometheus_metrics)
+    serve_document(app, authentication=bool(settings.auth_file))
     return app
 
 
+@operation(summary="Prometheus metrics of this process.", response=None, content_type="text/plain")
 async def prometheus_metrics(request: web.Request) -> web.Response:
     body = generate_latest(telemetry.REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

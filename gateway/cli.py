@@ -1,4 +1,4 @@
-"""`gateway serve | migrate | gc | relay | export-runs-csv`: command-line entry points."""
+"""`gateway serve | migrate | gc | relay | export-runs-csv | users`: command-line entry points."""
 
 from __future__ import annotations
 
@@ -7,17 +7,21 @@ import asyncio
 import logging
 import multiprocessing
 import signal
+import ssl
 import sys
 import typing
 
 import asyncpg
 
-from gateway.config import SETTING_DOCS, Settings
+from gateway.auth import CredentialsError, CredentialsFile
+from gateway.config import SETTING_DOCS, Settings, is_loopback
 from gateway.durations import parse_duration_ms
 from gateway.errors import GatewayError
+from gateway.logs import setup_logging
 from gateway.relay.command import add_relay_command
 from gateway.store.embedded import EmbeddedPostgres
 from gateway.store.migrations import migrate
+from gateway.users import add_users_parser
 
 log = logging.getLogger("gateway")
 
@@ -26,9 +30,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser, names: typing.Iterable[s
     hints = typing.get_type_hints(Settings)
     for name in names:
         hint = hints[name]
-        kind = {int: int, float: float}.get(hint, str)
         flag = "--" + name.replace("_", "-")
         env = "GATEWAY_" + name.upper()
+        if hint is bool:
+            parser.add_argument(flag, dest=name, action="store_const", const=True, default=None,
+                                help=f"{SETTING_DOCS.get(name, '')} [{env}]")
+            continue
+        kind = {int: int, float: float}.get(hint, str)
         parser.add_argument(flag, dest=name, type=kind, default=None, help=f"{SETTING_DOCS.get(name, '')} [{env}]")
 
 
@@ -57,26 +65,18 @@ async def _migrate(url: str) -> list[str]:
 
 def _serve_one(settings: Settings, database_url: str, reuse_port: bool) -> None:
     import uvloop
-    from aiohttp import web
 
     from gateway.app import create_app
+    from gateway.serving import run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, database_url)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port or None,
-        access_log=None,
-        print=None,
-        shutdown_timeout=5,
-        loop=uvloop.new_event_loop(),
-    )
+    setup_logging()
+    run(create_app(settings, database_url), settings, reuse_port=reuse_port, loop=uvloop.new_event_loop())
 
 
 def serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
+    _check_auth_file(settings)
+    _check_tls(settings)
     database_url, embedded = _resolve_database(settings)
     workers: list[multiprocessing.Process] = []
     try:
@@ -91,7 +91,8 @@ def serve(args: argparse.Namespace) -> None:
             workers.append(worker)
         where = "embedded PostgreSQL in " + str(embedded.pgdata) if embedded else "the given database"
         log.info(
-            "serving the MLflow tracking API on http://%s:%d (%d worker(s), ack=%s, %s)",
+            "serving the MLflow tracking API on %s://%s:%d (%d worker(s), ack=%s, %s)",
+            "https" if settings.tls_cert else "http",
             settings.host,
             settings.port,
             settings.workers,
@@ -107,6 +108,28 @@ def serve(args: argparse.Namespace) -> None:
             worker.join(timeout=90)
         if embedded is not None:
             embedded.stop()
+
+
+def _check_tls(settings: Settings) -> None:
+    from gateway.serving import ssl_context
+
+    try:
+        ssl_context(settings)
+    except (OSError, ssl.SSLError) as exc:
+        sys.exit(f"gateway: cannot load tls_cert/tls_key: {exc}")
+
+
+def _check_auth_file(settings: Settings) -> None:
+    if not settings.auth_file:
+        if not is_loopback(settings.host):
+            log.warning("serving WITHOUT authentication on %s (--insecure-no-auth)", settings.host)
+        return
+    try:
+        users = CredentialsFile(settings.auth_file).load()
+    except CredentialsError as exc:
+        sys.exit(f"gateway: {exc}")
+    if not users:
+        log.warning("the credentials file %s has no users: every request will be refused", settings.auth_file)
 
 
 def migrate_command(args: argparse.Namespace) -> None:
@@ -326,11 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument("--output", "-o", default=None, metavar="FILE", help="CSV file to write (default stdout)")
     _add_setting_flags(export_parser, ("database_url", "data_dir"))
     export_parser.set_defaults(run=export_runs_csv_command)
+    add_users_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = build_parser().parse_args(argv)
     # SIGTERM is handled by aiohttp (graceful: the final flush runs); make sure a
     # SIGTERM that arrives before the server started still exits cleanly.

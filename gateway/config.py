@@ -7,6 +7,7 @@ that tie fields together.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
@@ -14,11 +15,22 @@ from typing import Literal
 import msgspec
 
 AckMode = Literal["commit", "accept"]
+AccessLog = Literal["all", "errors", "off"]
 
 
 def default_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return str(Path(base) / "mlflow-gateway")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to listen on is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +70,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest request body accepted, in bytes (log-batch has MLflow's own 1 MB rule)."""
     artifacts_destination: str | None = None
     """Where artifacts are stored: a directory or s3://bucket/prefix; default <data_dir>/artifacts."""
+    auth_file: str | None = None
+    """Credentials file (see `gateway users`); when set, every path but /health needs credentials."""
+    insecure_no_auth: bool = False
+    """Allow serving without authentication on an address other than loopback."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) to serve HTTPS with; needs tls_key."""
+    tls_key: str | None = None
+    """PEM private key of tls_cert."""
+    idle_timeout_s: float = 75.0
+    """Seconds a connection may sit idle, or take to send a request's line and headers, before it is closed."""
+    body_timeout_s: float = 60.0
+    """Seconds a client may take to send a request body before it gets 408."""
+    max_connections: int = 4096
+    """Open client connections per process; a connection past it gets 503 and is closed."""
+    max_header_bytes: int = 8190
+    """Longest request line (URL) or header field, in bytes; longer ones get 431."""
+    access_log: AccessLog = "errors"
+    """Requests logged (JSON lines on stderr): all, errors (status 400 or more) or off."""
 
     def artifacts_location(self) -> str:
         """The artifacts destination in effect: the setting, else ``<data_dir>/artifacts``."""
@@ -89,6 +119,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.artifacts_destination and self.artifacts_destination.startswith("s3://"):
             if not self.artifacts_destination[len("s3://") :].split("/")[0]:
                 raise ValueError(f"artifacts_destination {self.artifacts_destination!r} names no bucket")
+        if not self.auth_file and not self.insecure_no_auth and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host} is not a loopback address: set auth_file (--auth-file) to require "
+                "credentials, or pass --insecure-no-auth to serve without them"
+            )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.idle_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise ValueError("idle_timeout_s and body_timeout_s must be > 0")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if self.max_header_bytes < 1024:
+            raise ValueError("max_header_bytes must be at least 1024")
         return self
 
     @classmethod

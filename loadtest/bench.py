@@ -790,6 +790,7 @@ async def bench(args: argparse.Namespace) -> int:
     async with aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
+        headers={"Authorization": "Bearer " + args.token} if args.token else None,
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         # Ask for plain replies: some servers (FastTrackML) compress their JSON
@@ -857,6 +858,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-pid", type=int, default=None, help="sample this process tree's RSS")
     parser.add_argument("--json", default=None, help="write the results to this file")
     parser.add_argument("--timeout", type=float, default=60.0, help="per-request timeout in seconds (default 60)")
+    parser.add_argument(
+        "--token", default=os.environ.get("MLFLOW_TRACKING_TOKEN") or None,
+        help="bearer token sent on every request (default: MLFLOW_TRACKING_TOKEN)",
+    )
     parser.add_argument(
         "--history-page-size", type=int, default=25000,
         help="max_results per metrics/get-history page during verification (default 25000)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,8 @@ class GatewayProcess:
         self, database_url: str, *extra_args: str, env: dict[str, str] | None = None, port: int | None = None
     ):
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.scheme = "https" if "--tls-cert" in extra_args else "http"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         self.log_file = tempfile.NamedTemporaryFile(prefix="gateway-test-", suffix=".log", delete=False)
         command = [
             sys.executable, "-m", "gateway", "serve",
@@ -48,7 +50,9 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                # The test certificate is checked by the tests themselves, not here.
+                context = ssl._create_unverified_context() if self.scheme == "https" else None
+                with urllib.request.urlopen(self.url + "/health", timeout=1, context=context) as response:
                     if response.status == 200:
                         return
             except OSError:

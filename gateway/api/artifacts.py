@@ -10,13 +10,14 @@ INVALID_PARAMETER_VALUE "Invalid path".
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
 from gateway.api import model_schemas
+from gateway.api.limits import body_chunks
+from gateway.api.openapi import operation
 from gateway.api.routes import ok, optional_str, read, run_id_of
+from gateway.api.schemas import Empty
 from gateway.api.state import ARTIFACTS, LOGGED_MODELS, STORE
 from gateway.artifacts import ArtifactEntry, Download, join, safe_path
 from gateway.artifacts.locations import open_location
@@ -50,30 +51,32 @@ def _artifact_path(request: web.Request, marker: str = _ARTIFACTS_MARKER) -> str
     return safe_path(_path_after(request, marker))
 
 
-def _files_json(entries: list[ArtifactEntry], parent: str | None) -> list[dict[str, Any]]:
-    files = []
-    for entry in entries:
-        item: dict[str, Any] = {"path": join(parent, entry.name) if parent else entry.name, "is_dir": entry.is_dir}
-        if not entry.is_dir and entry.size is not None:
-            item["file_size"] = entry.size
-        files.append(item)
-    return files
+def _file_infos(entries: list[ArtifactEntry], parent: str | None) -> list[model_schemas.FileInfo]:
+    return [
+        model_schemas.FileInfo(
+            path=join(parent, entry.name) if parent else entry.name,
+            is_dir=entry.is_dir,
+            file_size=None if entry.is_dir else entry.size,
+        )
+        for entry in entries
+    ]
 
 
-async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_any():
-        yield chunk
-
-
+@operation(
+    response=Empty,
+    summary="Upload an artifact: the body is the file's bytes, streamed (no size bound).",
+    streamed_body=True,
+)
 async def upload_artifact(request: web.Request) -> web.Response:
     """PUT: stream the body into the store; the file appears only once complete."""
     path = _artifact_path(request)
     if not path:
         raise invalid_path()
-    await request.app[ARTIFACTS].put(path, _body_chunks(request))
+    await request.app[ARTIFACTS].put(path, body_chunks(request))
     return ok()
 
 
+@operation(response=None, summary="Download an artifact, as it was stored.", content_type="*/*")
 async def download_artifact(request: web.Request) -> web.StreamResponse:
     """GET: send the file as an attachment (sendfile for local files, chunks otherwise)."""
     path = _artifact_path(request)
@@ -102,6 +105,7 @@ def _header_safe(name: str) -> str:
     return name.replace("\\", "\\\\").replace('"', '\\"').encode("ascii", "replace").decode()
 
 
+@operation(response=Empty, summary="Delete an artifact file or folder.")
 async def delete_artifact(request: web.Request) -> web.Response:
     """DELETE: remove a file or a whole folder; a missing path is not an error (as MLflow)."""
     path = _artifact_path(request)
@@ -111,15 +115,25 @@ async def delete_artifact(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(
+    model_schemas.ListProxiedArtifacts,
+    model_schemas.ListProxiedArtifactsResponse,
+    summary="List a folder of the artifact proxy.",
+)
 async def list_proxied_artifacts(request: web.Request) -> web.Response:
     """GET /mlflow-artifacts/artifacts?path=: the folder's entries by name."""
     message = await read(request, model_schemas.ListProxiedArtifacts)
     raw = optional_str(message.path, "path")
     path = safe_path(raw) if raw else ""
     entries = await request.app[ARTIFACTS].list(path)
-    return ok({"files": _files_json(entries, None)} if entries else None)
+    return ok(model_schemas.ListProxiedArtifactsResponse(files=_file_infos(entries, None)))
 
 
+@operation(
+    model_schemas.ListArtifacts,
+    model_schemas.ListArtifactsResponse,
+    summary="List a run's artifacts under a folder.",
+)
 async def list_run_artifacts(request: web.Request) -> web.Response:
     """GET /mlflow/artifacts/list: a run's artifacts under ``path``, paths relative to the run's root.
 
@@ -133,10 +147,9 @@ async def list_run_artifacts(request: web.Request) -> web.Response:
     relative = safe_path(raw) if raw else ""
     info = await request.app[STORE].get_run_info(run_id)
     entries = await _list_under(request, info.artifact_uri, relative)
-    payload: dict[str, Any] = {"root_uri": info.artifact_uri}
-    if entries:
-        payload["files"] = _files_json(entries, relative or None)
-    return ok(payload)
+    return ok(
+        model_schemas.ListArtifactsResponse(root_uri=info.artifact_uri, files=_file_infos(entries, relative or None))
+    )
 
 
 async def _list_under(request: web.Request, artifact_uri: str, relative: str) -> list[ArtifactEntry]:
@@ -144,6 +157,11 @@ async def _list_under(request: web.Request, artifact_uri: str, relative: str) ->
         return await location.store.list(join(location.root, relative))
 
 
+@operation(
+    model_schemas.ListLoggedModelArtifacts,
+    model_schemas.ListArtifactsResponse,
+    summary="List a logged model's files under a folder.",
+)
 async def list_logged_model_artifacts(request: web.Request) -> web.Response:
     """GET /mlflow/logged-models/<id>/artifacts/directories: a logged model's files under a folder."""
     message = await read(request, model_schemas.ListLoggedModelArtifacts)
@@ -151,15 +169,23 @@ async def list_logged_model_artifacts(request: web.Request) -> web.Response:
     relative = safe_path(raw) if raw else ""
     model = await request.app[LOGGED_MODELS].get(request.match_info["model_id"])
     entries = await _list_under(request, model.info.artifact_uri, relative)
-    payload: dict[str, Any] = {"root_uri": model.info.artifact_uri}
-    if entries:
-        payload["files"] = _files_json(entries, relative or None)
-    return ok(payload)
+    return ok(
+        model_schemas.ListArtifactsResponse(
+            root_uri=model.info.artifact_uri, files=_file_infos(entries, relative or None)
+        )
+    )
 
 
+@operation(
+    model_schemas.GetLoggedModelArtifact,
+    None,
+    summary="Download one file of a logged model, as it was stored.",
+    content_type="*/*",
+)
 async def download_logged_model_artifact(request: web.Request) -> web.StreamResponse:
     """GET /mlflow/logged-models/<id>/artifacts/files?artifact_file_path=: one file of a logged model."""
-    raw = request.query.get("artifact_file_path")
+    message = await read(request, model_schemas.GetLoggedModelArtifact)
+    raw = message.artifact_file_path
     if not raw:
         raise GatewayError('Request must include the "artifact_file_path" query parameter.', "BAD_REQUEST")
     relative = safe_path(raw)
@@ -173,6 +199,11 @@ async def download_logged_model_artifact(request: web.Request) -> web.StreamResp
         return await _send(request, download)
 
 
+@operation(
+    response=None,
+    summary="Multipart upload: declined with 501 NOT_IMPLEMENTED; the client then sends one streamed PUT.",
+    succeeds=False,
+)
 async def multipart_unsupported(request: web.Request) -> web.Response:
     """create/complete/abort multipart: the client falls back to one streamed PUT on this answer."""
     action = request.path.split("/mlflow-artifacts/mpu/", 1)[1].split("/", 1)[0]
@@ -180,6 +211,11 @@ async def multipart_unsupported(request: web.Request) -> web.Response:
     raise GatewayError(MULTIPART_UPLOAD_UNSUPPORTED, "NOT_IMPLEMENTED")
 
 
+@operation(
+    response=None,
+    summary="Presigned download: declined with 501 NOT_IMPLEMENTED; the client then downloads through the proxy.",
+    succeeds=False,
+)
 async def presigned_unsupported(request: web.Request) -> web.Response:
     raise GatewayError(MULTIPART_DOWNLOAD_UNSUPPORTED, "NOT_IMPLEMENTED")
 

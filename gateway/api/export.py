@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.api import schemas
 from gateway.api import validation as check
+from gateway.api.openapi import operation
 from gateway.api.routes import VIEW_TYPES, check_experiment_id, enum_name, optional_str, read, required_str
 from gateway.api.state import STORE, WRITES
 
@@ -22,6 +23,12 @@ log = logging.getLogger(__name__)
 CSV_FILENAME = "runs.csv"
 
 
+@operation(
+    schemas.SearchRuns,
+    None,
+    summary="The runs CSV (Databricks' Download CSV) of experiments, with an optional filter, streamed.",
+    content_type="text/csv",
+)
 async def export_runs_csv(request: web.Request) -> web.StreamResponse:
     message = await read(request, schemas.SearchRuns)
     if not message.experiment_ids:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.api import model_schemas
 from gateway.api import validation as check
+from gateway.api.openapi import operation
 from gateway.api.routes import (
     check_experiment_id,
     ok,
@@ -23,6 +24,7 @@ from gateway.api.routes import (
     required_str,
     run_id_of,
 )
+from gateway.api.schemas import Empty
 from gateway.api.state import LOGGED_MODELS, WRITES
 from gateway.errors import InvalidParameter
 from gateway.model import KeyValue, ModelOutput
@@ -50,6 +52,9 @@ def _model_id(request: web.Request) -> str:
     return request.match_info["model_id"]
 
 
+@operation(
+    model_schemas.CreateLoggedModel, model_schemas.LoggedModelResponse, summary="Create a logged model (PENDING)."
+)
 async def create_logged_model(request: web.Request) -> web.Response:
     message = await read(request, model_schemas.CreateLoggedModel)
     experiment_id = message.experiment_id
@@ -71,13 +76,15 @@ async def create_logged_model(request: web.Request) -> web.Response:
         params=_key_values(message.params, "params"),
         tags=_key_values(message.tags, "tags"),
     )
-    return ok({"model": model})
+    return ok(model_schemas.LoggedModelResponse(model=model))
 
 
+@operation(model_schemas.GetLoggedModel, model_schemas.LoggedModelResponse, summary="Get a logged model.")
 async def get_logged_model(request: web.Request) -> web.Response:
-    allow_deleted = request.query.get("allow_deleted", "false").lower() == "true"
+    message = await read(request, model_schemas.GetLoggedModel)
+    allow_deleted = str(message.allow_deleted or "false").lower() == "true"
     model = await request.app[LOGGED_MODELS].get(_model_id(request), allow_deleted=allow_deleted)
-    return ok({"model": model})
+    return ok(model_schemas.LoggedModelResponse(model=model))
 
 
 def _status(value: Any) -> str:
@@ -95,34 +102,48 @@ def _status(value: Any) -> str:
     raise check.invalid_type("status", value)
 
 
+@operation(
+    model_schemas.FinalizeLoggedModel,
+    model_schemas.LoggedModelResponse,
+    summary="Finalize a logged model: READY once its files are uploaded, or FAILED.",
+)
 async def finalize_logged_model(request: web.Request) -> web.Response:
     message = await read(request, model_schemas.FinalizeLoggedModel)
     model = await request.app[LOGGED_MODELS].finalize(_model_id(request), _status(message.status))
-    return ok({"model": model})
+    return ok(model_schemas.LoggedModelResponse(model=model))
 
 
+@operation(response=Empty, summary="Mark a logged model deleted.")
 async def delete_logged_model(request: web.Request) -> web.Response:
     await request.app[LOGGED_MODELS].delete(_model_id(request))
     return ok()
 
 
+@operation(model_schemas.LoggedModelKeyValues, Empty, summary="Set tags of a logged model.")
 async def set_logged_model_tags(request: web.Request) -> web.Response:
     message = await read(request, model_schemas.LoggedModelKeyValues)
     await request.app[LOGGED_MODELS].set_tags(_model_id(request), _key_values(message.tags, "tags"))
     return ok()
 
 
+@operation(response=Empty, summary="Delete a tag of a logged model.")
 async def delete_logged_model_tag(request: web.Request) -> web.Response:
     await request.app[LOGGED_MODELS].delete_tag(_model_id(request), request.match_info["tag_key"])
     return ok()
 
 
+@operation(model_schemas.LoggedModelKeyValues, Empty, summary="Log params of a logged model.")
 async def log_logged_model_params(request: web.Request) -> web.Response:
     message = await read(request, model_schemas.LoggedModelKeyValues)
     await request.app[LOGGED_MODELS].log_params(_model_id(request), _key_values(message.params, "params"))
     return ok()
 
 
+@operation(
+    model_schemas.SearchLoggedModels,
+    model_schemas.SearchLoggedModelsResponse,
+    summary="Search logged models of experiments.",
+)
 async def search_logged_models(request: web.Request) -> web.Response:
     message = await read(request, model_schemas.SearchLoggedModels)
     if not message.experiment_ids:
@@ -162,14 +183,10 @@ async def search_logged_models(request: web.Request) -> web.Response:
         page_token=optional_str(message.page_token, "page_token") or None,
         datasets=datasets,
     )
-    payload: dict[str, Any] = {}
-    if models:
-        payload["models"] = models
-    if token:
-        payload["next_page_token"] = token
-    return ok(payload)
+    return ok(model_schemas.SearchLoggedModelsResponse(models=models, next_page_token=token or None))
 
 
+@operation(model_schemas.LogOutputs, Empty, summary="Record logged models as outputs of a run.")
 async def log_outputs(request: web.Request) -> web.Response:
     message = await read(request, model_schemas.LogOutputs)
     run_id = run_id_of(message)
@@ -185,19 +202,20 @@ async def log_outputs(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(response=model_schemas.ServerInfoResponse, summary="What a client may use on this server.")
 async def server_info(request: web.Request) -> web.Response:
     """What a client may use on this server: no multipart or presigned transfers, no workspaces."""
     return ok(
-        {
-            "store_type": "SqlStore",
-            "workspaces_enabled": False,
-            "trace_archival_enabled": False,
-            "multipart_uploads_enabled": False,
-            "multipart_downloads_enabled": False,
-            "presigned_upload_run_id_supported": False,
-            "presigned_upload_model_id_supported": False,
-            "features_enabled": {"gateway": False},
-        }
+        model_schemas.ServerInfoResponse(
+            store_type="SqlStore",
+            workspaces_enabled=False,
+            trace_archival_enabled=False,
+            multipart_uploads_enabled=False,
+            multipart_downloads_enabled=False,
+            presigned_upload_run_id_supported=False,
+            presigned_upload_model_id_supported=False,
+            features_enabled={"gateway": False},
+        )
     )
 
 

@@ -1,4 +1,4 @@
-"""Request messages of the artifact listing, logged-model and run-output calls.
+"""Request and response messages of the artifact, logged-model, run-output and server-info calls.
 
 As in schemas.py: fields a client may send with the wrong JSON type are ``Any``
 so handlers answer with MLflow's own messages; unknown fields are ignored.
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.api.schemas import KeyValueIn, Request, RunRef
+import msgspec
+
+from gateway.api.schemas import KeyValueIn, Request, Response, RunRef
+from gateway.model import LoggedModel
 
 
 class ListArtifacts(RunRef):
@@ -23,6 +26,14 @@ class ListLoggedModelArtifacts(Request):
 
 class ListProxiedArtifacts(Request):
     path: Any = None
+
+
+class GetLoggedModel(Request):
+    allow_deleted: Any = None
+
+
+class GetLoggedModelArtifact(Request):
+    artifact_file_path: Any = None
 
 
 class CreateLoggedModel(Request):
@@ -73,3 +84,49 @@ class ModelOutputIn(Request):
 
 class LogOutputs(RunRef):
     models: list[ModelOutputIn] | None = None
+
+
+# ---- responses ------------------------------------------------------------------------
+
+
+class FileInfo(msgspec.Struct, omit_defaults=True, gc=False):
+    """One entry of an artifact listing; ``file_size`` is given for files only."""
+
+    path: str
+    is_dir: bool
+    file_size: int | None = None
+
+
+class ListArtifactsResponse(Response):
+    """artifacts/list and a logged model's artifacts/directories: paths are relative to ``root_uri``."""
+
+    root_uri: str
+    files: list[FileInfo] = []
+
+
+class ListProxiedArtifactsResponse(Response):
+    """The artifact proxy's listing: entries of the folder, by name."""
+
+    files: list[FileInfo] = []
+
+
+class LoggedModelResponse(Response):
+    model: LoggedModel
+
+
+class SearchLoggedModelsResponse(Response):
+    models: list[LoggedModel] = []
+    next_page_token: str | None = None
+
+
+class ServerInfoResponse(Response):
+    """What a client may use on this server."""
+
+    store_type: str
+    workspaces_enabled: bool
+    trace_archival_enabled: bool
+    multipart_uploads_enabled: bool
+    multipart_downloads_enabled: bool
+    presigned_upload_run_id_supported: bool
+    presigned_upload_model_id_supported: bool
+    features_enabled: dict[str, bool]

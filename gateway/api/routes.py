@@ -23,6 +23,7 @@ from gateway.api.decoding import (
     required_str,
     run_id_of,
 )
+from gateway.api.openapi import operation
 from gateway.api.state import STORE, WRITES
 from gateway.errors import InvalidParameter
 from gateway.model import DatasetInput, Dataset, Tag
@@ -42,24 +43,31 @@ VIEW_TYPES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
 # ---- run writes (through the accumulator) -------------------------------------------
 
 
+@operation(schemas.LogMetric, schemas.Empty, summary="Log one metric point of a run.")
 async def log_metric(request: web.Request) -> web.Response:
     message = await read(request, schemas.LogMetric)
     await request.app[WRITES].submit(decoding.log_metric_write(message, request.content_length))
     return ok()
 
 
+@operation(schemas.LogParam, schemas.Empty, summary="Log a param of a run (write-once).")
 async def log_param(request: web.Request) -> web.Response:
     message = await read(request, schemas.LogParam)
     await request.app[WRITES].submit(decoding.log_param_write(message, request.content_length))
     return ok()
 
 
+@operation(schemas.SetTag, schemas.Empty, summary="Set a tag of a run.")
 async def set_tag(request: web.Request) -> web.Response:
     message = await read(request, schemas.SetTag)
     await request.app[WRITES].submit(decoding.set_tag_write(message, request.content_length))
     return ok()
 
 
+# The body bound is MLflow's own 1,000,000 bytes, answered here with MLflow's 400.
+@operation(
+    schemas.LogBatch, schemas.Empty, summary="Log metrics, params and tags of a run in one call.", max_body_bytes=None
+)
 async def log_batch(request: web.Request) -> web.Response:
     message = await decoding.read_log_batch(request)
     write = decoding.log_batch_write(message, request.content_length)
@@ -73,6 +81,7 @@ async def log_batch(request: web.Request) -> web.Response:
 # ---- runs ---------------------------------------------------------------------------
 
 
+@operation(schemas.CreateRun, schemas.RunResponse, summary="Create a run.", max_body_bytes=None)
 async def create_run(request: web.Request) -> web.Response:
     message = await read(request, schemas.CreateRun)
     experiment_id = message.experiment_id
@@ -88,17 +97,19 @@ async def create_run(request: web.Request) -> web.Response:
         start_time=optional_int(message.start_time, "start_time"),
         tags=tags,
     )
-    return ok({"run": run})
+    return ok(schemas.RunResponse(run=run))
 
 
+@operation(schemas.GetRun, schemas.RunResponse, summary="Get a run with its latest metrics, params and tags.")
 async def get_run(request: web.Request) -> web.Response:
     message = await read(request, schemas.GetRun)
     run_id = run_id_of(message)
     await request.app[WRITES].settle_run(run_id)
     run = await request.app[STORE].get_run(run_id)
-    return ok({"run": run})
+    return ok(schemas.RunResponse(run=run))
 
 
+@operation(schemas.UpdateRun, schemas.UpdateRunResponse, summary="Update a run's status, end time or name.")
 async def update_run(request: web.Request) -> web.Response:
     message = await read(request, schemas.UpdateRun)
     run_id = run_id_of(message)
@@ -107,9 +118,10 @@ async def update_run(request: web.Request) -> web.Response:
     run_name = optional_str(message.run_name, "run_name")
     await request.app[WRITES].settle_run(run_id)
     info = await request.app[STORE].update_run(run_id, status=status, end_time=end_time, run_name=run_name)
-    return ok({"run_info": info})
+    return ok(schemas.UpdateRunResponse(run_info=info))
 
 
+@operation(schemas.RunRef, schemas.Empty, summary="Mark a run deleted.")
 async def delete_run(request: web.Request) -> web.Response:
     message = await read(request, schemas.RunRef)
     run_id = run_id_of(message)
@@ -119,6 +131,7 @@ async def delete_run(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(schemas.RunRef, schemas.Empty, summary="Restore a deleted run.")
 async def restore_run(request: web.Request) -> web.Response:
     message = await read(request, schemas.RunRef)
     run_id = run_id_of(message)
@@ -127,6 +140,7 @@ async def restore_run(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(schemas.DeleteTag, schemas.Empty, summary="Delete a tag of a run.")
 async def delete_tag(request: web.Request) -> web.Response:
     message = await read(request, schemas.DeleteTag)
     run_id = run_id_of(message)
@@ -136,6 +150,9 @@ async def delete_tag(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(
+    schemas.LogInputs, schemas.Empty, summary="Log dataset and model inputs of a run.", max_body_bytes=None,
+)
 async def log_inputs(request: web.Request) -> web.Response:
     message = await read(request, schemas.LogInputs)
     run_id = run_id_of(message, check_form=True)
@@ -163,6 +180,7 @@ async def log_inputs(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(schemas.LogModel, schemas.Empty, summary="Record a logged model of a run.", max_body_bytes=None)
 async def log_model(request: web.Request) -> web.Response:
     message = await read(request, schemas.LogModel)
     run_id = run_id_of(message)
@@ -180,6 +198,9 @@ async def log_model(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(
+    schemas.SearchRuns, schemas.SearchRunsResponse, summary="Search runs with a filter, an order and pages.",
+)
 async def search_runs(request: web.Request) -> web.Response:
     message = await read(request, schemas.SearchRuns)
     max_results = optional_int(message.max_results, "max_results")
@@ -196,12 +217,7 @@ async def search_runs(request: web.Request) -> web.Response:
         max_results=max_results,
         page_token=message.page_token or None,
     )
-    payload: dict[str, Any] = {}
-    if runs:
-        payload["runs"] = runs
-    if token:
-        payload["next_page_token"] = token
-    return ok(payload)
+    return ok(schemas.SearchRunsResponse(runs=runs, next_page_token=token or None))
 
 
 def check_experiment_id(value: Any) -> str:
@@ -219,6 +235,10 @@ def check_experiment_id(value: Any) -> str:
 # ---- metrics ------------------------------------------------------------------------
 
 
+@operation(
+    schemas.GetMetricHistory, schemas.GetMetricHistoryResponse,
+    summary="Get every point of one metric of a run, in pages.",
+)
 async def get_metric_history(request: web.Request) -> web.Response:
     message = await read(request, schemas.GetMetricHistory)
     run_id = run_id_of(message)
@@ -234,12 +254,13 @@ async def get_metric_history(request: web.Request) -> web.Response:
     metrics, token = await request.app[STORE].get_metric_history(
         run_id, key, max_results=max_results, page_token=message.page_token or None
     )
-    payload: dict[str, Any] = {"metrics": metrics} if metrics else {}
-    if token:
-        payload["next_page_token"] = token
-    return ok(payload)
+    return ok(schemas.GetMetricHistoryResponse(metrics=metrics, next_page_token=token or None))
 
 
+@operation(
+    schemas.GetMetricHistoryBulkInterval, schemas.GetMetricHistoryBulkIntervalResponse,
+    summary="Get sampled points of one metric of several runs.",
+)
 async def get_metric_history_bulk_interval(request: web.Request) -> web.Response:
     message = await read(request, schemas.GetMetricHistoryBulkInterval)
     run_ids = message.run_ids or []
@@ -275,35 +296,39 @@ async def get_metric_history_bulk_interval(request: web.Request) -> web.Response
     metrics = await request.app[STORE].get_metric_history_sampled(
         run_ids, key, max_results=max_results, start_step=start_step, end_step=end_step
     )
-    return ok({"metrics": metrics} if metrics else {})
+    return ok(schemas.GetMetricHistoryBulkIntervalResponse(metrics=metrics))
 
 
 # ---- experiments --------------------------------------------------------------------
 
 
+@operation(schemas.CreateExperiment, schemas.CreateExperimentResponse, summary="Create an experiment.")
 async def create_experiment(request: web.Request) -> web.Response:
     message = await read(request, schemas.CreateExperiment)
     name = check.experiment_name(message.name)
     artifact_location = optional_str(message.artifact_location, "artifact_location") or None
     tags = key_values(message.tags, "experiment")
     experiment_id = await request.app[STORE].create_experiment(name, artifact_location, tags)
-    return ok({"experiment_id": experiment_id})
+    return ok(schemas.CreateExperimentResponse(experiment_id=experiment_id))
 
 
+@operation(schemas.ExperimentRef, schemas.GetExperimentResponse, summary="Get an experiment by id.")
 async def get_experiment(request: web.Request) -> web.Response:
     message = await read(request, schemas.ExperimentRef)
     experiment_id = required_str(message.experiment_id, "experiment_id")
     experiment = await request.app[STORE].get_experiment(experiment_id)
-    return ok({"experiment": experiment})
+    return ok(schemas.GetExperimentResponse(experiment=experiment))
 
 
+@operation(schemas.GetExperimentByName, schemas.GetExperimentResponse, summary="Get an experiment by name.")
 async def get_experiment_by_name(request: web.Request) -> web.Response:
     message = await read(request, schemas.GetExperimentByName)
     name = required_str(message.experiment_name, "experiment_name")
     experiment = await request.app[STORE].get_experiment_by_name(name)
-    return ok({"experiment": experiment})
+    return ok(schemas.GetExperimentResponse(experiment=experiment))
 
 
+@operation(schemas.UpdateExperiment, schemas.Empty, summary="Rename an experiment.")
 async def update_experiment(request: web.Request) -> web.Response:
     message = await read(request, schemas.UpdateExperiment)
     experiment_id = required_str(message.experiment_id, "experiment_id")
@@ -314,6 +339,7 @@ async def update_experiment(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(schemas.ExperimentRef, schemas.Empty, summary="Mark an experiment deleted.")
 async def delete_experiment(request: web.Request) -> web.Response:
     message = await read(request, schemas.ExperimentRef)
     experiment_id = required_str(message.experiment_id, "experiment_id")
@@ -323,6 +349,7 @@ async def delete_experiment(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(schemas.ExperimentRef, schemas.Empty, summary="Restore a deleted experiment.")
 async def restore_experiment(request: web.Request) -> web.Response:
     message = await read(request, schemas.ExperimentRef)
     experiment_id = required_str(message.experiment_id, "experiment_id")
@@ -330,6 +357,7 @@ async def restore_experiment(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(schemas.SetExperimentTag, schemas.Empty, summary="Set a tag of an experiment.")
 async def set_experiment_tag(request: web.Request) -> web.Response:
     message = await read(request, schemas.SetExperimentTag)
     experiment_id = required_str(message.experiment_id, "experiment_id")
@@ -339,6 +367,7 @@ async def set_experiment_tag(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(schemas.DeleteExperimentTag, schemas.Empty, summary="Delete a tag of an experiment.")
 async def delete_experiment_tag(request: web.Request) -> web.Response:
     message = await read(request, schemas.DeleteExperimentTag)
     experiment_id = required_str(message.experiment_id, "experiment_id")
@@ -347,6 +376,7 @@ async def delete_experiment_tag(request: web.Request) -> web.Response:
     return ok()
 
 
+@operation(schemas.SearchExperiments, schemas.SearchExperimentsResponse, summary="Search experiments.")
 async def search_experiments(request: web.Request) -> web.Response:
     message = await read(request, schemas.SearchExperiments)
     max_results = optional_int(message.max_results, "max_results")
@@ -360,12 +390,7 @@ async def search_experiments(request: web.Request) -> web.Response:
         max_results=max_results,
         page_token=message.page_token or None,
     )
-    payload: dict[str, Any] = {}
-    if experiments:
-        payload["experiments"] = experiments
-    if token:
-        payload["next_page_token"] = token
-    return ok(payload)
+    return ok(schemas.SearchExperimentsResponse(experiments=experiments, next_page_token=token or None))
 
 
 # ---- Databricks bulk run operations --------------------------------------------------
@@ -392,6 +417,10 @@ def bulk_max_runs(value: Any) -> int:
     return max_runs
 
 
+@operation(
+    schemas.DeleteRuns, schemas.DeleteRunsResponse,
+    summary="Delete the runs of an experiment created up to a time (admin).",
+)
 async def delete_runs(request: web.Request) -> web.Response:
     message = await read(request, schemas.DeleteRuns)
     experiment_id = experiment_id_field(message.experiment_id)
@@ -402,9 +431,13 @@ async def delete_runs(request: web.Request) -> web.Response:
     await request.app[WRITES].settle_all()
     deleted = await request.app[STORE].bulk_delete_runs(experiment_id, max_timestamp, max_runs)
     request.app[WRITES].forget_all_runs()
-    return ok({"runs_deleted": deleted})
+    return ok(schemas.DeleteRunsResponse(runs_deleted=deleted))
 
 
+@operation(
+    schemas.RestoreRuns, schemas.RestoreRunsResponse,
+    summary="Restore the runs of an experiment deleted since a time (admin).",
+)
 async def restore_runs(request: web.Request) -> web.Response:
     message = await read(request, schemas.RestoreRuns)
     experiment_id = experiment_id_field(message.experiment_id)
@@ -414,20 +447,24 @@ async def restore_runs(request: web.Request) -> web.Response:
     max_runs = bulk_max_runs(message.max_runs)
     restored = await request.app[STORE].bulk_restore_runs(experiment_id, min_timestamp, max_runs)
     request.app[WRITES].forget_all_runs()
-    return ok({"runs_restored": restored})
+    return ok(schemas.RestoreRunsResponse(runs_restored=restored))
 
 
 # ---- service ------------------------------------------------------------------------
 
 
+@operation(response=None, summary="Liveness: answers OK.", content_type="text/plain")
 async def health(request: web.Request) -> web.Response:
     return web.Response(text="OK")
 
 
+@operation(response=None, summary="The gateway's version.", content_type="text/plain")
 async def version(request: web.Request) -> web.Response:
     return web.Response(text=__version__)
 
 
+# Each handler is marked with @operation (its request and response structs) so that
+# /openapi.json describes it; the scope a path needs is decided in gateway/api/auth.py.
 _TRACKING_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/experiments/create", create_experiment),
     ("GET", "/experiments/get", get_experiment),

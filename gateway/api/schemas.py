@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 
+from gateway.model import Experiment, Metric, Run, RunInfo
+
 
 class Request(msgspec.Struct, kw_only=True):
     pass
@@ -181,6 +183,69 @@ class SearchExperiments(Request):
     filter: Any = None
     order_by: list[Any] | None = None
     view_type: Any = None
+
+
+# ---- responses ------------------------------------------------------------------------
+# Fields left at their default are omitted on the wire, as MLflow's protobuf JSON
+# omits unset fields (an empty page has no "runs" and no "next_page_token").
+
+
+class Response(msgspec.Struct, kw_only=True, omit_defaults=True):
+    pass
+
+
+class Empty(Response):
+    """The answer of a write: ``{}``."""
+
+
+class ErrorResponse(Response):
+    """MLflow's error JSON, the body of every 4xx and 5xx."""
+
+    error_code: str
+    message: str
+
+
+class CreateExperimentResponse(Response):
+    experiment_id: str
+
+
+class GetExperimentResponse(Response):
+    experiment: Experiment
+
+
+class SearchExperimentsResponse(Response):
+    experiments: list[Experiment] = []
+    next_page_token: str | None = None
+
+
+class RunResponse(Response):
+    run: Run
+
+
+class UpdateRunResponse(Response):
+    run_info: RunInfo
+
+
+class SearchRunsResponse(Response):
+    runs: list[Run] = []
+    next_page_token: str | None = None
+
+
+class GetMetricHistoryResponse(Response):
+    metrics: list[Metric] = []
+    next_page_token: str | None = None
+
+
+class GetMetricHistoryBulkIntervalResponse(Response):
+    metrics: list[Metric] = []
+
+
+class DeleteRunsResponse(Response):
+    runs_deleted: int
+
+
+class RestoreRunsResponse(Response):
+    runs_restored: int
 
 
 # Fields that are repeated (lists) in each request, for GET query strings where

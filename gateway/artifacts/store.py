@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import errno
+import functools
 import os
 import secrets
 import shutil
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.artifacts.paths import invalid_path, store_path_of_uri
-from gateway.errors import InvalidParameter, NotFound
+from gateway.errors import GatewayError, InvalidParameter, NotFound
 
 # Uploads are written to "<dir>/.gateway-upload-<name>-<random>" and renamed into
 # place when complete; listings never show them.
@@ -60,6 +61,36 @@ class ArtifactIsDirectory(InvalidParameter):
 
 def is_directory_error(path: str) -> ArtifactIsDirectory:
     return ArtifactIsDirectory(path)
+
+
+def storage_error(error: OSError) -> GatewayError | None:
+    """MLflow's error JSON for a filesystem failure the client can act on; None for any other.
+
+    The message never names the server's own directories.
+    """
+    if error.errno == errno.ENAMETOOLONG:
+        return InvalidParameter("Invalid path: a name in it is longer than the artifact storage allows.")
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return GatewayError("The artifact storage is full. Retry later.", "TEMPORARILY_UNAVAILABLE", retry_after=30)
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return GatewayError("The server may not use this part of its artifact storage.", "PERMISSION_DENIED")
+    return None
+
+
+def _translate_os_errors(method):
+    """Raise :func:`storage_error`'s answer in place of the OSErrors it knows."""
+
+    @functools.wraps(method)
+    async def translated(*args, **kwargs):
+        try:
+            return await method(*args, **kwargs)
+        except OSError as error:
+            answer = storage_error(error)
+            if answer is None:
+                raise
+            raise answer from None
+
+    return translated
 
 
 class ArtifactStore(abc.ABC):
@@ -153,6 +184,7 @@ class LocalArtifactStore(ArtifactStore):
             raise invalid_path()
         return target
 
+    @_translate_os_errors
     async def put(self, path: str, chunks: AsyncIterable[bytes]) -> int:
         if not path:
             raise invalid_path()
@@ -183,6 +215,7 @@ class LocalArtifactStore(ArtifactStore):
             raise
         return written
 
+    @_translate_os_errors
     async def get(self, path: str) -> Download:
         target = self._resolve(path)
         try:
@@ -193,6 +226,7 @@ class LocalArtifactStore(ArtifactStore):
             raise is_directory_error(path)
         return Download(name=target.name, size=stat.st_size, local_file=target)
 
+    @_translate_os_errors
     async def list(self, path: str) -> list[ArtifactEntry]:
         return await asyncio.to_thread(self._list_sync, path)
 
@@ -212,6 +246,7 @@ class LocalArtifactStore(ArtifactStore):
         entries.sort(key=lambda e: e.name)
         return entries
 
+    @_translate_os_errors
     async def delete(self, path: str) -> None:
         await asyncio.to_thread(self._delete_sync, path)
 

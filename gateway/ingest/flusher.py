@@ -126,7 +126,7 @@ class Flusher:
                 telemetry.DB_RETRIES.inc()
                 pause = min(self._backoff_max, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
                 if attempt == 1 or attempt % 20 == 0:
-                    log.warning("flush of %d writes failed (%s); retrying", len(writes), exc)
+                    log.warning("flush of %d writes failed (%s); retrying", len(writes), type(exc).__name__)
                 await asyncio.sleep(pause)
             except Exception:
                 # Not a connectivity problem: retrying would fail the same way.
