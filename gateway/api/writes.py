@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from gateway.errors import GatewayError, InvalidParameter, NotFound, Unavailable
+from gateway.errors import GatewayError, Unavailable, check_run_writable
 from gateway.ingest import Accumulator
 from gateway.model import RunWrite
 from gateway.store.tracking import TrackingStore
@@ -47,11 +47,7 @@ class WritePath:
         """Raise MLflow's error if the run does not exist or is not active."""
         if run_id in self._active_runs:
             return
-        stage = await self._store.run_lifecycle_stage(run_id)
-        if stage is None:
-            raise NotFound(f"Run with id={run_id} not found")
-        if stage != "active":
-            raise InvalidParameter(f"The run {run_id} must be in the 'active' state. Current state is {stage}.")
+        check_run_writable(run_id, await self._store.run_lifecycle_stage(run_id))
         if len(self._active_runs) >= _KNOWN_RUNS_LIMIT:
             self._active_runs.clear()
         self._active_runs.add(run_id)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from gateway.errors import InvalidParameter, NotFound
+from gateway.errors import InvalidParameter, NotFound, check_run_writable
 from gateway.model import KeyValue, LoggedModel, LoggedModelData, LoggedModelInfo, Metric, ModelOutput, Tag, wire_float
 from gateway.search.logged_models import (
     DatasetFilter,
@@ -264,12 +264,7 @@ class LoggedModelStore:
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 stage = await conn.fetchval("SELECT lifecycle_stage FROM runs WHERE run_id = $1", run_id)
-                if stage is None:
-                    raise NotFound(f"Run with id={run_id} not found")
-                if stage != "active":
-                    raise InvalidParameter(
-                        f"The run {run_id} must be in the 'active' state. Current state is {stage}."
-                    )
+                check_run_writable(run_id, stage)
                 await conn.executemany(
                     "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES ($1, $2, $3) "
                     "ON CONFLICT DO NOTHING",

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 
 from gateway import search
-from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFound
+from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFound, check_run_writable
 from gateway.model import (
     Dataset,
     DatasetInput,
@@ -485,13 +485,7 @@ class TrackingStore:
                 row = await conn.fetchrow(
                     f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1 FOR UPDATE", run_id
                 )
-                if row is None:
-                    raise NotFound(f"Run with id={run_id} not found")
-                if row["lifecycle_stage"] != "active":
-                    raise InvalidParameter(
-                        f"The run {run_id} must be in the 'active' state. "
-                        f"Current state is {row['lifecycle_stage']}."
-                    )
+                check_run_writable(run_id, None if row is None else row["lifecycle_stage"])
                 row = await conn.fetchrow(
                     f"""UPDATE runs SET status = COALESCE($2, status), end_time = COALESCE($3, end_time),
                               name = COALESCE($4, name)
@@ -574,11 +568,7 @@ class TrackingStore:
         return len(restored)
 
     async def delete_tag(self, run_id: str, key: str) -> None:
-        info = await self.get_run_info(run_id)
-        if info.lifecycle_stage != "active":
-            raise InvalidParameter(
-                f"The run {run_id} must be in the 'active' state. Current state is {info.lifecycle_stage}."
-            )
+        check_run_writable(run_id, (await self.get_run_info(run_id)).lifecycle_stage)
         deleted = await self._fetchrow(
             "DELETE FROM run_tags WHERE run_id = $1 AND key = $2 RETURNING key", run_id, key
         )
@@ -586,11 +576,7 @@ class TrackingStore:
             raise NotFound(f"No tag with name: {key} in run with id {run_id}")
 
     async def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput], model_ids: Sequence[str]) -> None:
-        info = await self.get_run_info(run_id)
-        if info.lifecycle_stage != "active":
-            raise InvalidParameter(
-                f"The run {run_id} must be in the 'active' state. Current state is {info.lifecycle_stage}."
-            )
+        check_run_writable(run_id, (await self.get_run_info(run_id)).lifecycle_stage)
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 position = await conn.fetchval(
@@ -623,12 +609,7 @@ class TrackingStore:
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 stage = await conn.fetchval("SELECT lifecycle_stage FROM runs WHERE run_id = $1 FOR UPDATE", run_id)
-                if stage is None:
-                    raise NotFound(f"Run with id={run_id} not found")
-                if stage != "active":
-                    raise InvalidParameter(
-                        f"The run {run_id} must be in the 'active' state. Current state is {stage}."
-                    )
+                check_run_writable(run_id, stage)
                 current = await conn.fetchval(
                     "SELECT value FROM run_tags WHERE run_id = $1 AND key = $2", run_id, LOGGED_MODELS_TAG
                 )
