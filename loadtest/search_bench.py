@@ -157,10 +157,13 @@ async def load_gateway(url: str, data: DataSet) -> float:
             ["run_id", "key", "step", "timestamp", "value", "min_value", "max_value", "point_count"],
             ((uuid.UUID(r), k, 0, START_TIME, v, lo, hi, 1) for r, k, v, lo, hi in data.metrics()),
         )
-        await copy_in_chunks(conn, "params", ["run_id", "key", "value"],
-                             ((uuid.UUID(r), k, v) for r, k, v in data.params()))
-        await copy_in_chunks(conn, "run_tags", ["run_id", "key", "value"],
-                             ((uuid.UUID(r), k, v) for r, k, v in data.tags()))
+        # params and run_tags rows carry their run's experiment and start time.
+        start_times = {r: t for _i, r, t in data.runs()}
+        keyed_columns = ["run_id", "key", "value", "experiment_id", "start_time"]
+        await copy_in_chunks(conn, "params", keyed_columns,
+                             ((uuid.UUID(r), k, v, EXPERIMENT_ID, start_times[r]) for r, k, v in data.params()))
+        await copy_in_chunks(conn, "run_tags", keyed_columns,
+                             ((uuid.UUID(r), k, v, EXPERIMENT_ID, start_times[r]) for r, k, v in data.tags()))
         await conn.execute("ANALYZE")
     finally:
         await conn.close()

@@ -70,6 +70,9 @@ _RUN_TEXT_COLUMNS = {
 _RUN_NUMERIC_COLUMNS = {"start_time": "r.start_time", "end_time": "r.end_time"}
 _METRIC_SUMMARY_COLUMN = {Aggregate.LATEST: "value", Aggregate.MIN: "min_value", Aggregate.MAX: "max_value"}
 _KEYED_TABLE = {Entity.PARAM: "params", Entity.TAG: "run_tags"}
+# How many leading characters of a param or tag value its search indexes hold
+# (sql/005_search_sort_order.sql); the number is part of the index definitions.
+_INDEXED_PREFIX = 400
 _DATASET_COLUMNS = {"name": "d.name", "digest": "d.digest"}
 _EXPERIMENT_COLUMNS = {
     "name": ("e.name", tokens.TEXT),
@@ -96,6 +99,9 @@ class CompiledQuery:
         fingerprint: identifies the search, so its page tokens fit only it.
         keyset_columns: every column of the keyset in order, the id included.
         keyset_types: the SQL type of each keyset column.
+        row_limit: the most rows the page needs (``max_results + 1``); 0 when unpaged.
+        then: a statement whose rows follow this one's, to run when this one
+            returns fewer than ``row_limit`` rows (its own ``then`` likewise).
     """
 
     sql: str
@@ -104,6 +110,8 @@ class CompiledQuery:
     fingerprint: str = field(default="", repr=False)
     keyset_columns: tuple[str, ...] = field(default=(), repr=False)
     keyset_types: tuple[str, ...] = field(default=(), repr=False)
+    row_limit: int = field(default=0, repr=False)
+    then: CompiledQuery | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,21 +230,34 @@ def _keyed_condition(clause: Comparison, bind: _Binder) -> str:
             return "TRUE"
         return f"r.name {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')}"
     table = _KEYED_TABLE[clause.entity]
-    row_of_key = f"SELECT 1 FROM {table} k WHERE k.run_id = r.run_id AND k.key = {bind(clause.key, 'text')}"
+    # The row carries its run's experiment (sql/005), so the (experiment_id,
+    # key, value) index finds the matching rows of the experiment alone.
+    row_of_key = (
+        f"SELECT 1 FROM {table} k WHERE k.run_id = r.run_id AND k.experiment_id = r.experiment_id "
+        f"AND k.key = {bind(clause.key, 'text')}"
+    )
     if clause.comparator == ast.IS_NULL:
         return f"NOT EXISTS ({row_of_key})"
     if clause.comparator == ast.IS_NOT_NULL:
         return f"EXISTS ({row_of_key})"
-    return f"EXISTS ({row_of_key} AND k.value {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')})"
+    value = bind(clause.value, "text")
+    if clause.comparator == ast.EQ:
+        # The index holds a prefix of the value, in code-point order; equal
+        # values have equal prefixes in any deterministic collation.
+        prefix = f"left({{}}, {_INDEXED_PREFIX}) COLLATE \"C\""
+        return (
+            f"EXISTS ({row_of_key} AND {prefix.format('k.value')} = {prefix.format(value)} AND k.value = {value})"
+        )
+    return f"EXISTS ({row_of_key} AND k.value {_SQL_OPERATOR[clause.comparator]} {value})"
 
 
-def _experiment_condition_sql(ids: list[int], bind: _Binder) -> str:
+def _experiment_condition_sql(ids: list[int], bind: _Binder, column: str = "r.experiment_id") -> str:
     # One experiment (the common case) is an equality: PostgreSQL can then read
     # the page in order from an index led by experiment_id, which it cannot do
     # for = ANY(array).
     if len(set(ids)) == 1:
-        return f"r.experiment_id = {bind(ids[0], 'bigint')}"
-    return f"r.experiment_id = ANY({bind(ids, 'bigint[]')})"
+        return f"{column} = {bind(ids[0], 'bigint')}"
+    return f"{column} = ANY({bind(ids, 'bigint[]')})"
 
 
 def _run_id_condition(clause: Comparison, bind: _Binder) -> str:
@@ -307,9 +328,9 @@ def _clauses_requiring_leading_metric(order_keys: tuple[OrderKey, ...], clauses)
 
     A clause on the same metric summary with any comparator but ``!=`` holds
     only for a run that has the key with a non-NaN value, so every run the
-    search returns ranks 0 on that key. Those clauses then restrict an inner
-    join instead of an EXISTS, and the sort needs no rank: PostgreSQL can read
-    the runs in order from the (key, value) index and stop at the page size.
+    search returns ranks 0 on that key and the search needs no tail (see
+    :func:`compile_run_search`). Those clauses restrict the head's join
+    instead of being an EXISTS each.
     """
     if not order_keys or order_keys[0].entity is not Entity.METRIC:
         return []
@@ -324,28 +345,69 @@ def _clauses_requiring_leading_metric(order_keys: tuple[OrderKey, ...], clauses)
     ]
 
 
-def _run_sort_keys(
-    order_keys: tuple[OrderKey, ...], bind: _Binder, leading_clauses: list[Comparison]
-) -> tuple[list[_SortKey], list[str]]:
-    """The ORDER BY keys of a run search and the joins they read from.
+def _leads_with_keyed_value(order_keys: tuple[OrderKey, ...]) -> bool:
+    """Whether the first order key is a metric, param or tag (one a run may lack)."""
+    if not order_keys:
+        return False
+    first = order_keys[0]
+    if first.entity is Entity.METRIC or first.entity is Entity.PARAM:
+        return True
+    return first.entity is Entity.TAG and first.key != RUN_NAME_TAG
 
-    ``leading_clauses`` (see :func:`_clauses_requiring_leading_metric`) become
-    conditions of an inner join for the first key.
+
+# How the first order key is read when it is a metric, param or tag:
+_HEAD = "head"  # only runs with a value (rank 0): an inner join PostgreSQL can read in index order
+_TAIL = "tail"  # only runs without one (NaN or missing key): a left join, ranked
+_UNRANKED_HEAD = "unranked head"  # a head with no tail to follow, so no rank column at all
+
+
+def _run_sort_keys(
+    order_keys: tuple[OrderKey, ...],
+    bind: _Binder,
+    part: str,
+    leading_clauses: list[Comparison],
+    experiment_ids: list[int],
+) -> tuple[list[_SortKey], list[str], list[str]]:
+    """The ORDER BY keys of a run search, the joins they read from and the conditions they add.
+
+    ``part`` says how a first key on a metric, param or tag is read (see
+    :func:`compile_run_search`); ``leading_clauses`` (see
+    :func:`_clauses_requiring_leading_metric`) become conditions of the head's join.
     """
     sort_keys: list[_SortKey] = []
     joins: list[str] = []
+    conditions: list[str] = []
+    start_time_column = "r.start_time"
     for index, order_key in enumerate(order_keys):
         output = f"sort_{index}"
-        if index == 0 and leading_clauses:
-            column = f"o0.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}"
-            conditions = [f"o0.key = {bind(order_key.key, 'text')}"]
+        alias = f"o{index}"
+        head = index == 0 and part != _TAIL and _leads_with_keyed_value(order_keys)
+        head_rank = None if part == _UNRANKED_HEAD else "0"
+        if head and order_key.entity is Entity.METRIC:
+            column = f"{alias}.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}"
+            # PostgreSQL sorts NaN above every number: "< NaN" keeps the numbers
+            # (no NULL either) and bounds the (key, value) index scan.
+            join = [f"{alias}.key = {bind(order_key.key, 'text')}", f"{column} < {_NAN}"]
             for clause in leading_clauses:
-                value = bind(clause.value, "double precision")
-                conditions.append(f"{column} {_SQL_OPERATOR[clause.comparator]} {value} AND {column} <> {_NAN}")
-            joins.append("JOIN metric_summaries o0 ON o0.run_id = r.run_id AND " + " AND ".join(conditions))
-            sort_keys.append(_SortKey(column, tokens.FLOAT, order_key.ascending, output))
+                join.append(f"{column} {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'double precision')}")
+            joins.append(f"JOIN metric_summaries {alias} ON {alias}.run_id = r.run_id AND " + " AND ".join(join))
+            sort_keys.append(_SortKey(column, tokens.FLOAT, order_key.ascending, output, head_rank))
+        elif head:
+            # The row carries its run's experiment and start time (sql/005), so
+            # one index holds this key's whole order within the experiment. It
+            # holds a prefix of each value, which sorts like the value while no
+            # value is longer; otherwise the head is empty and the tail sorts
+            # every run.
+            key = bind(order_key.key, "text")
+            joins.append(
+                f"JOIN {_KEYED_TABLE[order_key.entity]} {alias} ON {alias}.run_id = r.run_id "
+                f"AND {alias}.experiment_id = r.experiment_id AND {alias}.key = {key}"
+            )
+            conditions.append(f"NOT {_long_values(order_key, key, experiment_ids, bind)}")
+            prefix = f'left({alias}.value, {_INDEXED_PREFIX}) COLLATE "C"'
+            sort_keys.append(_SortKey(prefix, tokens.TEXT, order_key.ascending, output, head_rank))
+            start_time_column = f"{alias}.start_time"
         elif order_key.entity is Entity.METRIC:
-            alias = f"o{index}"
             joins.append(
                 f"LEFT JOIN metric_summaries {alias} ON {alias}.run_id = r.run_id "
                 f"AND {alias}.key = {bind(order_key.key, 'text')}"
@@ -356,11 +418,16 @@ def _run_sort_keys(
         elif order_key.entity is Entity.TAG and order_key.key == RUN_NAME_TAG:
             sort_keys.append(_SortKey('r.name COLLATE "C"', tokens.TEXT, order_key.ascending, output))
         elif order_key.entity in (Entity.PARAM, Entity.TAG):
-            alias = f"o{index}"
+            key = bind(order_key.key, "text")
             joins.append(
                 f"LEFT JOIN {_KEYED_TABLE[order_key.entity]} {alias} ON {alias}.run_id = r.run_id "
-                f"AND {alias}.key = {bind(order_key.key, 'text')}"
+                f"AND {alias}.key = {key}"
             )
+            if index == 0 and part == _TAIL:
+                # The runs the head leaves out: those lacking the key, or every
+                # run when a value is too long for the head's index.
+                long_values = _long_values(order_key, key, experiment_ids, bind)
+                conditions.append(f"({alias}.run_id IS NULL OR {long_values})")
             rank = f"CASE WHEN {alias}.run_id IS NULL THEN 1 ELSE 0 END"
             sort_keys.append(
                 _SortKey(f'{alias}.value COLLATE "C"', tokens.TEXT, order_key.ascending, output, rank)
@@ -374,11 +441,26 @@ def _run_sort_keys(
         else:
             column = _RUN_TEXT_COLUMNS[order_key.key]
             sort_keys.append(_SortKey(f'{column} COLLATE "C"', tokens.TEXT, order_key.ascending, output))
+        if index == 0 and part == _TAIL and order_key.entity is Entity.METRIC:
+            # The runs the head leaves out: NaN or no row for the key.
+            conditions.append(f"{sort_keys[0].rank_sql} > 0")
     if not any(k.entity is Entity.ATTRIBUTE and k.key == "start_time" for k in order_keys):
-        rank = "CASE WHEN r.start_time IS NULL THEN 1 ELSE 0 END"
-        sort_keys.append(_SortKey("r.start_time", tokens.BIGINT, False, f"sort_{len(order_keys)}", rank))
+        rank = f"CASE WHEN {start_time_column} IS NULL THEN 1 ELSE 0 END"
+        sort_keys.append(_SortKey(start_time_column, tokens.BIGINT, False, f"sort_{len(order_keys)}", rank))
     sort_keys.append(_SortKey("r.run_id", tokens.UUID, True, "run_id"))
-    return sort_keys, joins
+    return sort_keys, joins, conditions
+
+
+def _long_values(order_key: OrderKey, key: str, experiment_ids: list[int], bind: _Binder) -> str:
+    """Whether a value of the key in the searched experiments is longer than the indexed prefix.
+
+    Uncorrelated, so PostgreSQL answers it once per statement, from a partial index.
+    """
+    experiments = _experiment_condition_sql(experiment_ids, bind, "l.experiment_id")
+    return (
+        f"EXISTS (SELECT 1 FROM {_KEYED_TABLE[order_key.entity]} l WHERE {experiments} "
+        f"AND l.key = {key} AND length(l.value) > {_INDEXED_PREFIX})"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -411,7 +493,8 @@ def _after_keyset(sort_keys: list[_SortKey], keyset: list, bind: _Binder) -> str
     cursor = iter(keyset)
     equal_so_far: list[str] = []
     alternatives: list[str] = []
-    for key in sort_keys:
+    bound = ""
+    for index, key in enumerate(sort_keys):
         rank = next(cursor) if key.rank_sql is not None else 0
         value = next(cursor)
         if rank != 0:
@@ -422,13 +505,17 @@ def _after_keyset(sort_keys: list[_SortKey], keyset: list, bind: _Binder) -> str
             cursor_value = bind(value, key.value_type)
             operator = ">" if key.ascending else "<"
             after = f"{key.value_sql} {operator} {cursor_value}"
-            if key.rank_sql is not None:
+            if index == 0 and key.rank_sql in (None, "0"):
+                # Implied by the alternatives, but PostgreSQL can start an index
+                # scan from it instead of reading the rows before the cursor again.
+                bound = f"{key.value_sql} {operator}= {cursor_value} AND "
+            elif key.rank_sql is not None:
                 after = f"({key.rank_sql} > 0 OR {after})"
             # A non-NULL value implies rank 0.
             equal = f"{key.value_sql} = {cursor_value}"
         alternatives.append("(" + " AND ".join([*equal_so_far, after]) + ")")
         equal_so_far.append(equal)
-    return "(" + "\n       OR ".join(alternatives) + ")"
+    return bound + "(" + "\n       OR ".join(alternatives) + ")"
 
 
 def _select_and_order(sort_keys: list[_SortKey], id_column: str) -> tuple[list[str], list[str]]:
@@ -463,15 +550,15 @@ def _assemble(
     joins: list[str],
     conditions: list[str],
     sort_keys: list[_SortKey],
-    page_token_text: str | None,
+    keyset: list | None,
     search_fingerprint: str,
     max_results: int,
     bind: _Binder,
+    then: CompiledQuery | None = None,
 ) -> CompiledQuery:
     id_name = id_column.split(".")[1]
-    names, types, ranked = _keyset_columns(sort_keys)
-    if page_token_text:
-        keyset = tokens.decode(page_token_text, search_fingerprint, types, ranked)
+    names, types, _ranked = _keyset_columns(sort_keys)
+    if keyset is not None:
         conditions = [*conditions, _after_keyset(sort_keys, keyset, bind)]
     selected, order_items = _select_and_order(sort_keys, id_name)
     limit = bind(max_results + 1, "bigint")
@@ -491,7 +578,16 @@ def _assemble(
         fingerprint=search_fingerprint,
         keyset_columns=names,
         keyset_types=types,
+        row_limit=max_results + 1,
+        then=then,
     )
+
+
+def _decode_keyset(page_token: str | None, search_fingerprint: str, sort_keys: list[_SortKey]) -> list | None:
+    if not page_token:
+        return None
+    _names, types, ranked = _keyset_columns(sort_keys)
+    return tokens.decode(page_token, search_fingerprint, types, ranked)
 
 
 # ---------------------------------------------------------------------------
@@ -541,24 +637,44 @@ def compile_run_search(
         view_type=view_type,
         order_by=list(order_by or []),
     )
-    bind = _Binder()
-    conditions = [_experiment_condition_sql(ids, bind), f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}"]
     leading_clauses = _clauses_requiring_leading_metric(order_keys, clauses)
-    sort_keys, joins = _run_sort_keys(order_keys, bind, leading_clauses)
-    conditions.extend(
-        _run_condition(clause, bind) for clause in clauses if not any(clause is c for c in leading_clauses)
-    )
-    return _assemble(
-        id_column="r.run_id",
-        table="runs r",
-        joins=joins,
-        conditions=conditions,
-        sort_keys=sort_keys,
-        page_token_text=page_token,
-        search_fingerprint=search_fingerprint,
-        max_results=max_results,
-        bind=bind,
-    )
+    other_clauses = [clause for clause in clauses if not any(clause is c for c in leading_clauses)]
+
+    def part_query(part: str, keyset: list | None, then: CompiledQuery | None = None) -> CompiledQuery:
+        bind = _Binder()
+        sort_keys, joins, order_conditions = _run_sort_keys(order_keys, bind, part, leading_clauses, ids)
+        conditions = [
+            _experiment_condition_sql(ids, bind),
+            f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}",
+            *order_conditions,
+            *(_run_condition(clause, bind) for clause in other_clauses),
+        ]
+        return _assemble(
+            id_column="r.run_id",
+            table="runs r",
+            joins=joins,
+            conditions=conditions,
+            sort_keys=sort_keys,
+            keyset=keyset,
+            search_fingerprint=search_fingerprint,
+            max_results=max_results,
+            bind=bind,
+            then=then,
+        )
+
+    def decode(part: str) -> list | None:
+        sort_keys, _joins, _conditions = _run_sort_keys(order_keys, _Binder(), part, leading_clauses, ids)
+        return _decode_keyset(page_token, search_fingerprint, sort_keys)
+
+    if leading_clauses or not _leads_with_keyed_value(order_keys):
+        return part_query(_UNRANKED_HEAD, decode(_UNRANKED_HEAD))
+    # Ordered by a key some runs may lack: the runs with a value (the head,
+    # read in index order) come before the rest (the tail) in either direction.
+    keyset = decode(_HEAD)
+    tail = part_query(_TAIL, keyset)
+    if keyset is not None and keyset[0] != 0:
+        return tail
+    return part_query(_HEAD, keyset, then=tail)
 
 
 def compile_run_filter(
@@ -701,7 +817,7 @@ def compile_experiment_search(
         joins=[],
         conditions=conditions,
         sort_keys=sort_keys,
-        page_token_text=page_token,
+        keyset=_decode_keyset(page_token, search_fingerprint, sort_keys),
         search_fingerprint=search_fingerprint,
         max_results=max_results,
         bind=bind,

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from gateway import search
+from gateway.store import searching
 from gateway.store.errors import translate_transient
 
 FIXED_COLUMNS = ("Run ID", "Name", "Source Type", "Source Name", "User", "Status")
@@ -145,13 +146,12 @@ async def runs_csv(
     )
     with translate_transient():
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            # Plan each page for its values (see gateway.store.tracking.CUSTOM_PLANS).
-            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            await conn.execute(searching.CUSTOM_PLANS)
             param_keys = await _keys(conn, "params", matching)
             metric_keys = await _keys(conn, "metric_summaries", matching)
             yield _csv_line([*FIXED_COLUMNS, *param_keys, *metric_keys])
             while True:
-                rows = await conn.fetch(page.sql, *page.args)
+                rows = await searching.fetch_page(conn, page)
                 run_ids = [row["run_id"] for row in rows[:page_size]]
                 if run_ids:
                     lines = await _page_rows(conn, run_ids, param_keys, metric_keys)

@@ -29,7 +29,7 @@ from gateway.model import (
     Tag,
     wire_float,
 )
-from gateway.store import export
+from gateway.store import export, searching
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
 from gateway.store.writer import RUN_NAME_TAG
@@ -106,10 +106,13 @@ def _run_info_from_row(row) -> RunInfo:
     )
 
 
-# A search's best plan depends on its values (how many runs a filter keeps), so
-# the generic plan PostgreSQL switches to after five runs of a prepared
-# statement can be ten times slower; plan every search for its own values.
-CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+# One tag of an existing run; the row carries the run's experiment and start time
+# (sql/005_search_sort_order.sql).
+_SET_RUN_TAG = """
+INSERT INTO run_tags (run_id, key, value, experiment_id, start_time)
+SELECT run_id, $2::text, $3::text, experiment_id, start_time FROM runs WHERE run_id = $1
+ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value
+"""
 
 _RUN_COLUMNS = "run_id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage"
 
@@ -351,8 +354,8 @@ class TrackingStore:
                     artifact_uri,
                 )
                 await conn.executemany(
-                    "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)",
-                    [(run_id, key, value) for key, value in tag_values.items()],
+                    "INSERT INTO run_tags (run_id, key, value, experiment_id, start_time) VALUES ($1, $2, $3, $4, $5)",
+                    [(run_id, key, value, int(experiment.experiment_id), start) for key, value in tag_values.items()],
                 )
         info = RunInfo(
             run_uuid=run_id,
@@ -497,8 +500,7 @@ class TrackingStore:
                 )
                 if run_name:
                     await conn.execute(
-                        "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3) "
-                        "ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value",
+                        _SET_RUN_TAG,
                         run_id,
                         RUN_NAME_TAG,
                         run_name,
@@ -619,8 +621,7 @@ class TrackingStore:
                     history = []
                 history.append(model)
                 await conn.execute(
-                    "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value",
+                    _SET_RUN_TAG,
                     run_id,
                     LOGGED_MODELS_TAG,
                     json.dumps(history),
@@ -744,8 +745,8 @@ class TrackingStore:
         )
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-                await conn.execute(CUSTOM_PLANS)
-                rows = await conn.fetch(query.sql, *query.args)
+                await conn.execute(searching.CUSTOM_PLANS)
+                rows = await searching.fetch_page(conn, query)
         token = search.next_run_page_token(query, rows, max_results)
         run_ids = [row["run_id"].hex for row in rows[:max_results]]
         return await self.get_runs(run_ids), token

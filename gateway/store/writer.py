@@ -44,8 +44,9 @@ ON CONFLICT (run_id, key) DO UPDATE SET
 """
 
 _INSERT_PARAMS = """
-INSERT INTO params (run_id, key, value)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+INSERT INTO params (run_id, key, value, experiment_id, start_time)
+SELECT w.run_id, w.key, w.value, r.experiment_id, r.start_time
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS w(run_id, key, value) JOIN runs r ON r.run_id = w.run_id
 ON CONFLICT (run_id, key) DO NOTHING
 RETURNING run_id, key
 """
@@ -57,8 +58,9 @@ FROM params p JOIN unnest($1::uuid[], $2::text[]) AS wanted(run_id, key)
 """
 
 _UPSERT_TAGS = """
-INSERT INTO run_tags (run_id, key, value)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+INSERT INTO run_tags (run_id, key, value, experiment_id, start_time)
+SELECT w.run_id, w.key, w.value, r.experiment_id, r.start_time
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS w(run_id, key, value) JOIN runs r ON r.run_id = w.run_id
 ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value
 """
 

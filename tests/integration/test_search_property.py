@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import re
+import string
 import uuid
 
 import asyncpg
@@ -28,10 +30,10 @@ from hypothesis import strategies as st
 
 from gateway.errors import InvalidParameter
 from gateway.model import FLOAT_MAX, KeyValue, MetricPoint, RunWrite
-from gateway.search import compile_run_search, next_run_page_token
-from gateway.search import evaluate, parse_run_order_by
+from gateway.search import compile_run_search, evaluate, next_run_page_token, parse_run_order_by
 from gateway.store.export import runs_csv
 from gateway.store.migrations import migrate
+from gateway.store.searching import fetch_page
 from gateway.store.writer import BatchWriter
 
 EXPERIMENT = 1
@@ -340,7 +342,8 @@ async def paged_search(pool, search: dict) -> list[list[str]]:
             max_results=search["page_size"],
             page_token=token,
         )
-        rows = await pool.fetch(query.sql, *query.args)
+        async with pool.acquire() as conn:
+            rows = await fetch_page(conn, query)
         pages.append([row["run_id"].hex for row in rows[: search["page_size"]]])
         token = next_run_page_token(query, rows, search["page_size"])
         if token is None:
@@ -459,3 +462,49 @@ def test_injection_attempts_are_inert(database, filter_string):
         )
     )
     assert tuple(counts) == (4, 4, 4)
+
+
+@pytest.mark.parametrize("long_key", ["p", "other"])
+def test_values_longer_than_the_indexed_prefix(database, long_key):
+    """Long, incompressible param and tag values store, filter and sort by the whole value.
+
+    The search indexes hold a 400-character prefix; values sharing it must still
+    sort by what follows, page by page, whether the long value is on the ordered
+    key (the exact sort) or on another key (the index-ordered one).
+    """
+    loop, pool = database
+    rng = random.Random(5)
+    alphabet = string.ascii_letters + string.digits + " \u00e9\u4e2d\U0001f600"
+    shared = "".join(rng.choice(alphabet) for _ in range(400))
+    values = [shared + "".join(rng.choice(alphabet) for _ in range(5600)) for _ in range(4)]
+    values += [shared, shared[:399], "a", "zz"]
+    runs = [
+        {
+            "run_id": uuid.UUID(int=index + 1).hex, "experiment_id": EXPERIMENT, "name": f"run-{index}",
+            "status": "FINISHED", "user_id": "", "artifact_uri": "", "lifecycle_stage": "active",
+            "start_time": index % 3, "end_time": None, "points": {},
+            "params": {long_key: value, "p" if long_key == "other" else "q": f"v{index % 4}"},
+            "tags": {long_key: value}, "datasets": [],
+        }
+        for index, value in enumerate(values)
+    ]
+    loop.run_until_complete(load(pool, runs))
+    evaluated = [as_evaluated(r) for r in runs]
+    # (filter, order_by, how many runs match): the LIKE pattern matches the 4
+    # long values, the prefix itself and the prefix less one character.
+    searches = [
+        (None, ["params.p"], 8),
+        (None, ["params.p DESC"], 8),
+        (None, [f"tags.{long_key} DESC"], 8),
+        (f"params.{long_key} = '{values[2]}'", ["params.p"], 1),
+        (f"tags.{long_key} LIKE '{shared[:10]}%'", [f"tags.{long_key}"], 6),
+    ]
+    for filter_string, order_by, count in searches:
+        search = {"filter_string": filter_string, "order_by": order_by, "run_view_type": "ALL", "page_size": 3}
+        found = [run_id for page in loop.run_until_complete(paged_search(pool, search)) for run_id in page]
+        expected = [
+            r["run_id"]
+            for r in evaluate.search(evaluated, filter_string=filter_string, run_view_type="ALL", order_by=order_by)
+        ]
+        assert found == expected, (filter_string, order_by)
+        assert len(found) == count, (filter_string, order_by)

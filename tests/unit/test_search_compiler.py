@@ -82,7 +82,10 @@ EVERY_ORDER = [
     ],
 )
 def test_run_search_uses_only_placeholders(filter_string, order_by):
-    assert_only_placeholders(run_search(filter_string, order_by))
+    query = run_search(filter_string, order_by)
+    while query is not None:
+        assert_only_placeholders(query)
+        query = query.then
 
 
 def test_experiment_search_uses_only_placeholders():
@@ -290,18 +293,69 @@ def test_a_filter_on_the_leading_metric_turns_its_join_inner_and_drops_its_rank(
 
 
 @pytest.mark.parametrize(
-    ("filter_string", "order_by"),
+    ("filter_string", "order_by", "table"),
     [
-        ("metrics.loss != 1", ["metrics.loss"]),  # NaN and missing values pass !=
-        ("MIN(metrics.loss) < 1", ["metrics.loss"]),  # another summary of the key
-        ("metrics.acc < 1", ["metrics.loss"]),
-        ("metrics.loss < 1", ["params.p", "metrics.loss"]),  # not the first key
+        ("metrics.loss != 1", ["metrics.loss"], "metric_summaries"),  # NaN and missing values pass !=
+        ("MIN(metrics.loss) < 1", ["metrics.loss"], "metric_summaries"),  # another summary of the key
+        ("metrics.acc < 1", ["MAX(metrics.loss) DESC"], "metric_summaries"),
+        ("metrics.loss < 1", ["params.p", "metrics.loss"], "params"),
+        (None, ["tags.t DESC"], "run_tags"),
     ],
 )
-def test_other_filters_keep_the_ranked_left_join(filter_string, order_by):
-    query = run_search(filter_string, order_by)
-    assert "LEFT JOIN metric_summaries" in query.sql
-    assert "sort_0_rank" in query.keyset_columns
+def test_a_first_key_runs_may_lack_splits_the_search_into_head_and_tail(filter_string, order_by, table):
+    head = run_search(filter_string, order_by)
+    tail = head.then
+    # The head: runs with a value, an inner join whose rank is the constant 0.
+    assert f"\nJOIN {table} o0 ON o0.run_id = r.run_id" in head.sql
+    assert f"LEFT JOIN {table} o0 " not in head.sql
+    assert "0 AS sort_0_rank" in head.sql
+    # The tail: the other runs, ranked as before; nothing follows it.
+    assert f"LEFT JOIN {table} o0 ON" in tail.sql
+    assert "o0.run_id IS NULL" in tail.sql
+    assert tail.then is None
+    # One keyset layout and fingerprint, so a token works on either part.
+    assert head.keyset_columns == tail.keyset_columns and "sort_0_rank" in head.keyset_columns
+    assert head.fingerprint == tail.fingerprint and head.row_limit == tail.row_limit == 11
+    assert_only_placeholders(head)
+    assert_only_placeholders(tail)
+
+
+def test_keyed_head_follows_its_index_for_the_default_tiebreak():
+    head = run_search("params.a = 'x'", ["params.p DESC"])
+    assert "AND o0.experiment_id = r.experiment_id AND o0.key = $" in head.sql
+    # The index holds a prefix of each value: the head serves only while no value is longer ...
+    assert 'left(o0.value, 400) COLLATE "C" AS sort_0' in head.sql
+    assert "NOT EXISTS (SELECT 1 FROM params l WHERE l.experiment_id = $" in head.sql
+    assert "AND length(l.value) > 400)" in head.sql
+    # ... and the tail takes every run otherwise.
+    assert "(o0.run_id IS NULL OR EXISTS (SELECT 1 FROM params l WHERE" in head.then.sql
+    # A filter's equality goes through the same prefix, then compares the whole value.
+    assert 'left(k.value, 400) COLLATE "C" = left($' in head.sql
+    assert "CASE WHEN o0.start_time IS NULL THEN 1 ELSE 0 END AS sort_1_rank" in head.sql
+    assert "ORDER BY sort_0_rank, sort_0 DESC, sort_1_rank, sort_1 DESC, r.run_id" in head.sql
+
+
+def test_metric_head_keeps_numbers_only():
+    head = run_search(None, ["MIN(metrics.m)"])
+    assert "o0.min_value < 'NaN'::double precision" in head.sql
+    assert "CASE WHEN o0.run_id IS NULL THEN 2 WHEN NULLIF(o0.min_value, 'NaN'::double precision) IS NULL" \
+        " THEN 1 ELSE 0 END > 0" in head.then.sql
+
+
+def test_page_token_picks_the_part_its_cursor_is_in():
+    first = run_search(None, ["params.p"], max_results=1)
+    in_head = fake_rows(first, 2, sort_0_rank=0, sort_0="b", sort_1_rank=0, sort_1=5, run_id=uuid.UUID(RUN_ID))
+    page = run_search(None, ["params.p"], max_results=1, page_token=next_run_page_token(first, in_head, 1))
+    # Still in the head: the head goes on after the cursor, from an index bound;
+    # the tail follows it, after the same cursor (it holds every run when a
+    # value too long for the head's index appeared between the pages).
+    assert 'left(o0.value, 400) COLLATE "C" >= $' in page.sql and "b" in page.args
+    assert page.then is not None and "b" in page.then.args
+    in_tail = fake_rows(first, 2, sort_0_rank=1, sort_0=None, sort_1_rank=0, sort_1=5, run_id=uuid.UUID(RUN_ID))
+    page = run_search(None, ["params.p"], max_results=1, page_token=next_run_page_token(first, in_tail, 1))
+    # Past the head: only the tail, after the cursor.
+    assert "LEFT JOIN params o0" in page.sql and page.then is None
+    assert uuid.UUID(RUN_ID) in page.args
 
 
 def test_token_accepts_asyncpg_uuid_values():
