@@ -14,6 +14,11 @@ database and in the reference evaluator.
 
 Pages are keyset pages: the query asks for the rows strictly after the last
 row of the previous page, whose sort values the page token carries.
+
+A search ordered first by a metric, param or tag compiles to two statements:
+the head (runs with a value for that key, an inner join PostgreSQL reads in
+index order and stops at the page size) and the tail (the runs without one),
+run only when the head leaves the page short (``CompiledQuery.then``).
 """
 
 from __future__ import annotations
@@ -242,12 +247,14 @@ def _keyed_condition(clause: Comparison, bind: _Binder) -> str:
         return f"EXISTS ({row_of_key})"
     value = bind(clause.value, "text")
     if clause.comparator == ast.EQ:
-        # The index holds a prefix of the value, in code-point order; equal
-        # values have equal prefixes in any deterministic collation.
-        prefix = f"left({{}}, {_INDEXED_PREFIX}) COLLATE \"C\""
-        return (
-            f"EXISTS ({row_of_key} AND {prefix.format('k.value')} = {prefix.format(value)} AND k.value = {value})"
-        )
+        # The index holds a prefix of the value, in code-point order (equality
+        # means the same in any deterministic collation). A value shorter than
+        # the prefix equals a stored value exactly when it equals its prefix;
+        # a longer one also compares the whole value.
+        prefix = f'left(k.value, {_INDEXED_PREFIX}) COLLATE "C"'
+        if len(clause.value) < _INDEXED_PREFIX:
+            return f"EXISTS ({row_of_key} AND {prefix} = {value})"
+        return f"EXISTS ({row_of_key} AND {prefix} = left({value}, {_INDEXED_PREFIX}) AND k.value = {value})"
     return f"EXISTS ({row_of_key} AND k.value {_SQL_OPERATOR[clause.comparator]} {value})"
 
 

@@ -132,8 +132,10 @@ async def test_every_run_scoped_table_is_removed_by_gc(fresh_database_url):
         # A run-scoped table naming a model goes with its run, not with the model.
         assert set(await tables_with_column(conn, "model_id")) - set(RUN_SCOPED_TABLES) == {
             "logged_models", *LOGGED_MODEL_SCOPED_TABLES}
-        assert set(await tables_with_column(conn, "experiment_id")) == {
+        # params and run_tags copy their run's experiment for search; they go with their run.
+        assert set(await tables_with_column(conn, "experiment_id")) - {"params", "run_tags"} == {
             "experiments", "runs", "logged_models", *EXPERIMENT_SCOPED_TABLES}
+        assert {"params", "run_tags"} <= set(RUN_SCOPED_TABLES)
     finally:
         await conn.close()
 

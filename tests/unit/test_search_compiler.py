@@ -329,8 +329,11 @@ def test_keyed_head_follows_its_index_for_the_default_tiebreak():
     assert "AND length(l.value) > 400)" in head.sql
     # ... and the tail takes every run otherwise.
     assert "(o0.run_id IS NULL OR EXISTS (SELECT 1 FROM params l WHERE" in head.then.sql
-    # A filter's equality goes through the same prefix, then compares the whole value.
-    assert 'left(k.value, 400) COLLATE "C" = left($' in head.sql
+    # A filter's equality goes through the same prefix; a value as long as the
+    # prefix also compares the whole value.
+    assert 'left(k.value, 400) COLLATE "C" = $' in head.sql
+    long_value = run_search(f"params.a = '{'x' * 400}'", ["params.p DESC"])
+    assert 'left(k.value, 400) COLLATE "C" = left($' in long_value.sql and "AND k.value = $" in long_value.sql
     assert "CASE WHEN o0.start_time IS NULL THEN 1 ELSE 0 END AS sort_1_rank" in head.sql
     assert "ORDER BY sort_0_rank, sort_0 DESC, sort_1_rank, sort_1 DESC, r.run_id" in head.sql
 
