@@ -38,6 +38,11 @@ CREATE INDEX run_tags_search_order_desc ON run_tags
      start_time DESC, run_id);
 CREATE INDEX run_tags_long_values ON run_tags (experiment_id, key) WHERE length(value) > 400;
 
+-- Without statistics on the length, PostgreSQL guesses a third of the rows are
+-- long and answers "is any value long?" by a scan of the table.
+CREATE STATISTICS params_value_length ON (length(value)) FROM params;
+CREATE STATISTICS run_tags_value_length ON (length(value)) FROM run_tags;
+
 -- The indexes above serve filters on a param or tag too (equality through the
 -- prefix). The old (key, value) ones refused values too long for an entry.
 DROP INDEX params_by_key;
@@ -46,3 +51,5 @@ DROP INDEX run_tags_by_key;
 -- Metric values rarely tie; (key, value) already serves the latest value.
 CREATE INDEX metric_summaries_by_min ON metric_summaries (key, min_value);
 CREATE INDEX metric_summaries_by_max ON metric_summaries (key, max_value);
+
+ANALYZE params, run_tags, metric_summaries;
