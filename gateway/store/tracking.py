@@ -107,6 +107,17 @@ def _run_info_from_row(row) -> RunInfo:
     )
 
 
+def _by_place(rows, make) -> dict:
+    """Rows whose first column is a run's place in the page, as lists of ``make(*rest)`` by place."""
+    grouped: dict[int, list] = {}
+    for place, *rest in rows:
+        found = grouped.get(place)
+        if found is None:
+            found = grouped[place] = []
+        found.append(make(*rest))
+    return grouped
+
+
 # One tag of an existing run; the row carries the run's experiment and start time
 # (sql/005_search_sort_order.sql).
 _SET_RUN_TAG = """
@@ -425,24 +436,10 @@ class TrackingStore:
                 *(self._pool.fetch(statement, run_ids) for statement in statements)
             )
         outputs = rest[0] if with_outputs else []
-        metrics_of: dict[int, list[Metric]] = {}
-        for run, key, value, timestamp, step in metrics:
-            found = metrics_of.get(run)
-            if found is None:
-                found = metrics_of[run] = []
-            found.append(Metric(key, "NaN" if value != value else value, timestamp, step))
-        params_of: dict[int, list[Tag]] = {}
-        for run, key, value in params:
-            found = params_of.get(run)
-            if found is None:
-                found = params_of[run] = []
-            found.append(Tag(key, value))
-        tags_of: dict[int, list[Tag]] = {}
-        for run, key, value in tags:
-            found = tags_of.get(run)
-            if found is None:
-                found = tags_of[run] = []
-            found.append(Tag(key, value))
+        metrics_of = _by_place(metrics, lambda key, value, timestamp, step: Metric(
+            key, "NaN" if value != value else value, timestamp, step))
+        params_of = _by_place(params, Tag)
+        tags_of = _by_place(tags, Tag)
         inputs: dict[str, RunInputs] = {}
         for row in datasets:
             dataset = Dataset(
