@@ -75,8 +75,9 @@ _RUN_TEXT_COLUMNS = {
 _RUN_NUMERIC_COLUMNS = {"start_time": "r.start_time", "end_time": "r.end_time"}
 _METRIC_SUMMARY_COLUMN = {Aggregate.LATEST: "value", Aggregate.MIN: "min_value", Aggregate.MAX: "max_value"}
 _KEYED_TABLE = {Entity.PARAM: "params", Entity.TAG: "run_tags"}
-# How many leading characters of a param or tag value its search indexes hold
-# (sql/005_search_sort_order.sql); the number is part of the index definitions.
+# How many leading characters of a param or tag value its search indexes hold:
+# params and run_tags store them, collated "C", as value_prefix
+# (sql/006_search_value_prefix.sql), and the number is part of its definition.
 _INDEXED_PREFIX = 400
 _DATASET_COLUMNS = {"name": "d.name", "digest": "d.digest"}
 _EXPERIMENT_COLUMNS = {
@@ -251,10 +252,9 @@ def _keyed_condition(clause: Comparison, bind: _Binder) -> str:
         # means the same in any deterministic collation). A value shorter than
         # the prefix equals a stored value exactly when it equals its prefix;
         # a longer one also compares the whole value.
-        prefix = f'left(k.value, {_INDEXED_PREFIX}) COLLATE "C"'
         if len(clause.value) < _INDEXED_PREFIX:
-            return f"EXISTS ({row_of_key} AND {prefix} = {value})"
-        return f"EXISTS ({row_of_key} AND {prefix} = left({value}, {_INDEXED_PREFIX}) AND k.value = {value})"
+            return f"EXISTS ({row_of_key} AND k.value_prefix = {value})"
+        return f"EXISTS ({row_of_key} AND k.value_prefix = left({value}, {_INDEXED_PREFIX}) AND k.value = {value})"
     return f"EXISTS ({row_of_key} AND k.value {_SQL_OPERATOR[clause.comparator]} {value})"
 
 
@@ -411,8 +411,7 @@ def _run_sort_keys(
                 f"AND {alias}.experiment_id = r.experiment_id AND {alias}.key = {key}"
             )
             conditions.append(f"NOT {_long_values(order_key, key, experiment_ids, bind)}")
-            prefix = f'left({alias}.value, {_INDEXED_PREFIX}) COLLATE "C"'
-            sort_keys.append(_SortKey(prefix, tokens.TEXT, order_key.ascending, output, head_rank))
+            sort_keys.append(_SortKey(f"{alias}.value_prefix", tokens.TEXT, order_key.ascending, output, head_rank))
             start_time_column = f"{alias}.start_time"
         elif order_key.entity is Entity.METRIC:
             joins.append(
