@@ -107,6 +107,10 @@ def _run_info_from_row(row) -> RunInfo:
     )
 
 
+# The run ids of a page with their places in it, for get_runs.
+_PLACES = "unnest($1::uuid[]) WITH ORDINALITY AS p(run_id, place)"
+
+
 def _by_place(rows, make) -> dict:
     """Rows whose first column is a run's place in the page, as lists of ``make(*rest)`` by place."""
     grouped: dict[int, list] = {}
@@ -414,13 +418,13 @@ class TrackingStore:
         statements = [
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ANY($1::uuid[])",
             # A page is thousands of these rows; each names its run by its place
-            # in run_ids, an int that groups faster than a uuid.
-            "SELECT array_position($1::uuid[], run_id), key, value, timestamp, step FROM metric_summaries "
-            "WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, key",
-            "SELECT array_position($1::uuid[], run_id), key, value FROM params "
-            "WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, key",
-            "SELECT array_position($1::uuid[], run_id), key, value FROM run_tags "
-            "WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, key",
+            # in run_ids (1-based), an int that groups faster than a uuid.
+            f"SELECT p.place, m.key, m.value, m.timestamp, m.step FROM {_PLACES} "
+            "JOIN metric_summaries m ON m.run_id = p.run_id ORDER BY p.place, m.key",
+            f"SELECT p.place, m.key, m.value FROM {_PLACES} JOIN params m ON m.run_id = p.run_id "
+            "ORDER BY p.place, m.key",
+            f"SELECT p.place, m.key, m.value FROM {_PLACES} JOIN run_tags m ON m.run_id = p.run_id "
+            "ORDER BY p.place, m.key",
             "SELECT * FROM run_dataset_inputs WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, position",
             "SELECT run_id, model_id FROM run_model_inputs WHERE run_id = ANY($1::uuid[]) ORDER BY run_id, model_id",
         ]
@@ -462,7 +466,7 @@ class TrackingStore:
                 {"model_id": row["model_id"], "step": row["step"]}
             )
         by_id = {row["run_id"].hex: row for row in infos}
-        place: dict[str, int] = {}  # array_position's answer: the first place of a run id
+        place: dict[str, int] = {}  # the first place of each run id (a repeated id reads its rows once)
         for index, run_id in enumerate(run_ids, start=1):
             place.setdefault(run_id, index)
         runs = []
