@@ -15,10 +15,12 @@ database and in the reference evaluator.
 Pages are keyset pages: the query asks for the rows strictly after the last
 row of the previous page, whose sort values the page token carries.
 
-A search ordered first by a metric, param or tag compiles to two statements:
-the head (runs with a value for that key, an inner join PostgreSQL reads in
-index order and stops at the page size) and the tail (the runs without one),
-run only when the head leaves the page short (``CompiledQuery.then``).
+A search ordered first by a metric, param or tag compiles to a chain of
+statements, each run only while the page is still short
+(``CompiledQuery.then``): the head (runs with a value for that key, an inner
+join PostgreSQL reads in index order and stops at the page size), then the
+runs with a NaN value (metrics), then the runs without the key (read in the
+default order from an index of runs).
 """
 
 from __future__ import annotations
@@ -335,7 +337,7 @@ def _clauses_requiring_leading_metric(order_keys: tuple[OrderKey, ...], clauses)
 
     A clause on the same metric summary with any comparator but ``!=`` holds
     only for a run that has the key with a non-NaN value, so every run the
-    search returns ranks 0 on that key and the search needs no tail (see
+    search returns ranks 0 on that key and the head needs no other part (see
     :func:`compile_run_search`). Those clauses restrict the head's join
     instead of being an EXISTS each.
     """
@@ -362,10 +364,14 @@ def _leads_with_keyed_value(order_keys: tuple[OrderKey, ...]) -> bool:
     return first.entity is Entity.TAG and first.key != RUN_NAME_TAG
 
 
-# How the first order key is read when it is a metric, param or tag:
-_HEAD = "head"  # only runs with a value (rank 0): an inner join PostgreSQL can read in index order
-_TAIL = "tail"  # only runs without one (NaN or missing key): a left join, ranked
-_UNRANKED_HEAD = "unranked head"  # a head with no tail to follow, so no rank column at all
+# How the first order key is read when it is a metric, param or tag. Each part
+# is one statement; they follow each other in this order (see compile_run_search).
+_HEAD = "head"  # runs with a value (rank 0): an inner join PostgreSQL can read in index order
+_UNRANKED_HEAD = "unranked head"  # a head with no other part to follow, so no rank column at all
+_LONG = "long"  # param/tag: runs with a value sorted by the whole value, while one is too long for the head
+_NAN_VALUES = "nan"  # metric: runs whose value is NaN (rank 1)
+_MISSING = "missing"  # runs without the key (param/tag rank 1, metric rank 2): read in the default order
+_RANK_OF_MISSING = {Entity.METRIC: 2, Entity.PARAM: 1, Entity.TAG: 1}
 
 
 def _run_sort_keys(
@@ -388,9 +394,43 @@ def _run_sort_keys(
     for index, order_key in enumerate(order_keys):
         output = f"sort_{index}"
         alias = f"o{index}"
-        head = index == 0 and part != _TAIL and _leads_with_keyed_value(order_keys)
+        first_keyed = index == 0 and _leads_with_keyed_value(order_keys)
+        head = first_keyed and part in (_HEAD, _UNRANKED_HEAD)
         head_rank = None if part == _UNRANKED_HEAD else "0"
-        if head and order_key.entity is Entity.METRIC:
+        if first_keyed and part == _MISSING:
+            # No row for the key: the rank and the (NULL) value are constants,
+            # so the order is the default one, which an index of runs holds.
+            table = "metric_summaries" if order_key.entity is Entity.METRIC else _KEYED_TABLE[order_key.entity]
+            conditions.append(
+                f"NOT EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.run_id = r.run_id "
+                f"AND {alias}.key = {bind(order_key.key, 'text')})"
+            )
+            value_type = tokens.FLOAT if order_key.entity is Entity.METRIC else tokens.TEXT
+            null = "NULL::double precision" if order_key.entity is Entity.METRIC else "NULL::text"
+            rank = str(_RANK_OF_MISSING[order_key.entity])
+            sort_keys.append(_SortKey(null, value_type, order_key.ascending, output, rank))
+        elif first_keyed and part == _NAN_VALUES:
+            # A row whose summary is NaN: NaN itself, or no min/max (no non-NaN point).
+            column = f"{alias}.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}"
+            if order_key.aggregate is Aggregate.LATEST:
+                nan = f"{column} = {_NAN}"
+            else:
+                nan = f"({column} IS NULL OR {column} = {_NAN})"
+            joins.append(
+                f"JOIN metric_summaries {alias} ON {alias}.run_id = r.run_id "
+                f"AND {alias}.key = {bind(order_key.key, 'text')} AND {nan}"
+            )
+            sort_keys.append(_SortKey("NULL::double precision", tokens.FLOAT, order_key.ascending, output, "1"))
+        elif first_keyed and part == _LONG:
+            # Some value of the key is longer than the indexed prefix: every run
+            # with a value is sorted the exact way.
+            key = bind(order_key.key, "text")
+            joins.append(
+                f"JOIN {_KEYED_TABLE[order_key.entity]} {alias} ON {alias}.run_id = r.run_id AND {alias}.key = {key}"
+            )
+            conditions.append(_long_values(order_key, key, experiment_ids, bind))
+            sort_keys.append(_SortKey(f'{alias}.value COLLATE "C"', tokens.TEXT, order_key.ascending, output, "0"))
+        elif head and order_key.entity is Entity.METRIC:
             column = f"{alias}.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}"
             # PostgreSQL sorts NaN above every number: "< NaN" keeps the numbers
             # (no NULL either) and bounds the (key, value) index scan.
@@ -403,8 +443,8 @@ def _run_sort_keys(
             # The row carries its run's experiment and start time (sql/005), so
             # one index holds this key's whole order within the experiment. It
             # holds a prefix of each value, which sorts like the value while no
-            # value is longer; otherwise the head is empty and the tail sorts
-            # every run.
+            # value is longer; otherwise the head is empty and the long part
+            # sorts the runs with a value.
             key = bind(order_key.key, "text")
             joins.append(
                 f"JOIN {_KEYED_TABLE[order_key.entity]} {alias} ON {alias}.run_id = r.run_id "
@@ -429,11 +469,6 @@ def _run_sort_keys(
                 f"LEFT JOIN {_KEYED_TABLE[order_key.entity]} {alias} ON {alias}.run_id = r.run_id "
                 f"AND {alias}.key = {key}"
             )
-            if index == 0 and part == _TAIL:
-                # The runs the head leaves out: those lacking the key, or every
-                # run when a value is too long for the head's index.
-                long_values = _long_values(order_key, key, experiment_ids, bind)
-                conditions.append(f"({alias}.run_id IS NULL OR {long_values})")
             rank = f"CASE WHEN {alias}.run_id IS NULL THEN 1 ELSE 0 END"
             sort_keys.append(
                 _SortKey(f'{alias}.value COLLATE "C"', tokens.TEXT, order_key.ascending, output, rank)
@@ -447,9 +482,6 @@ def _run_sort_keys(
         else:
             column = _RUN_TEXT_COLUMNS[order_key.key]
             sort_keys.append(_SortKey(f'{column} COLLATE "C"', tokens.TEXT, order_key.ascending, output))
-        if index == 0 and part == _TAIL and order_key.entity is Entity.METRIC:
-            # The runs the head leaves out: NaN or no row for the key.
-            conditions.append(f"{sort_keys[0].rank_sql} > 0")
     if not any(k.entity is Entity.ATTRIBUTE and k.key == "start_time" for k in order_keys):
         rank = f"CASE WHEN {start_time_column} IS NULL THEN 1 ELSE 0 END"
         sort_keys.append(_SortKey(start_time_column, tokens.BIGINT, False, f"sort_{len(order_keys)}", rank))
@@ -674,13 +706,22 @@ def compile_run_search(
 
     if leading_clauses or not _leads_with_keyed_value(order_keys):
         return part_query(_UNRANKED_HEAD, decode(_UNRANKED_HEAD))
-    # Ordered by a key some runs may lack: the runs with a value (the head,
-    # read in index order) come before the rest (the tail) in either direction.
+    # Ordered by a key some runs may lack: in either direction the runs with a
+    # value come first (the head, read in index order, or the long part when
+    # the index cannot sort the values), then NaN (metrics), then the runs
+    # without the key. Each part is its own statement, run only while the page
+    # is short; a page token's rank says where the previous page stopped.
     keyset = decode(_HEAD)
-    tail = part_query(_TAIL, keyset)
-    if keyset is not None and keyset[0] != 0:
-        return tail
-    return part_query(_HEAD, keyset, then=tail)
+    cursor_rank = 0 if keyset is None else keyset[0]
+    if order_keys[0].entity is Entity.METRIC:
+        parts = [(_HEAD, 0), (_NAN_VALUES, 1), (_MISSING, 2)]
+    else:
+        parts = [(_HEAD, 0), (_LONG, 0), (_MISSING, 1)]
+    query = None
+    for part, rank in reversed(parts):
+        if rank >= cursor_rank:
+            query = part_query(part, keyset, then=query)
+    return query
 
 
 def compile_run_filter(

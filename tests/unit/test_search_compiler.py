@@ -302,22 +302,34 @@ def test_a_filter_on_the_leading_metric_turns_its_join_inner_and_drops_its_rank(
         (None, ["tags.t DESC"], "run_tags"),
     ],
 )
-def test_a_first_key_runs_may_lack_splits_the_search_into_head_and_tail(filter_string, order_by, table):
+def test_a_first_key_runs_may_lack_splits_the_search_into_parts(filter_string, order_by, table):
     head = run_search(filter_string, order_by)
-    tail = head.then
+    middle = head.then
+    missing = middle.then
     # The head: runs with a value, an inner join whose rank is the constant 0.
     assert f"\nJOIN {table} o0 ON o0.run_id = r.run_id" in head.sql
     assert f"LEFT JOIN {table} o0 " not in head.sql
     assert "0 AS sort_0_rank" in head.sql
-    # The tail: the other runs, ranked as before; nothing follows it.
-    assert f"LEFT JOIN {table} o0 ON" in tail.sql
-    assert "o0.run_id IS NULL" in tail.sql
-    assert tail.then is None
-    # One keyset layout and fingerprint, so a token works on either part.
-    assert head.keyset_columns == tail.keyset_columns and "sort_0_rank" in head.keyset_columns
-    assert head.fingerprint == tail.fingerprint and head.row_limit == tail.row_limit == 11
+    # Then the runs with a NaN value (metrics) or with a value too long for the
+    # head's index (params and tags): inner joins again.
+    assert f"\nJOIN {table} o0 ON o0.run_id = r.run_id" in middle.sql
+    if table == "metric_summaries":
+        assert "1 AS sort_0_rank" in middle.sql and "NULL::double precision AS sort_0" in middle.sql
+        assert "'NaN'::double precision" in middle.sql
+    else:
+        assert "0 AS sort_0_rank" in middle.sql and 'o0.value COLLATE "C" AS sort_0' in middle.sql
+        assert "AND length(l.value) > 400)" in middle.sql
+    # Last the runs without the key, in the default order; nothing follows.
+    assert f"NOT EXISTS (SELECT 1 FROM {table} o0 WHERE o0.run_id = r.run_id AND o0.key = $" in missing.sql
+    assert ("2" if table == "metric_summaries" else "1") + " AS sort_0_rank" in missing.sql
+    assert "r.start_time AS sort_" in missing.sql and f"JOIN {table} o0 " not in missing.sql
+    assert missing.then is None
+    # One keyset layout and fingerprint, so a token works on every part.
+    for part in (middle, missing):
+        assert part.keyset_columns == head.keyset_columns and "sort_0_rank" in head.keyset_columns
+        assert part.fingerprint == head.fingerprint and part.row_limit == head.row_limit == 11
+        assert_only_placeholders(part)
     assert_only_placeholders(head)
-    assert_only_placeholders(tail)
 
 
 def test_keyed_head_follows_its_index_for_the_default_tiebreak():
@@ -327,8 +339,8 @@ def test_keyed_head_follows_its_index_for_the_default_tiebreak():
     assert "o0.value_prefix AS sort_0" in head.sql
     assert "NOT EXISTS (SELECT 1 FROM params l WHERE l.experiment_id = $" in head.sql
     assert "AND length(l.value) > 400)" in head.sql
-    # ... and the tail takes every run otherwise.
-    assert "(o0.run_id IS NULL OR EXISTS (SELECT 1 FROM params l WHERE" in head.then.sql
+    # ... and the long part sorts the runs with a value otherwise.
+    assert "\n  AND EXISTS (SELECT 1 FROM params l WHERE l.experiment_id = $" in head.then.sql
     # A filter's equality goes through the same prefix; a value as long as the
     # prefix also compares the whole value.
     assert "k.value_prefix = $" in head.sql
@@ -341,8 +353,9 @@ def test_keyed_head_follows_its_index_for_the_default_tiebreak():
 def test_metric_head_keeps_numbers_only():
     head = run_search(None, ["MIN(metrics.m)"])
     assert "o0.min_value < 'NaN'::double precision" in head.sql
-    assert "CASE WHEN o0.run_id IS NULL THEN 2 WHEN NULLIF(o0.min_value, 'NaN'::double precision) IS NULL" \
-        " THEN 1 ELSE 0 END > 0" in head.then.sql
+    # No min (only NaN points) ranks with NaN.
+    assert "(o0.min_value IS NULL OR o0.min_value = 'NaN'::double precision)" in head.then.sql
+    assert "o0.value = 'NaN'::double precision" in run_search(None, ["metrics.m"]).then.sql
 
 
 def test_page_token_picks_the_part_its_cursor_is_in():
@@ -350,15 +363,27 @@ def test_page_token_picks_the_part_its_cursor_is_in():
     in_head = fake_rows(first, 2, sort_0_rank=0, sort_0="b", sort_1_rank=0, sort_1=5, run_id=uuid.UUID(RUN_ID))
     page = run_search(None, ["params.p"], max_results=1, page_token=next_run_page_token(first, in_head, 1))
     # Still in the head: the head goes on after the cursor, from an index bound;
-    # the tail follows it, after the same cursor (it holds every run when a
-    # value too long for the head's index appeared between the pages).
+    # the other parts follow it, after the same cursor (the long part holds the
+    # runs with a value when one too long for the head's index appeared between the pages).
     assert "o0.value_prefix >= $" in page.sql and "b" in page.args
-    assert page.then is not None and "b" in page.then.args
-    in_tail = fake_rows(first, 2, sort_0_rank=1, sort_0=None, sort_1_rank=0, sort_1=5, run_id=uuid.UUID(RUN_ID))
-    page = run_search(None, ["params.p"], max_results=1, page_token=next_run_page_token(first, in_tail, 1))
-    # Past the head: only the tail, after the cursor.
-    assert "LEFT JOIN params o0" in page.sql and page.then is None
+    assert "b" in page.then.args and page.then.then is not None
+    in_missing = fake_rows(first, 2, sort_0_rank=1, sort_0=None, sort_1_rank=0, sort_1=5, run_id=uuid.UUID(RUN_ID))
+    page = run_search(None, ["params.p"], max_results=1, page_token=next_run_page_token(first, in_missing, 1))
+    # Past the runs with a value: only the runs without the key, after the cursor.
+    assert "NOT EXISTS (SELECT 1 FROM params o0" in page.sql and page.then is None
     assert uuid.UUID(RUN_ID) in page.args
+
+    first = run_search(None, ["metrics.m"], max_results=1)
+    for rank, parts in ((1, 2), (2, 1)):
+        rows = fake_rows(first, 2, sort_0_rank=rank, sort_0=None, sort_1_rank=0, sort_1=5, run_id=uuid.UUID(RUN_ID))
+        page = run_search(None, ["metrics.m"], max_results=1, page_token=next_run_page_token(first, rows, 1))
+        chain = []
+        part = page
+        while part is not None:
+            chain.append(part.sql)
+            part = part.then
+        # Rank 1 (NaN): the NaN part, then the runs without the key; rank 2: only those.
+        assert len(chain) == parts and f"{rank} AS sort_0_rank" in chain[0] and "2 AS sort_0_rank" in chain[-1]
 
 
 def test_token_accepts_asyncpg_uuid_values():
