@@ -10,6 +10,8 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from itertools import groupby
+from operator import itemgetter
 
 import asyncpg
 
@@ -111,15 +113,21 @@ def _run_info_from_row(row) -> RunInfo:
 _PLACES = "unnest($1::uuid[]) WITH ORDINALITY AS p(run_id, place)"
 
 
-def _by_place(rows, make) -> dict:
-    """Rows whose first column is a run's place in the page, as lists of ``make(*rest)`` by place."""
-    grouped: dict[int, list] = {}
-    for place, *rest in rows:
-        found = grouped.get(place)
-        if found is None:
-            found = grouped[place] = []
-        found.append(make(*rest))
-    return grouped
+_place_of_row = itemgetter(0)
+
+
+def _by_place(rows, make) -> dict[int, list]:
+    """Rows ordered by their first column, a run's place in the page, as lists of ``make(row)`` by place."""
+    return {place: [make(row) for row in group] for place, group in groupby(rows, _place_of_row)}
+
+
+def _metric_of(row) -> Metric:
+    value = row[2]
+    return Metric(row[1], "NaN" if value != value else value, row[3], row[4])
+
+
+def _key_value_of(row) -> Tag:
+    return Tag(row[1], row[2])
 
 
 # One tag of an existing run; the row carries the run's experiment and start time
@@ -440,10 +448,9 @@ class TrackingStore:
                 *(self._pool.fetch(statement, run_ids) for statement in statements)
             )
         outputs = rest[0] if with_outputs else []
-        metrics_of = _by_place(metrics, lambda key, value, timestamp, step: Metric(
-            key, "NaN" if value != value else value, timestamp, step))
-        params_of = _by_place(params, Tag)
-        tags_of = _by_place(tags, Tag)
+        metrics_of = _by_place(metrics, _metric_of)
+        params_of = _by_place(params, _key_value_of)
+        tags_of = _by_place(tags, _key_value_of)
         inputs: dict[str, RunInputs] = {}
         for row in datasets:
             dataset = Dataset(
