@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
 from tests.pg import TestPostgres
 from tests.server import GatewayProcess
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gateway_data_dir(tmp_path_factory):
+    """Every gateway and CLI the tests start keeps its files (local artifacts) in a
+    folder of the session's, never in the user's default data directory."""
+    if "GATEWAY_DATA_DIR" in os.environ:
+        yield os.environ["GATEWAY_DATA_DIR"]
+        return
+    folder = str(tmp_path_factory.mktemp("gateway-data"))
+    os.environ["GATEWAY_DATA_DIR"] = folder
+    yield folder
+    del os.environ["GATEWAY_DATA_DIR"]
 
 
 @pytest.fixture(scope="session")
