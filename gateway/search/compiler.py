@@ -713,10 +713,9 @@ def compile_run_search(
     # is short; a page token's rank says where the previous page stopped.
     keyset = decode(_HEAD)
     cursor_rank = 0 if keyset is None else keyset[0]
-    if order_keys[0].entity is Entity.METRIC:
-        parts = [(_HEAD, 0), (_NAN_VALUES, 1), (_MISSING, 2)]
-    else:
-        parts = [(_HEAD, 0), (_LONG, 0), (_MISSING, 1)]
+    first = order_keys[0].entity
+    middle = (_NAN_VALUES, 1) if first is Entity.METRIC else (_LONG, 0)
+    parts = [(_HEAD, 0), middle, (_MISSING, _RANK_OF_MISSING[first])]
     query = None
     for part, rank in reversed(parts):
         if rank >= cursor_rank:
