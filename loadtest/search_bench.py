@@ -120,6 +120,12 @@ class DataSet:
             yield run_id, "mlflow.runName", f"run-{index}"
 
 
+async def vacuum(conn) -> None:
+    """Vacuum and analyze a loaded copy, as autovacuum would a database in use
+    (so index-only scans meet a set visibility map on both servers)."""
+    await conn.execute("VACUUM (ANALYZE)")
+
+
 async def copy_in_chunks(conn, table: str, columns: list[str], records, chunk: int = 200_000) -> int:
     total = 0
     batch = []
@@ -166,9 +172,7 @@ async def load_gateway(url: str, data: DataSet) -> float:
                              ((uuid.UUID(r), k, v, EXPERIMENT_ID, start_times[r]) for r, k, v in data.params()))
         await copy_in_chunks(conn, "run_tags", keyed_columns,
                              ((uuid.UUID(r), k, v, EXPERIMENT_ID, start_times[r]) for r, k, v in data.tags()))
-        # A database in use has been vacuumed (autovacuum); so are both
-        # copies here, so index-only scans meet a set visibility map.
-        await conn.execute("VACUUM (ANALYZE)")
+        await vacuum(conn)
     finally:
         await conn.close()
     return time.perf_counter() - started
@@ -201,9 +205,7 @@ async def load_mlflow(url: str, data: DataSet) -> float:
                              ((k, v, r) for r, k, v in data.params()))
         await copy_in_chunks(conn, "tags", ["key", "value", "run_uuid"],
                              ((k, v, r) for r, k, v in data.tags()))
-        # A database in use has been vacuumed (autovacuum); so are both
-        # copies here, so index-only scans meet a set visibility map.
-        await conn.execute("VACUUM (ANALYZE)")
+        await vacuum(conn)
     finally:
         await conn.close()
     return time.perf_counter() - started
