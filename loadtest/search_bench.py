@@ -385,6 +385,7 @@ def main() -> None:
             report["load_seconds"]["mlflow"] = asyncio.run(load_mlflow(mlflow_url, mlflow_data))
             print(f"mlflow: loaded {mlflow_runs} runs in {report['load_seconds']['mlflow']:.1f} s", flush=True)
             starters["mlflow"] = lambda: start_mlflow(mlflow_store_url, folder)
+        gateway_ids: dict = {}  # the gateway's first page per query, this round
         for round_index in range(1, args.rounds + 1):
             report["rounds"][round_index] = {}
             for name, start in starters.items():
