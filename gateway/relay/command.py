@@ -9,6 +9,7 @@ import typing
 
 from yarl import URL
 
+from gateway.config import is_loopback
 from gateway.relay.settings import ENV_PREFIX, RELAY_SETTING_DOCS, RelaySettings
 
 log = logging.getLogger("gateway")
@@ -24,12 +25,14 @@ def add_relay_command(commands: argparse._SubParsersAction) -> None:
     )
     hints = typing.get_type_hints(RelaySettings)
     for name in RelaySettings.__struct_fields__:
-        kind = {int: int, float: float}.get(hints[name], str)
         env = ENV_PREFIX + name.upper()
-        parser.add_argument(
-            "--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-            help=f"{RELAY_SETTING_DOCS.get(name, '')} [{env}]",
-        )
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{RELAY_SETTING_DOCS.get(name, '')} [{env}]"
+        if hints[name] is bool:
+            parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=help_text)
+            continue
+        kind = {int: int, float: float}.get(hints[name], str)
+        parser.add_argument(flag, dest=name, type=kind, default=None, help=help_text)
     parser.set_defaults(run=relay)
 
 
@@ -44,6 +47,9 @@ def relay(args: argparse.Namespace) -> None:
         settings = RelaySettings.from_env(**overrides)
     except ValueError as exc:
         sys.exit(f"gateway relay: invalid setting: {exc}")
+    if not is_loopback(settings.host):
+        log.warning("relaying WITHOUT authentication on %s (--insecure-no-auth): every caller writes upstream "
+                    "with the relay's credentials", settings.host)
     log.info(
         "relaying the MLflow tracking API on http://%s:%d to %s (ack=%s, spool in %s)",
         settings.host,

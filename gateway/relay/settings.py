@@ -8,7 +8,7 @@ from typing import Literal
 
 import msgspec
 
-from gateway.config import default_data_dir
+from gateway.config import default_data_dir, is_loopback
 
 RelayAck = Literal["spool", "upstream"]
 
@@ -24,6 +24,8 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
     """Base URL of the MLflow tracking server to feed (required), e.g. https://mlflow.example.com."""
     host: str = "127.0.0.1"
     """Address to listen on."""
+    insecure_no_auth: bool = False
+    """Allow listening on a non-loopback address; whoever reaches the relay writes with its upstream credentials."""
     port: int = 5000
     """TCP port to listen on."""
     spool_dir: str = msgspec.field(default_factory=default_spool_dir)
@@ -53,6 +55,13 @@ class RelaySettings(msgspec.Struct, frozen=True, kw_only=True):
         """Check cross-field rules; raise ValueError naming the setting at fault."""
         if not self.upstream.startswith(("http://", "https://")):
             raise ValueError("upstream must be an http:// or https:// URL of an MLflow tracking server")
+        if not self.insecure_no_auth and not is_loopback(self.host):
+            # The relay has no credentials of its own to check: it calls the
+            # upstream with the ones it was given, for whoever reaches it.
+            raise ValueError(
+                f"host {self.host} is not a loopback address: anyone reaching the relay would write upstream "
+                "with its credentials; pass --insecure-no-auth to listen there anyway"
+            )
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be 1..65535, got {self.port}")
         if self.ack not in ("spool", "upstream"):

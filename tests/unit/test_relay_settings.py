@@ -25,11 +25,26 @@ def test_environment_then_flags():
         ({"upstream": "http://u", "ack": "commit"}, r"Invalid enum value 'commit' - at `\$\.ack`"),
         ({"upstream": "http://u", "upstream_concurrency": 0}, "upstream_concurrency must be at least 1"),
         ({"upstream": "http://u", "spool_max_bytes": 1000}, "spool_max_bytes must be at least 64 KiB"),
+        ({"upstream": "http://u", "host": "0.0.0.0"}, "host 0.0.0.0 is not a loopback address"),
     ],
 )
 def test_invalid_settings_name_the_setting(overrides, message):
     with pytest.raises(ValueError, match=message):
         RelaySettings.from_env({}, **overrides)
+
+
+def test_listening_beyond_loopback_takes_an_explicit_flag():
+    """The relay calls the upstream with its own credentials, so whoever reaches it writes as the relay."""
+    assert RelaySettings.from_env({}, upstream="http://u", host="::1").host == "::1"
+    args = build_parser().parse_args(["relay", "--upstream", "http://u", "--host", "0.0.0.0", "--insecure-no-auth"])
+    settings = RelaySettings.from_env(
+        {}, upstream=args.upstream, host=args.host, insecure_no_auth=args.insecure_no_auth
+    )
+    assert (settings.host, settings.insecure_no_auth) == ("0.0.0.0", True)
+    environ = {"GATEWAY_RELAY_UPSTREAM": "http://u", "GATEWAY_RELAY_HOST": "10.0.0.5",
+               "GATEWAY_RELAY_INSECURE_NO_AUTH": "true"}
+    assert RelaySettings.from_env(environ).insecure_no_auth is True
+    assert build_parser().parse_args(["relay", "--upstream", "http://u"]).insecure_no_auth is None
 
 
 def test_upstream_credentials_as_the_stock_client_reads_them():
