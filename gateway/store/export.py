@@ -146,7 +146,7 @@ async def runs_csv(
     )
     with translate_transient():
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            await conn.execute(searching.CUSTOM_PLANS)
+            await conn.execute(searching.PLANNER_SETTINGS)
             param_keys = await _keys(conn, "params", matching)
             metric_keys = await _keys(conn, "metric_summaries", matching)
             yield _csv_line([*FIXED_COLUMNS, *param_keys, *metric_keys])

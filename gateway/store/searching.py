@@ -6,11 +6,16 @@ import asyncpg
 
 from gateway.search import CompiledQuery
 
-# asyncpg prepares every statement, and after five runs PostgreSQL may switch a
-# prepared statement to a generic plan that ignores how selective the values
-# are (a filter on a rare param planned like one on a common one). Searches
-# run in their own transaction with this set, so each is planned for its values.
-CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+# Searches run in their own transaction with these set:
+# - asyncpg prepares every statement, and after five runs PostgreSQL may switch
+#   a prepared statement to a generic plan that ignores how selective the values
+#   are (a filter on a rare param planned like one on a common one), so each
+#   search is planned for its values;
+# - without merge joins, which a page of a search has no use for (its joins are
+#   index probes or hash joins), planning a filter on a metric, a param and a tag
+#   ordered by two keys takes about 3.7 ms instead of 5.9 ms, a search's largest
+#   cost after the reading.
+PLANNER_SETTINGS = "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_mergejoin = off"
 
 
 async def fetch_page(conn: asyncpg.Connection, query: CompiledQuery) -> list[asyncpg.Record]:

@@ -758,7 +758,7 @@ class TrackingStore:
         )
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-                await conn.execute(searching.CUSTOM_PLANS)
+                await conn.execute(searching.PLANNER_SETTINGS)
                 rows = await searching.fetch_page(conn, query)
         token = search.next_run_page_token(query, rows, max_results)
         run_ids = [row["run_id"].hex for row in rows[:max_results]]
