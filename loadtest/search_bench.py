@@ -6,6 +6,9 @@ ingestion), then times runs/search over HTTP (max_results 100) for filter plus
 order_by queries on a metric, MIN/MAX, a param, a tag and all combined.
 Each query is repeated ``--repetitions`` times per round; each round reports
 p50 and p99 per query; the summary gives the median over ``--rounds`` rounds.
+A call's time runs from sending the request to the last byte of the answer,
+as locust and wrk count it; the client's JSON parse of the page is timed
+apart and reported beside it (gateway).
 In each round the servers take turns, each started for its own queries and
 stopped after them, so only one server runs at a time.
 
@@ -272,23 +275,27 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def time_query(session: aiohttp.ClientSession, url: str, filter_string, order_by, repetitions: int):
+    """Each call's response time (to the last byte of the body) and, apart, the client's JSON parse of it."""
     body = {"experiment_ids": [str(EXPERIMENT_ID)], "max_results": 100, "order_by": order_by}
     if filter_string:
         body["filter"] = filter_string
-    latencies = []
+    latencies, parse_times = [], []
     first_ids = None
     for _ in range(repetitions + 1):  # the first call warms caches and is not counted
         started = time.perf_counter()
         async with session.post(url + "/api/2.0/mlflow/runs/search", json=body) as response:
-            payload = await response.json()
-            if response.status != 200:
-                raise RuntimeError(f"{url}: {response.status} {payload}")
-        elapsed = time.perf_counter() - started
+            raw = await response.read()
+        answered = time.perf_counter()
+        payload = json.loads(raw)
+        parsed = time.perf_counter()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: {response.status} {payload}")
         if first_ids is None:
             first_ids = [run["info"]["run_id"] for run in payload.get("runs", [])]
         else:
-            latencies.append(elapsed * 1000)
-    return latencies, first_ids
+            latencies.append((answered - started) * 1000)
+            parse_times.append((parsed - answered) * 1000)
+    return latencies, parse_times, first_ids
 
 
 async def measure(server: Server, names: list[str], repetitions: int) -> tuple[dict, dict]:
@@ -297,8 +304,14 @@ async def measure(server: Server, names: list[str], repetitions: int) -> tuple[d
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for name in names:
             filter_string, order_by, _ = QUERIES[name]
-            latencies, first_ids = await time_query(session, server.url, filter_string, order_by, repetitions)
-            results[name] = {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
+            latencies, parse_times, first_ids = await time_query(
+                session, server.url, filter_string, order_by, repetitions
+            )
+            results[name] = {
+                "p50_ms": percentile(latencies, 0.5),
+                "p99_ms": percentile(latencies, 0.99),
+                "parse_p50_ms": percentile(parse_times, 0.5),
+            }
             ids[name] = first_ids
     return results, ids
 
@@ -400,7 +413,8 @@ def main() -> None:
                 report["rounds"][round_index][name] = results
                 for query, figures in results.items():
                     print(f"round {round_index} {name:8s} {query:14s} p50 {figures['p50_ms']:8.1f} ms"
-                          f"  p99 {figures['p99_ms']:8.1f} ms  ({len(ids[query])} runs)", flush=True)
+                          f"  p99 {figures['p99_ms']:8.1f} ms  parse {figures['parse_p50_ms']:5.1f} ms"
+                          f"  ({len(ids[query])} runs)", flush=True)
                 if name == "mlflow" and (args.mlflow_runs in (None, args.runs)):
                     report.setdefault("same_first_page", {}).update(
                         {q: ids[q] == gateway_ids.get(q) for q in ids}
@@ -415,9 +429,11 @@ def main() -> None:
                     summary.setdefault(name, {})[query] = {
                         "p50_ms": statistics.median(r["p50_ms"] for r in rounds),
                         "p99_ms": statistics.median(r["p99_ms"] for r in rounds),
+                        "parse_p50_ms": statistics.median(r["parse_p50_ms"] for r in rounds),
                     }
         report["median_of_rounds"] = summary
-        print("\nmedian of rounds (ms)      gateway p50/p99        mlflow p50/p99       ratio p50")
+        print("\nmedian of rounds (ms)      gateway p50/p99        mlflow p50/p99       ratio p50"
+              "   client parse p50 (gateway)")
         for query in QUERIES:
             gw = summary["gateway"][query]
             ml = summary.get("mlflow", {}).get(query)
@@ -426,7 +442,8 @@ def main() -> None:
             else:
                 mlflow_text = "      not run     " if args.skip_mlflow or QUERIES[query][2] else "      rejected    "
             ratio = f"{ml['p50_ms'] / gw['p50_ms']:6.1f}x" if ml else "   -"
-            print(f"{query:22s} {gw['p50_ms']:8.1f} / {gw['p99_ms']:8.1f}   {mlflow_text}   {ratio}")
+            print(f"{query:22s} {gw['p50_ms']:8.1f} / {gw['p99_ms']:8.1f}   {mlflow_text}   {ratio}"
+                  f"   {gw['parse_p50_ms']:8.1f}")
         if "same_first_page" in report:
             print("same first page of ids on both servers:", report["same_first_page"])
     finally:

@@ -20,7 +20,9 @@ statements, each run only while the page is still short
 (``CompiledQuery.then``): the head (runs with a value for that key, an inner
 join PostgreSQL reads in index order and stops at the page size), then the
 runs with a NaN value (metrics), then the runs without the key (read in the
-default order from an index of runs).
+default order from an index of runs). One ordered first by a start or end
+time, the default order included, is two: the runs with a time, then those
+without, each read in order from an index of runs.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ _KEYED_TABLE = {Entity.PARAM: "params", Entity.TAG: "run_tags"}
 # params and run_tags store them, collated "C", as value_prefix
 # (sql/006_search_value_prefix.sql), and the number is part of its definition.
 _INDEXED_PREFIX = 400
+# How many leading characters of a run name its search index holds (sql/007).
+_INDEXED_NAME_PREFIX = 200
 _DATASET_COLUMNS = {"name": "d.name", "digest": "d.digest"}
 _EXPERIMENT_COLUMNS = {
     "name": ("e.name", tokens.TEXT),
@@ -131,6 +135,10 @@ class _SortKey:
     ascending: bool
     output: str
     rank_sql: str | None = None
+    # (column, characters): a text key an index holds by its first characters
+    # (sql/007). The ORDER BY leads with that prefix, which sorts like the value
+    # except for ties that the value then breaks, so the index delivers the rows.
+    indexed_prefix: tuple[str, int] | None = None
 
     @property
     def rank_output(self) -> str:
@@ -364,14 +372,29 @@ def _leads_with_keyed_value(order_keys: tuple[OrderKey, ...]) -> bool:
     return first.entity is Entity.TAG and first.key != RUN_NAME_TAG
 
 
-# How the first order key is read when it is a metric, param or tag. Each part
-# is one statement; they follow each other in this order (see compile_run_search).
-_HEAD = "head"  # runs with a value (rank 0): an inner join PostgreSQL can read in index order
+def _leads_with_time(order_keys: tuple[OrderKey, ...]) -> bool:
+    """Whether the first sort key is a start or end time (the default order's is start_time)."""
+    if not order_keys:
+        return True
+    first = order_keys[0]
+    return first.entity is Entity.ATTRIBUTE and first.key in _RUN_NUMERIC_COLUMNS
+
+
+# How the first order key is read when it is a metric, param, tag or time. Each
+# part is one statement; they follow each other in this order (see compile_run_search).
+_HEAD = "head"  # runs with a value (rank 0), which PostgreSQL can read in index order
 _UNRANKED_HEAD = "unranked head"  # a head with no other part to follow, so no rank column at all
 _LONG = "long"  # param/tag: runs with a value sorted by the whole value, while one is too long for the head
 _NAN_VALUES = "nan"  # metric: runs whose value is NaN (rank 1)
-_MISSING = "missing"  # runs without the key (param/tag rank 1, metric rank 2): read in the default order
+# Runs without the key (param/tag/time rank 1, metric rank 2): a key's read in the default order.
+_MISSING = "missing"
 _RANK_OF_MISSING = {Entity.METRIC: 2, Entity.PARAM: 1, Entity.TAG: 1}
+
+
+def _orders_by_run_name(order_key: OrderKey) -> bool:
+    if order_key.entity is Entity.TAG:
+        return order_key.key == RUN_NAME_TAG
+    return order_key.entity is Entity.ATTRIBUTE and order_key.key == "run_name"
 
 
 def _run_sort_keys(
@@ -461,8 +484,11 @@ def _run_sort_keys(
             number = f"NULLIF({alias}.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}, {_NAN})"
             rank = f"CASE WHEN {alias}.run_id IS NULL THEN 2 WHEN {number} IS NULL THEN 1 ELSE 0 END"
             sort_keys.append(_SortKey(number, tokens.FLOAT, order_key.ascending, output, rank))
-        elif order_key.entity is Entity.TAG and order_key.key == RUN_NAME_TAG:
-            sort_keys.append(_SortKey('r.name COLLATE "C"', tokens.TEXT, order_key.ascending, output))
+        elif _orders_by_run_name(order_key):
+            prefix = ("r.name", _INDEXED_NAME_PREFIX) if index == 0 else None
+            sort_keys.append(
+                _SortKey('r.name COLLATE "C"', tokens.TEXT, order_key.ascending, output, indexed_prefix=prefix)
+            )
         elif order_key.entity in (Entity.PARAM, Entity.TAG):
             key = bind(order_key.key, "text")
             joins.append(
@@ -477,16 +503,36 @@ def _run_sort_keys(
             sort_keys.append(_SortKey("r.run_id", tokens.UUID, order_key.ascending, "run_id"))
         elif order_key.key in _RUN_NUMERIC_COLUMNS:
             column = _RUN_NUMERIC_COLUMNS[order_key.key]
-            rank = f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END"
-            sort_keys.append(_SortKey(column, tokens.BIGINT, order_key.ascending, output, rank))
+            first_part = part if index == 0 else None
+            sort_keys.append(_time_sort_key(column, order_key.ascending, output, first_part, conditions))
         else:
             column = _RUN_TEXT_COLUMNS[order_key.key]
             sort_keys.append(_SortKey(f'{column} COLLATE "C"', tokens.TEXT, order_key.ascending, output))
     if not any(k.entity is Entity.ATTRIBUTE and k.key == "start_time" for k in order_keys):
-        rank = f"CASE WHEN {start_time_column} IS NULL THEN 1 ELSE 0 END"
-        sort_keys.append(_SortKey(start_time_column, tokens.BIGINT, False, f"sort_{len(order_keys)}", rank))
+        first_part = part if not order_keys else None
+        output = f"sort_{len(order_keys)}"
+        sort_keys.append(_time_sort_key(start_time_column, False, output, first_part, conditions))
     sort_keys.append(_SortKey("r.run_id", tokens.UUID, True, "run_id"))
     return sort_keys, joins, conditions
+
+
+def _time_sort_key(column: str, ascending: bool, output: str, part: str | None, conditions: list[str]) -> _SortKey:
+    """A start or end time, missing times last in either direction.
+
+    As the search's first key (``part`` is not None) the runs with a time (the
+    head) and those without (the missing part) are statements of their own:
+    each reads an index of runs in order, and the head can start from the page
+    token's time instead of reading every run before it again.
+    """
+    rank = f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END"
+    if part == _HEAD:
+        conditions.append(f"{rank} = 0")
+        return _SortKey(column, tokens.BIGINT, ascending, output, "0")
+    if part == _MISSING:
+        # Every time here is NULL; ordering by it still matches the index's order.
+        conditions.append(f"{rank} = 1")
+        return _SortKey(column, tokens.BIGINT, ascending, output, "1")
+    return _SortKey(column, tokens.BIGINT, ascending, output, rank)
 
 
 def _long_values(order_key: OrderKey, key: str, experiment_ids: list[int], bind: _Binder) -> str:
@@ -547,6 +593,10 @@ def _after_keyset(sort_keys: list[_SortKey], keyset: list, bind: _Binder) -> str
                 # Implied by the alternatives, but PostgreSQL can start an index
                 # scan from it instead of reading the rows before the cursor again.
                 bound = f"{key.value_sql} {operator}= {cursor_value} AND "
+                if key.indexed_prefix is not None:
+                    column, characters = key.indexed_prefix
+                    cursor_prefix = _text_prefix(cursor_value, characters)
+                    bound += f"{_text_prefix(column, characters)} {operator}= {cursor_prefix} AND "
             elif key.rank_sql is not None:
                 after = f"({key.rank_sql} > 0 OR {after})"
             # A non-NULL value implies rank 0.
@@ -556,12 +606,18 @@ def _after_keyset(sort_keys: list[_SortKey], keyset: list, bind: _Binder) -> str
     return bound + "(" + "\n       OR ".join(alternatives) + ")"
 
 
+def _text_prefix(operand: str, characters: int) -> str:
+    return f'left({operand}, {characters}) COLLATE "C"'
+
+
 def _select_and_order(sort_keys: list[_SortKey], id_column: str) -> tuple[list[str], list[str]]:
     """The extra SELECT expressions and the ORDER BY items for ``sort_keys``."""
     selected: list[str] = []
     order_items: list[str] = []
     for key in sort_keys:
         direction = "" if key.ascending else " DESC"
+        if key.indexed_prefix is not None:
+            order_items.append(_text_prefix(*key.indexed_prefix) + direction)
         if key.rank_sql is not None:
             selected.append(f"{key.rank_sql} AS {key.rank_output}")
             order_items.append(key.rank_output)
@@ -704,18 +760,21 @@ def compile_run_search(
         sort_keys, _joins, _conditions = _run_sort_keys(order_keys, _Binder(), part, leading_clauses, ids)
         return _decode_keyset(page_token, search_fingerprint, sort_keys)
 
-    if leading_clauses or not _leads_with_keyed_value(order_keys):
-        return part_query(_UNRANKED_HEAD, decode(_UNRANKED_HEAD))
     # Ordered by a key some runs may lack: in either direction the runs with a
     # value come first (the head, read in index order, or the long part when
     # the index cannot sort the values), then NaN (metrics), then the runs
     # without the key. Each part is its own statement, run only while the page
     # is short; a page token's rank says where the previous page stopped.
+    if _leads_with_keyed_value(order_keys) and not leading_clauses:
+        first = order_keys[0].entity
+        middle = (_NAN_VALUES, 1) if first is Entity.METRIC else (_LONG, 0)
+        parts = [(_HEAD, 0), middle, (_MISSING, _RANK_OF_MISSING[first])]
+    elif _leads_with_time(order_keys):
+        parts = [(_HEAD, 0), (_MISSING, 1)]
+    else:
+        return part_query(_UNRANKED_HEAD, decode(_UNRANKED_HEAD))
     keyset = decode(_HEAD)
     cursor_rank = 0 if keyset is None else keyset[0]
-    first = order_keys[0].entity
-    middle = (_NAN_VALUES, 1) if first is Entity.METRIC else (_LONG, 0)
-    parts = [(_HEAD, 0), middle, (_MISSING, _RANK_OF_MISSING[first])]
     query = None
     for part, rank in reversed(parts):
         if rank >= cursor_rank:

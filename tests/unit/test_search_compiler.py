@@ -242,6 +242,46 @@ def test_order_by_start_time_drops_the_default_tiebreak():
     assert "ORDER BY sort_0_rank, sort_0, sort_1_rank, sort_1 DESC, r.run_id" in query.sql
 
 
+@pytest.mark.parametrize(
+    ("order_by", "column", "direction"),
+    [
+        (None, "r.start_time", " DESC"),
+        (["attributes.end_time"], "r.end_time", ""),
+        (["created DESC"], "r.start_time", " DESC"),
+    ],
+)
+def test_a_first_key_on_a_time_splits_runs_with_and_without_one(order_by, column, direction):
+    head = run_search(order_by=order_by, max_results=1)
+    missing = head.then
+    rank = f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END"
+    # Each part reads its stretch of an index of runs, whose first columns are the rank and the time.
+    assert f"{rank} = 0" in head.sql and "0 AS sort_0_rank" in head.sql
+    assert f"{rank} = 1" in missing.sql and "1 AS sort_0_rank" in missing.sql and missing.then is None
+    assert f"ORDER BY sort_0_rank, sort_0{direction}, " in head.sql and missing.keyset_columns == head.keyset_columns
+    # A token from the head starts the head's index scan at its time; one from the missing part skips the head.
+    in_head = fake_rows(head, 2, sort_0_rank=0, sort_0=7, run_id=uuid.UUID(RUN_ID))
+    page = run_search(order_by=order_by, max_results=1, page_token=next_run_page_token(head, in_head, 1))
+    assert f"{column} {'<' if direction else '>'}= $" in page.sql and page.then is not None
+    in_missing = fake_rows(head, 2, sort_0_rank=1, sort_0=None, run_id=uuid.UUID(RUN_ID))
+    page = run_search(order_by=order_by, max_results=1, page_token=next_run_page_token(head, in_missing, 1))
+    assert f"{rank} = 1" in page.sql and page.then is None
+    for part in (head, missing, page):
+        assert_only_placeholders(part)
+
+
+@pytest.mark.parametrize("order_by", [["attributes.run_name DESC"], ["tags.`mlflow.runName` DESC"]])
+def test_a_first_key_on_the_run_name_leads_with_its_indexed_prefix(order_by):
+    query = run_search(order_by=order_by, max_results=1)
+    assert 'ORDER BY left(r.name, 200) COLLATE "C" DESC, sort_0 DESC, sort_1_rank' in query.sql
+    rows = fake_rows(query, 2, sort_0="b", sort_1_rank=0, sort_1=5, run_id=uuid.UUID(RUN_ID))
+    page = run_search(order_by=order_by, max_results=1, page_token=next_run_page_token(query, rows, 1))
+    assert 'left(r.name, 200) COLLATE "C" <= left($2::text, 200) COLLATE "C"' in page.sql and page.args[1] == "b"
+    assert_only_placeholders(page)
+    # Only the first key: later ones sort by the name alone.
+    later = run_search(order_by=["params.p", "attributes.run_name"])
+    assert "left(r.name" not in later.sql and "left(r.name" not in later.then.sql
+
+
 # ---------------------------------------------------------------------------
 # Page tokens
 
