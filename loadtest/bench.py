@@ -15,6 +15,7 @@ Scenarios (default: all, in this order):
     log-metric-c16/c64/c256  single runs/log-metric calls at that concurrency
     log-batch-c4/c16         runs/log-batch of 1000 points (10 keys x 100 steps)
     log-param-c64            runs/log-parameter, a new key on every call
+    create-run-c16           runs/create, a new run on every call (a sweep starting)
 
 Exit status: 0 when every scenario verified, 1 when any read-back found a
 missing, doubled or altered point or param, 2 when the benchmark could not run.
@@ -69,7 +70,7 @@ class Scenario:
     """A named workload: which endpoint is flooded and by how many workers."""
 
     name: str
-    kind: str  # "metric", "batch" or "param"
+    kind: str  # "metric", "batch", "param" or "create"
     concurrency: int
 
 
@@ -80,6 +81,7 @@ SCENARIOS = [
     Scenario("log-batch-c4", "batch", 4),
     Scenario("log-batch-c16", "batch", 16),
     Scenario("log-param-c64", "param", 64),
+    Scenario("create-run-c16", "create", 16),
 ]
 SCENARIOS_BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -111,6 +113,7 @@ class RunData(msgspec.Struct):
 class RunInfo(msgspec.Struct):
     run_id: str = ""
     run_uuid: str = ""
+    run_name: str = ""
 
 
 class Run(msgspec.Struct):
@@ -126,10 +129,16 @@ class ExperimentCreated(msgspec.Struct):
     experiment_id: str
 
 
+class RunsPage(msgspec.Struct):
+    runs: list[Run] = []
+    next_page_token: str = ""
+
+
 # strict=False: protobuf JSON may render int64 fields as strings.
 HISTORY_DECODER = msgspec.json.Decoder(HistoryPage, strict=False)
 RUN_DECODER = msgspec.json.Decoder(RunResponse, strict=False)
 EXPERIMENT_DECODER = msgspec.json.Decoder(ExperimentCreated, strict=False)
+RUNS_PAGE_DECODER = msgspec.json.Decoder(RunsPage, strict=False)
 ENCODER = msgspec.json.Encoder()
 
 
@@ -186,6 +195,20 @@ class MlflowClient:
         """Fetch a run with its data."""
         body = await self._get("/runs/get", {"run_id": run_id})
         return RUN_DECODER.decode(body).run
+
+    async def run_names(self, experiment_id: str, filter_string: str) -> list[str]:
+        """The names of the experiment's runs that match the filter, following page tokens."""
+        names: list[str] = []
+        token = ""
+        while True:
+            payload = {"experiment_ids": [experiment_id], "filter": filter_string, "max_results": 1000}
+            if token:
+                payload["page_token"] = token
+            page = RUNS_PAGE_DECODER.decode(await self._post("/runs/search", payload))
+            names.extend(run.info.run_name for run in page.runs)
+            if not page.next_page_token or not page.runs:
+                return names
+            token = page.next_page_token
 
     async def metric_history(self, run_id: str, key: str, page_size: int) -> list[HistoryPoint]:
         """Fetch the full history of one metric, following page tokens."""
@@ -379,6 +402,40 @@ class LogParamWorkload(Workload):
                 if count > 1:
                     result.duplicated += count - 1
                     result.note(None, f"run {run_id} {key} listed {count} times")
+        return result
+
+
+class CreateRunWorkload(Workload):
+    """runs/create: call n creates the run <prefix>-n in the experiment."""
+
+    path = "/runs/create"
+    points_per_request = 0
+
+    def __init__(self, experiment_id: str, prefix: str) -> None:
+        super().__init__([""])  # one counter for every worker
+        self.experiment_id = experiment_id
+        self.prefix = prefix
+
+    def next_body(self, worker: int) -> tuple[bytes, tuple[int, int, int]]:
+        n = self.counters[0]
+        self.counters[0] = n + 1
+        ts = now_ms()
+        body = b'{"experiment_id":"%s","run_name":"%s-%d","start_time":%d}' % (
+            self.experiment_id.encode(), self.prefix.encode(), n, ts,
+        )
+        return body, (0, n, ts)
+
+    async def verify(self, client: MlflowClient, args: argparse.Namespace) -> Verification:
+        result = Verification(unit="runs")
+        found = Counter(await client.run_names(self.experiment_id, f"attributes.run_name LIKE '{self.prefix}-%'"))
+        for n, _ in self.acked[0]:
+            result.checked += 1
+            if not found[f"{self.prefix}-{n}"]:
+                result.note("missing", f"run {self.prefix}-{n}")
+        for name, count in found.items():
+            if count > 1:
+                result.duplicated += count - 1
+                result.note(None, f"run {name} listed {count} times")
         return result
 
 
@@ -727,12 +784,16 @@ async def run_scenario(
     args: argparse.Namespace,
 ) -> ScenarioResult:
     """Create the scenario's runs, flood them, then read everything back."""
-    nruns = args.runs or max(1, -(-scenario.concurrency // WORKERS_PER_RUN))
-    nruns = min(nruns, scenario.concurrency)
-    run_ids = [
-        await client.create_run(experiment_id, f"{scenario.name}-{i}") for i in range(nruns)
-    ]
-    workload = WORKLOADS[scenario.kind](run_ids)
+    if scenario.kind == "create":
+        nruns = 0
+        workload: Workload = CreateRunWorkload(experiment_id, f"{scenario.name}-{uuid.uuid4().hex[:8]}")
+    else:
+        nruns = args.runs or max(1, -(-scenario.concurrency // WORKERS_PER_RUN))
+        nruns = min(nruns, scenario.concurrency)
+        run_ids = [
+            await client.create_run(experiment_id, f"{scenario.name}-{i}") for i in range(nruns)
+        ]
+        workload = WORKLOADS[scenario.kind](run_ids)
 
     sampler = MemorySampler(args.server_pid) if args.server_pid else None
     if sampler:
