@@ -286,10 +286,10 @@ async def time_query(session: aiohttp.ClientSession, url: str, filter_string, or
         async with session.post(url + "/api/2.0/mlflow/runs/search", json=body) as response:
             raw = await response.read()
         answered = time.perf_counter()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: {response.status} {raw[:300]!r}")
         payload = json.loads(raw)
         parsed = time.perf_counter()
-        if response.status != 200:
-            raise RuntimeError(f"{url}: {response.status} {payload}")
         if first_ids is None:
             first_ids = [run["info"]["run_id"] for run in payload.get("runs", [])]
         else:
