@@ -108,6 +108,7 @@ class Param(msgspec.Struct):
 
 class RunData(msgspec.Struct):
     params: list[Param] = []
+    tags: list[Param] = []
 
 
 class RunInfo(msgspec.Struct):
@@ -196,16 +197,22 @@ class MlflowClient:
         body = await self._get("/runs/get", {"run_id": run_id})
         return RUN_DECODER.decode(body).run
 
-    async def run_names(self, experiment_id: str, filter_string: str) -> list[str]:
-        """The names of the experiment's runs that match the filter, following page tokens."""
+    async def run_names(self, experiment_id: str) -> list[str]:
+        """The names of the experiment's runs, following page tokens.
+
+        A run's name is read from its info, or from the ``mlflow.runName`` tag
+        where a server only keeps it there.
+        """
         names: list[str] = []
         token = ""
         while True:
-            payload = {"experiment_ids": [experiment_id], "filter": filter_string, "max_results": 1000}
+            payload: dict[str, Any] = {"experiment_ids": [experiment_id], "max_results": 1000}
             if token:
                 payload["page_token"] = token
             page = RUNS_PAGE_DECODER.decode(await self._post("/runs/search", payload))
-            names.extend(run.info.run_name for run in page.runs)
+            for run in page.runs:
+                tags = {tag.key: tag.value for tag in run.data.tags}
+                names.append(run.info.run_name or tags.get("mlflow.runName", ""))
             if not page.next_page_token or not page.runs:
                 return names
             token = page.next_page_token
@@ -427,7 +434,9 @@ class CreateRunWorkload(Workload):
 
     async def verify(self, client: MlflowClient, args: argparse.Namespace) -> Verification:
         result = Verification(unit="runs")
-        found = Counter(await client.run_names(self.experiment_id, f"attributes.run_name LIKE '{self.prefix}-%'"))
+        found = Counter(
+            name for name in await client.run_names(self.experiment_id) if name.startswith(self.prefix + "-")
+        )
         for n, _ in self.acked[0]:
             result.checked += 1
             if not found[f"{self.prefix}-{n}"]:
