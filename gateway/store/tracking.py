@@ -332,46 +332,41 @@ class TrackingStore:
         start_time: int | None,
         tags: Sequence[KeyValue],
     ) -> Run:
-        experiment = await self.get_experiment(experiment_id)
-        if experiment.lifecycle_stage != "active":
-            raise InvalidParameter(
-                f"The experiment {experiment.experiment_id} must be in the 'active' state. "
-                f"Current state is {experiment.lifecycle_stage}."
-            )
+        exp_id = parse_experiment_id(experiment_id)
         tag_values = {t.key: t.value for t in tags}
         tag_name = tag_values.get(RUN_NAME_TAG)
-        if run_name and tag_name and run_name != tag_name:
-            raise InvalidParameter(
-                "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
-                f"different values (run_name='{run_name}', mlflow.runName='{tag_name}')."
-            )
-        name = run_name or tag_name or random_run_name()
-        if tag_name is None:
-            tag_values[RUN_NAME_TAG] = name
         run_id = uuid.uuid4().hex
-        artifact_uri = f"{experiment.artifact_location.rstrip('/')}/{run_id}/artifacts"
         start = start_time if start_time is not None else now_ms()
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
-                # Hold the experiment while the run goes in, so gc cannot remove the
-                # experiment underneath it and leave the run without one.
-                stage = await conn.fetchval(
-                    "SELECT lifecycle_stage FROM experiments WHERE experiment_id = $1 FOR SHARE",
-                    int(experiment.experiment_id),
+                # The experiment is read once, and held while the run goes in, so
+                # gc cannot remove it underneath the run and leave the run without one.
+                experiment = await conn.fetchrow(
+                    "SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = $1 FOR SHARE",
+                    exp_id,
                 )
-                if stage is None:
-                    raise NotFound(f"No Experiment with id={experiment.experiment_id} exists")
-                if stage != "active":
+                if experiment is None:
+                    raise NotFound(f"No Experiment with id={exp_id} exists")
+                if experiment["lifecycle_stage"] != "active":
                     raise InvalidParameter(
-                        f"The experiment {experiment.experiment_id} must be in the 'active' state. "
-                        f"Current state is {stage}."
+                        f"The experiment {exp_id} must be in the 'active' state. "
+                        f"Current state is {experiment['lifecycle_stage']}."
                     )
+                if run_name and tag_name and run_name != tag_name:
+                    raise InvalidParameter(
+                        "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+                        f"different values (run_name='{run_name}', mlflow.runName='{tag_name}')."
+                    )
+                name = run_name or tag_name or random_run_name()
+                if tag_name is None:
+                    tag_values[RUN_NAME_TAG] = name
+                artifact_uri = f"{experiment['artifact_location'].rstrip('/')}/{run_id}/artifacts"
                 await conn.execute(
                     """INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time,
                                          artifact_uri, lifecycle_stage)
                        VALUES ($1, $2, $3, $4, 'RUNNING', $5, $6, 'active')""",
                     run_id,
-                    int(experiment.experiment_id),
+                    exp_id,
                     name,
                     user_id,
                     start,
@@ -379,11 +374,11 @@ class TrackingStore:
                 )
                 await conn.executemany(
                     "INSERT INTO run_tags (run_id, key, value, experiment_id, start_time) VALUES ($1, $2, $3, $4, $5)",
-                    [(run_id, key, value, int(experiment.experiment_id), start) for key, value in tag_values.items()],
+                    [(run_id, key, value, exp_id, start) for key, value in tag_values.items()],
                 )
         info = RunInfo(
             run_uuid=run_id,
-            experiment_id=experiment.experiment_id,
+            experiment_id=str(exp_id),
             run_name=name,
             user_id=user_id,
             status="RUNNING",

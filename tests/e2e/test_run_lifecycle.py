@@ -44,6 +44,11 @@ def test_deleting_an_experiment_deletes_its_runs_and_restoring_brings_them_back(
         client.create_run(experiment_id)
     assert_client_error(raised.value, (
         f"The experiment {experiment_id} must be in the 'active' state. Current state is deleted."))
+    # The experiment's state is checked before the run's name, as MLflow does.
+    with pytest.raises(MlflowException) as raised:
+        client.create_run(experiment_id, run_name="a", tags={"mlflow.runName": "b"})
+    assert_client_error(raised.value, (
+        f"The experiment {experiment_id} must be in the 'active' state. Current state is deleted."))
 
     client.restore_experiment(experiment_id)
     assert client.get_experiment(experiment_id).lifecycle_stage == "active"
@@ -51,6 +56,12 @@ def test_deleting_an_experiment_deletes_its_runs_and_restoring_brings_them_back(
     assert sorted(r.info.run_id for r in active) == run_ids
     client.log_metric(run_ids[0], "loss", 0.4, step=2)
     assert [m.value for m in client.get_metric_history(run_ids[0], "loss")] == [0.5, 0.4]
+    with pytest.raises(MlflowException) as raised:
+        client.create_run(experiment_id, run_name="a", tags={"mlflow.runName": "b"})
+    assert_client_error(raised.value, (
+        "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values "
+        "(run_name='a', mlflow.runName='b')."))
+    assert len(client.search_runs([experiment_id])) == 3
 
 
 def test_delete_and_restore_one_run_with_the_client(tracking_uri):
