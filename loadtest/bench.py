@@ -405,10 +405,7 @@ class LogParamWorkload(Workload):
                         result.note("wrong", f"run {run_id} {key}: value differs")
                     else:
                         result.note("missing", f"run {run_id} {key}")
-            for key, count in keys.items():
-                if count > 1:
-                    result.duplicated += count - 1
-                    result.note(None, f"run {run_id} {key} listed {count} times")
+            result.note_repeats(keys, f"run {run_id} ")
         return result
 
 
@@ -441,10 +438,7 @@ class CreateRunWorkload(Workload):
             result.checked += 1
             if not found[f"{self.prefix}-{n}"]:
                 result.note("missing", f"run {self.prefix}-{n}")
-        for name, count in found.items():
-            if count > 1:
-                result.duplicated += count - 1
-                result.note(None, f"run {name} listed {count} times")
+        result.note_repeats(found, "run ")
         return result
 
 
@@ -483,6 +477,13 @@ class Verification:
             self.wrong += 1
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(example)
+
+    def note_repeats(self, counts: Counter, prefix: str) -> None:
+        """Count every name read back more than once as duplicated."""
+        for name, count in counts.items():
+            if count > 1:
+                self.duplicated += count - 1
+                self.note(None, f"{prefix}{name} listed {count} times")
 
     def summary(self) -> str:
         """One human-readable phrase for the scenario line."""
