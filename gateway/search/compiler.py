@@ -386,7 +386,8 @@ _HEAD = "head"  # runs with a value (rank 0), which PostgreSQL can read in index
 _UNRANKED_HEAD = "unranked head"  # a head with no other part to follow, so no rank column at all
 _LONG = "long"  # param/tag: runs with a value sorted by the whole value, while one is too long for the head
 _NAN_VALUES = "nan"  # metric: runs whose value is NaN (rank 1)
-# Runs without the key (param/tag/time rank 1, metric rank 2): a key's read in the default order.
+# Runs without the key or time (param/tag/time rank 1, metric rank 2); those of a
+# metric, param or tag key are read in the default order.
 _MISSING = "missing"
 _RANK_OF_MISSING = {Entity.METRIC: 2, Entity.PARAM: 1, Entity.TAG: 1}
 
