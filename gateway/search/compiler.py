@@ -238,6 +238,24 @@ def _metric_condition(clause: Comparison, bind: _Binder) -> str:
     )
 
 
+def _keyed_row_conditions(clause: Comparison, alias: str, bind: _Binder) -> list[str]:
+    """The conditions on a params or run_tags row (``alias``) of an equality or comparison clause."""
+    conditions = [f"{alias}.key = {bind(clause.key, 'text')}"]
+    value = bind(clause.value, "text")
+    if clause.comparator == ast.EQ:
+        # The index holds a prefix of the value, in code-point order (equality
+        # means the same in any deterministic collation). A value shorter than
+        # the prefix equals a stored value exactly when it equals its prefix;
+        # a longer one also compares the whole value.
+        if len(clause.value) < _INDEXED_PREFIX:
+            conditions.append(f"{alias}.value_prefix = {value}")
+        else:
+            conditions.append(f"{alias}.value_prefix = left({value}, {_INDEXED_PREFIX}) AND {alias}.value = {value}")
+    else:
+        conditions.append(f"{alias}.value {_SQL_OPERATOR[clause.comparator]} {value}")
+    return conditions
+
+
 def _keyed_condition(clause: Comparison, bind: _Binder) -> str:
     if clause.entity is Entity.TAG and clause.key == RUN_NAME_TAG:
         if clause.comparator == ast.IS_NULL:
@@ -248,24 +266,12 @@ def _keyed_condition(clause: Comparison, bind: _Binder) -> str:
     table = _KEYED_TABLE[clause.entity]
     # The row carries its run's experiment (sql/005), so the (experiment_id,
     # key, value) index finds the matching rows of the experiment alone.
-    row_of_key = (
-        f"SELECT 1 FROM {table} k WHERE k.run_id = r.run_id AND k.experiment_id = r.experiment_id "
-        f"AND k.key = {bind(clause.key, 'text')}"
-    )
+    row_of_run = f"SELECT 1 FROM {table} k WHERE k.run_id = r.run_id AND k.experiment_id = r.experiment_id"
     if clause.comparator == ast.IS_NULL:
-        return f"NOT EXISTS ({row_of_key})"
+        return f"NOT EXISTS ({row_of_run} AND k.key = {bind(clause.key, 'text')})"
     if clause.comparator == ast.IS_NOT_NULL:
-        return f"EXISTS ({row_of_key})"
-    value = bind(clause.value, "text")
-    if clause.comparator == ast.EQ:
-        # The index holds a prefix of the value, in code-point order (equality
-        # means the same in any deterministic collation). A value shorter than
-        # the prefix equals a stored value exactly when it equals its prefix;
-        # a longer one also compares the whole value.
-        if len(clause.value) < _INDEXED_PREFIX:
-            return f"EXISTS ({row_of_key} AND k.value_prefix = {value})"
-        return f"EXISTS ({row_of_key} AND k.value_prefix = left({value}, {_INDEXED_PREFIX}) AND k.value = {value})"
-    return f"EXISTS ({row_of_key} AND k.value {_SQL_OPERATOR[clause.comparator]} {value})"
+        return f"EXISTS ({row_of_run} AND k.key = {bind(clause.key, 'text')})"
+    return f"EXISTS ({row_of_run} AND {' AND '.join(_keyed_row_conditions(clause, 'k', bind))})"
 
 
 def _experiment_condition_sql(ids: list[int], bind: _Binder, column: str = "r.experiment_id") -> str:
@@ -334,6 +340,47 @@ def _run_condition(clause: Comparison, bind: _Binder) -> str:
     if clause.entity is Entity.ATTRIBUTE:
         return _attribute_condition(clause, bind)
     return _dataset_condition(clause, bind)
+
+
+# ---------------------------------------------------------------------------
+# Where a run search reads its runs from
+
+# A run search reads its runs as ``r``: the runs table, or the rows of one param
+# or tag key. A filter that asks for a param or tag by equality (the first such
+# clause, the anchor) matches one row of that key per run, and the row carries
+# its run's id, experiment and start time (sql/005). When the search reads
+# nothing else of a run, it starts from those rows, found by the (experiment,
+# key, value) index, and reads runs only to skip deleted ones, from an index of
+# those alone (sql/008); otherwise the anchor is an EXISTS like any clause.
+_ANCHORED_COLUMNS = frozenset({"run_id", "experiment_id", "start_time"})
+_RUN_COLUMN = re.compile(r"\br\.([a-z_]+)")
+# MLflow's two lifecycle stages: a run is active unless it is deleted.
+_NOT_DELETED = (
+    "NOT EXISTS (SELECT 1 FROM runs d WHERE d.run_id = r.run_id AND d.lifecycle_stage <> 'active')"
+)
+
+
+def _anchor_clause(clauses: list[Comparison], view_type: str) -> Comparison | None:
+    """The filter clause a search may read its runs from (see above), if any.
+
+    A search of deleted runs only reads runs, whose deleted ones are few.
+    """
+    if view_type == "DELETED_ONLY":
+        return None
+    for clause in clauses:
+        if clause.entity in _KEYED_TABLE and clause.comparator == ast.EQ:
+            if clause.entity is Entity.TAG and clause.key == RUN_NAME_TAG:
+                continue  # the run name lives on runs
+            return clause
+    return None
+
+
+def _reads_anchored_columns_only(joins: list[str], conditions: list[str], sort_keys: list[_SortKey]) -> bool:
+    """Whether the statement reads no column of a run but those an anchor row carries."""
+    texts = [*joins, *conditions]
+    for key in sort_keys:
+        texts += [key.value_sql, key.rank_sql or "", key.indexed_prefix[0] if key.indexed_prefix else ""]
+    return all(set(_RUN_COLUMN.findall(text)) <= _ANCHORED_COLUMNS for text in texts)
 
 
 # ---------------------------------------------------------------------------
@@ -734,19 +781,29 @@ def compile_run_search(
     )
     leading_clauses = _clauses_requiring_leading_metric(order_keys, clauses)
     other_clauses = [clause for clause in clauses if not any(clause is c for c in leading_clauses)]
+    anchor = _anchor_clause(other_clauses, view_type)
 
     def part_query(part: str, keyset: list | None, then: CompiledQuery | None = None) -> CompiledQuery:
         bind = _Binder()
         sort_keys, joins, order_conditions = _run_sort_keys(order_keys, bind, part, leading_clauses, ids)
         conditions = [
             _experiment_condition_sql(ids, bind),
-            f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}",
             *order_conditions,
-            *(_run_condition(clause, bind) for clause in other_clauses),
+            *(_run_condition(clause, bind) for clause in other_clauses if clause is not anchor),
         ]
+        if anchor is not None and _reads_anchored_columns_only(joins, conditions, sort_keys):
+            table = f"{_KEYED_TABLE[anchor.entity]} r"
+            conditions += _keyed_row_conditions(anchor, "r", bind)
+            if view_type == "ACTIVE_ONLY":
+                conditions.append(_NOT_DELETED)
+        else:
+            table = "runs r"
+            conditions.append(f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}")
+            if anchor is not None:
+                conditions.append(_run_condition(anchor, bind))
         return _assemble(
             id_column="r.run_id",
-            table="runs r",
+            table=table,
             joins=joins,
             conditions=conditions,
             sort_keys=sort_keys,

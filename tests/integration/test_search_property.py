@@ -288,9 +288,21 @@ def leading_metric_search(draw):
     return clause, operand + draw(st.sampled_from(["", " DESC"]))
 
 
+def stored_keyed_values(runs: list[dict]) -> list[tuple[str, str, str]]:
+    """(params or tags, key, value) of every param and tag the data set stores."""
+    return sorted(
+        (kind, key, value) for run in runs for kind in ("params", "tags") for key, value in run[kind].items()
+    )
+
+
 @st.composite
-def searches(draw, run_ids: list[str]):
+def searches(draw, run_ids: list[str], keyed_values: list[tuple[str, str, str]]):
     clauses = draw(st.lists(filter_clauses(run_ids), max_size=3))
+    if keyed_values and draw(st.booleans()):
+        # An equality some run matches: the compiler may read the runs from its rows.
+        kind, key, value = draw(st.sampled_from(keyed_values))
+        clause = f"{kind}.{quoted_key(draw, key)} = {string_text(draw, value)}"
+        clauses.insert(draw(st.integers(0, len(clauses))), clause)
     order_by = draw(st.lists(order_by_clauses(), max_size=2).filter(_parses))
     if draw(st.booleans()):
         clause, leading = draw(leading_metric_search())
@@ -359,7 +371,8 @@ def test_compiled_search_agrees_with_the_evaluator(database, data):
     loop, pool = database
     runs = data.draw(data_sets(), label="runs")
     run_ids = [run["run_id"] for run in runs]
-    cases = data.draw(st.lists(searches(run_ids), min_size=1, max_size=6), label="searches")
+    keyed_values = stored_keyed_values(runs)
+    cases = data.draw(st.lists(searches(run_ids, keyed_values), min_size=1, max_size=6), label="searches")
     loop.run_until_complete(load(pool, runs))
     in_experiment = [as_evaluated(run) for run in runs if run["experiment_id"] == EXPERIMENT]
     for search in cases:

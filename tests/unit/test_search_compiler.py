@@ -12,6 +12,7 @@ import pytest
 from gateway.errors import InvalidParameter
 from gateway.search import (
     CompiledQuery,
+    compiler,
     compile_experiment_search,
     compile_run_search,
     next_experiment_page_token,
@@ -42,6 +43,15 @@ def experiment_search(filter_string=None, order_by=None, *, view_type="ACTIVE_ON
         max_results=max_results,
         page_token=page_token,
     )
+
+
+def parts_of(query: CompiledQuery) -> list[CompiledQuery]:
+    """The statement and those that follow it."""
+    parts = []
+    while query is not None:
+        parts.append(query)
+        query = query.then
+    return parts
 
 
 _PLACEHOLDER = re.compile(r"\$(\d+)::([a-z ]+(?:\[\])?)")
@@ -383,11 +393,50 @@ def test_keyed_head_follows_its_index_for_the_default_tiebreak():
     assert "\n  AND EXISTS (SELECT 1 FROM params l WHERE l.experiment_id = $" in head.then.sql
     # A filter's equality goes through the same prefix; a value as long as the
     # prefix also compares the whole value.
-    assert "k.value_prefix = $" in head.sql
+    assert "r.value_prefix = $" in head.sql
     long_value = run_search(f"params.a = '{'x' * 400}'", ["params.p DESC"])
-    assert "k.value_prefix = left($" in long_value.sql and "AND k.value = $" in long_value.sql
+    assert "r.value_prefix = left($" in long_value.sql and "AND r.value = $" in long_value.sql
+    as_exists = run_search(f"params.a = '{'x' * 400}' AND attributes.status = 'RUNNING'", ["params.p DESC"])
+    assert "k.value_prefix = left($" in as_exists.sql and "AND k.value = $" in as_exists.sql
     assert "CASE WHEN o0.start_time IS NULL THEN 1 ELSE 0 END AS sort_1_rank" in head.sql
     assert "ORDER BY sort_0_rank, sort_0 DESC, sort_1_rank, sort_1 DESC, r.run_id" in head.sql
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "order_by", "view_type", "table"),
+    [
+        ("params.a = 'x'", None, "ACTIVE_ONLY", "params"),
+        ("tags.t = 'x' AND params.a = 'y'", ["metrics.m DESC", "params.p"], "ACTIVE_ONLY", "run_tags"),
+        ("metrics.m > 1 AND tags.t = 'x'", ["attributes.start_time"], "ALL", "run_tags"),
+        ("params.a != 'x' AND params.b = 'y' AND datasets.name = 'd'", ["tags.t"], "ACTIVE_ONLY", "params"),
+    ],
+)
+def test_an_equality_on_a_param_or_tag_is_where_the_runs_are_read(filter_string, order_by, view_type, table):
+    for part in parts_of(run_search(filter_string, order_by, run_view_type=view_type)):
+        assert f"\nFROM {table} r\n" in part.sql and "FROM runs r" not in part.sql
+        assert part.sql.count("r.key = $") == 1
+        # Deleted runs are skipped through their own index; with ALL nothing is skipped.
+        skips = "NOT EXISTS (SELECT 1 FROM runs d WHERE d.run_id = r.run_id AND d.lifecycle_stage <> 'active')"
+        assert (skips in part.sql) == (view_type == "ACTIVE_ONLY")
+        assert "lifecycle_stage =" not in part.sql and "lifecycle_stage IN" not in part.sql
+        assert_only_placeholders(part)
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "order_by", "view_type"),
+    [
+        ("params.a = 'x'", None, "DELETED_ONLY"),
+        ("params.a = 'x' AND attributes.status = 'RUNNING'", None, "ACTIVE_ONLY"),
+        ("params.a = 'x'", ["attributes.run_name"], "ACTIVE_ONLY"),
+        ("params.a = 'x'", ["attributes.end_time DESC"], "ALL"),
+        ("tags.`mlflow.runName` = 'x'", None, "ACTIVE_ONLY"),
+        ("params.a LIKE 'x%' AND tags.t != 'y'", None, "ACTIVE_ONLY"),
+    ],
+)
+def test_a_search_that_reads_more_of_a_run_reads_runs(filter_string, order_by, view_type):
+    for part in parts_of(run_search(filter_string, order_by, run_view_type=view_type)):
+        assert "\nFROM runs r\n" in part.sql and "r.key" not in part.sql
+        assert f"r.lifecycle_stage {compiler._LIFECYCLE_CONDITION[view_type]}" in part.sql
 
 
 def test_metric_head_keeps_numbers_only():
