@@ -150,6 +150,10 @@ def _duration_ms(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _id_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _experiment_id_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -220,9 +224,16 @@ async def _collect_garbage(database_url: str, args: argparse.Namespace, settings
     destination = None
     try:
         await migrate(conn)
-        experiment_ids = [e for group in args.experiment_ids for e in group] if args.experiment_ids else None
+        def joined(groups):
+            return [item for group in groups for item in group] if groups else None
+
         collector = GarbageCollector(
-            conn, older_than_ms=args.older_than, experiment_ids=experiment_ids, batch_size=args.batch_size
+            conn,
+            older_than_ms=args.older_than,
+            experiment_ids=joined(args.experiment_ids),
+            run_ids=joined(args.run_ids),
+            logged_model_ids=joined(args.logged_model_ids),
+            batch_size=args.batch_size,
         )
         plan = await collector.plan()
         log.info(
@@ -320,9 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove what was deleted at least this long ago: 30d, 12h, 90m, 45s, 1d12h (default 0s: all)",
     )
     gc_parser.add_argument(
-        "--experiment-ids", type=_experiment_id_list, nargs="+", metavar="ID[,ID...]",
+        "--experiment-ids", type=_experiment_id_list, nargs="+", action="extend", metavar="ID[,ID...]",
         help="only these experiments: their deleted runs and logged models, and the experiments themselves "
         "if deleted",
+    )
+    gc_parser.add_argument(
+        "--run-ids", type=_id_list, nargs="+", action="extend", metavar="ID[,ID...]",
+        help="only these runs (and the logged models of --logged-model-ids): each must be deleted, at least "
+        "--older-than ago; no other run, logged model or experiment is removed",
+    )
+    gc_parser.add_argument(
+        "--logged-model-ids", type=_id_list, nargs="+", action="extend", metavar="ID[,ID...]",
+        help="only these logged models (and the runs of --run-ids), on the same terms",
     )
     gc_parser.add_argument(
         "--batch-size", type=int, default=500,

@@ -32,3 +32,17 @@ def parse_duration_ms(text: str) -> int:
         if amount is not None:
             total += float(amount) * _UNIT_MS[unit]
     return int(total)
+
+
+def format_duration_ms(ms: int) -> str:
+    """A duration in the form :func:`parse_duration_ms` reads, e.g. ``30d`` or ``1d12h``; ``0s`` for none."""
+    parts = []
+    rest = ms
+    for unit in ("d", "h", "m"):
+        count, rest = divmod(rest, _UNIT_MS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    if rest or not parts:
+        seconds = rest / 1000
+        parts.append(f"{seconds:g}s")
+    return "".join(parts)

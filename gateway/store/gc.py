@@ -40,8 +40,10 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import msgspec
 
+from gateway.durations import format_duration_ms
 from gateway.errors import InvalidParameter, NotFound
 from gateway.store.errors import translate_transient
+from gateway.store.tracking import run_uuid
 
 # Every table whose rows belong to one run (keyed by run_id), removed with the run.
 # A new run-scoped table must be added here; tests/e2e/test_gc.py fails until it is.
@@ -70,9 +72,12 @@ _DELETED_RUNS = """
 SELECT run_id, experiment_id, artifact_uri FROM runs
 WHERE lifecycle_stage = 'deleted' AND deleted_time <= $1
   AND ($2::bigint[] IS NULL OR experiment_id = ANY($2::bigint[]))
+  AND ($4::uuid[] IS NULL OR run_id = ANY($4::uuid[]))
 ORDER BY run_id LIMIT $3
 FOR UPDATE
 """
+
+_NAMED_RUNS = "SELECT run_id, lifecycle_stage, deleted_time FROM runs WHERE run_id = ANY($1::uuid[])"
 
 _DELETED_EXPERIMENTS = """
 SELECT experiment_id FROM experiments
@@ -98,8 +103,13 @@ _DELETED_MODELS = """
 SELECT model_id, experiment_id, artifact_location FROM logged_models
 WHERE lifecycle_stage = 'deleted' AND last_updated_timestamp_ms <= $1
   AND ($2::bigint[] IS NULL OR experiment_id = ANY($2::bigint[]))
+  AND ($4::text[] IS NULL OR model_id = ANY($4::text[]))
 ORDER BY model_id LIMIT $3
 FOR UPDATE
+"""
+
+_NAMED_MODELS = """
+SELECT model_id, lifecycle_stage, last_updated_timestamp_ms FROM logged_models WHERE model_id = ANY($1::text[])
 """
 
 _MODELS_OF_EXPERIMENT = """
@@ -112,7 +122,8 @@ FOR UPDATE
 _COUNT_MODELS = """
 SELECT count(*) FROM logged_models
 WHERE (lifecycle_stage = 'deleted' AND last_updated_timestamp_ms <= $1
-       AND ($2::bigint[] IS NULL OR experiment_id = ANY($2::bigint[])))
+       AND ($2::bigint[] IS NULL OR experiment_id = ANY($2::bigint[]))
+       AND ($4::text[] IS NULL OR model_id = ANY($4::text[])))
    OR experiment_id = ANY($3::bigint[])
 """
 
@@ -131,7 +142,8 @@ WHERE owner_id > $1 ORDER BY owner_id LIMIT $2
 _COUNT_RUNS = """
 SELECT count(*) FROM runs
 WHERE (lifecycle_stage = 'deleted' AND deleted_time <= $1
-       AND ($2::bigint[] IS NULL OR experiment_id = ANY($2::bigint[])))
+       AND ($2::bigint[] IS NULL OR experiment_id = ANY($2::bigint[]))
+       AND ($4::uuid[] IS NULL OR run_id = ANY($4::uuid[])))
    OR experiment_id = ANY($3::bigint[])
 """
 
@@ -222,11 +234,15 @@ class GarbageCollector:
         older_than_ms: only what was deleted at least this long ago is removed.
         experiment_ids: when given, only these experiments' runs and logged models (and
             the experiments themselves, if deleted before the cutoff) are considered.
+        run_ids: when given (or ``logged_model_ids``), only these runs are removed, and
+            nothing else but the named logged models; each must be deleted, before the
+            cutoff. Not with ``experiment_ids``.
+        logged_model_ids: likewise for logged models.
         batch_size: runs and logged models per batch (one transaction each), 1 to 10000.
         now_ms: the current time in ms since the epoch (default: the clock).
 
     Raises:
-        InvalidParameter: a negative age or a batch size out of range.
+        InvalidParameter: a negative age, a batch size out of range, or ids named with experiment_ids.
     """
 
     def __init__(
@@ -235,6 +251,8 @@ class GarbageCollector:
         *,
         older_than_ms: int,
         experiment_ids: Sequence[int] | None = None,
+        run_ids: Sequence[str] | None = None,
+        logged_model_ids: Sequence[str] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         now_ms: int | None = None,
     ):
@@ -242,18 +260,30 @@ class GarbageCollector:
             raise InvalidParameter(f"older_than must not be negative, got {older_than_ms} ms")
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise InvalidParameter(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}")
+        named = run_ids is not None or logged_model_ids is not None
+        if named and experiment_ids is not None:
+            raise InvalidParameter(
+                "run ids and logged model ids name what to remove; they cannot be combined with experiment ids"
+            )
         self._conn = conn
         self._batch_size = batch_size
+        self._older_than_ms = older_than_ms
         self._experiment_ids = sorted(set(experiment_ids)) if experiment_ids is not None else None
+        # With ids named, what is not named is not removed: an empty list selects nothing.
+        self._run_ids = sorted(set(run_ids or ())) if named else None
+        self._model_ids = sorted(set(logged_model_ids or ())) if named else None
         self.cutoff_ms = (now_ms if now_ms is not None else int(time.time() * 1000)) - older_than_ms
 
     async def plan(self) -> GcPlan:
-        """Check the requested experiments exist and count what is to be removed.
+        """Check the named experiments, runs and logged models, and count what is to be removed.
 
         Raises:
-            NotFound: an experiment id given to the collector does not exist.
+            NotFound: a named experiment, run or logged model does not exist.
+            InvalidParameter: a named run or logged model is not deleted, or was deleted after the cutoff.
         """
         with translate_transient():
+            if self._run_ids is not None:
+                await self._check_named(self._run_ids, self._model_ids)
             if self._experiment_ids is not None:
                 found = {
                     row["experiment_id"]
@@ -266,8 +296,12 @@ class GarbageCollector:
                 if missing:
                     raise NotFound(f"No Experiment with id={missing[0]} exists")
             experiments = await self._deleted_experiments()
-            runs = await self._conn.fetchval(_COUNT_RUNS, self.cutoff_ms, self._experiment_ids, experiments)
-            models = await self._conn.fetchval(_COUNT_MODELS, self.cutoff_ms, self._experiment_ids, experiments)
+            runs = await self._conn.fetchval(
+                _COUNT_RUNS, self.cutoff_ms, self._experiment_ids, experiments, self._run_ids
+            )
+            models = await self._conn.fetchval(
+                _COUNT_MODELS, self.cutoff_ms, self._experiment_ids, experiments, self._model_ids
+            )
             leftovers = await self._conn.fetchval("SELECT count(*) FROM gc_artifact_removals")
         return GcPlan(
             cutoff_ms=self.cutoff_ms,
@@ -276,6 +310,41 @@ class GarbageCollector:
             logged_models=models,
             leftover_artifacts=leftovers,
         )
+
+    async def _check_named(self, run_ids: list[str], model_ids: list[str]) -> None:
+        # As `mlflow gc` checks each id it is given, in the same words.
+        for run_id in run_ids:
+            run_uuid(run_id)
+        runs = {row["run_id"].hex: row for row in await self._conn.fetch(_NAMED_RUNS, run_ids)}
+        for run_id in run_ids:
+            row = runs.get(run_id)
+            if row is None:
+                raise NotFound(f"Run with id={run_id} not found")
+            if row["lifecycle_stage"] != "deleted":
+                raise InvalidParameter(
+                    f"Run {run_id} is not in `deleted` lifecycle stage. "
+                    "Only runs in `deleted` lifecycle stage can be deleted."
+                )
+            if row["deleted_time"] is None or row["deleted_time"] > self.cutoff_ms:
+                raise InvalidParameter(
+                    f"Run {run_id} is not older than the required age. "
+                    f"Only runs older than {format_duration_ms(self._older_than_ms)} can be deleted."
+                )
+        models = {row["model_id"]: row for row in await self._conn.fetch(_NAMED_MODELS, model_ids)}
+        for model_id in model_ids:
+            row = models.get(model_id)
+            if row is None:
+                raise NotFound(f"Logged model with ID '{model_id}' not found.")
+            if row["lifecycle_stage"] != "deleted":
+                raise InvalidParameter(
+                    f"Logged model {model_id} is not in `deleted` lifecycle stage. "
+                    "Only logged models in `deleted` lifecycle stage can be deleted."
+                )
+            if row["last_updated_timestamp_ms"] > self.cutoff_ms:
+                raise InvalidParameter(
+                    f"Logged model {model_id} is not older than the required age. "
+                    f"Only logged models older than {format_duration_ms(self._older_than_ms)} can be deleted."
+                )
 
     async def leftover_artifacts(self) -> AsyncIterator[list[ArtifactsToRemove]]:
         """Pages of files whose rows an earlier gc removed but which were not cleared as removed.
@@ -331,6 +400,8 @@ class GarbageCollector:
                     break
 
     async def _deleted_experiments(self) -> list[int]:
+        if self._run_ids is not None:
+            return []  # ids named: no experiment is
         rows = await self._conn.fetch(_DELETED_EXPERIMENTS, self.cutoff_ms, self._experiment_ids)
         return [row["experiment_id"] for row in rows]
 
@@ -345,11 +416,15 @@ class GarbageCollector:
                         raise
 
     async def _remove_deleted_runs(self) -> GcBatch:
-        rows = await self._conn.fetch(_DELETED_RUNS, self.cutoff_ms, self._experiment_ids, self._batch_size)
+        rows = await self._conn.fetch(
+            _DELETED_RUNS, self.cutoff_ms, self._experiment_ids, self._batch_size, self._run_ids
+        )
         return await self._remove_runs(rows)
 
     async def _remove_deleted_models(self) -> GcBatch:
-        rows = await self._conn.fetch(_DELETED_MODELS, self.cutoff_ms, self._experiment_ids, self._batch_size)
+        rows = await self._conn.fetch(
+            _DELETED_MODELS, self.cutoff_ms, self._experiment_ids, self._batch_size, self._model_ids
+        )
         removed: dict[str, int] = {}
         models = await self._remove_models(rows, removed)
         return GcBatch(runs=[], rows=removed, models=models)

@@ -200,6 +200,81 @@ async def test_gc_removes_what_was_deleted_before_the_cutoff_from_every_table(ow
     assert done.stdout.splitlines()[-1].startswith("gc: removed 0 runs, 0 logged models and 0 experiments")
 
 
+async def test_gc_of_named_runs_and_models_checks_each_then_removes_only_them(own_gateway, fresh_database_url):
+    api = Api(own_gateway.url)
+    exp = api.experiment()
+    named = [api.run(exp, deleted=True), api.run(exp, deleted=True)]
+    other = api.run(exp, deleted=True)
+    recent = api.run(exp, deleted=True)
+    live = api.run(exp)
+    exp_gone = api.experiment()  # deleted long ago: not named, so it stays
+    in_exp_gone = api.run(exp_gone)
+    api.post("/experiments/delete", {"experiment_id": exp_gone})
+    models = [api.post("/logged-models", {"experiment_id": exp, "name": f"m{i}"})["model"]["info"]["model_id"]
+              for i in range(3)]
+    named_model, other_model, live_model = models
+    for model_id in (named_model, other_model):
+        response = api.session.delete(f"{api.url}/logged-models/{model_id}", timeout=30)
+        assert response.status_code == 200, response.text
+    await age(fresh_database_url, runs=[*named, other], experiments=[exp_gone])
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        await conn.execute(
+            "UPDATE logged_models SET last_updated_timestamp_ms = $2 WHERE model_id = ANY($1::text[])",
+            [named_model, other_model], int(time.time() * 1000) - 31 * DAY_MS,
+        )
+    finally:
+        await conn.close()
+
+    async def everything_stored() -> dict:
+        return {
+            "runs": await rows_naming(fresh_database_url, "run_id", [*named, other, recent, live, in_exp_gone]),
+            "models": await rows_naming(fresh_database_url, "model_id", models),
+        }
+
+    before = await everything_stored()
+    # Each named id is checked first, in `mlflow gc`'s words; one refused id removes nothing.
+    refusals = [
+        ([f"--run-ids={named[0]},{live}"],
+         f"Run {live} is not in `deleted` lifecycle stage. Only runs in `deleted` lifecycle stage can be deleted."),
+        (["--older-than", "30d", "--run-ids", named[0], recent],
+         f"Run {recent} is not older than the required age. Only runs older than 30d can be deleted."),
+        (["--run-ids", "0" * 32], f"Run with id={'0' * 32} not found"),
+        (["--run-ids", "not-a-run"], "Run with id=not-a-run not found"),
+        (["--run-ids", named[0], "--logged-model-ids", "m-nope"], "Logged model with ID 'm-nope' not found."),
+        (["--logged-model-ids", live_model],
+         f"Logged model {live_model} is not in `deleted` lifecycle stage. "
+         "Only logged models in `deleted` lifecycle stage can be deleted."),
+        (["--run-ids", named[0], "--experiment-ids", exp],
+         "run ids and logged model ids name what to remove; they cannot be combined with experiment ids"),
+    ]
+    for args, message in refusals:
+        done = gc(fresh_database_url, *args)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert f"gateway gc: {message}" in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert await everything_stored() == before
+
+    done = gc(fresh_database_url, "--older-than", "30d", "--run-ids", named[0], "--run-ids", named[1],
+              "--logged-model-ids", named_model)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("gc: removed 2 runs, 1 logged models and 0 experiments deleted")
+    assert set((await rows_naming(fresh_database_url, "run_id", named)).values()) == {0}
+    assert set((await rows_naming(fresh_database_url, "model_id", [named_model])).values()) == {0}
+    # Nothing that was not named went, though some of it was due.
+    for run_id in (other, recent, live, in_exp_gone):
+        assert api.get_run(run_id).status_code == 200
+    kept = await rows_naming(fresh_database_url, "model_id", [other_model, live_model])
+    assert kept["logged_models"] == 2
+    assert (await rows_naming(fresh_database_url, "experiment_id", [int(exp_gone)]))["experiments"] == 1
+
+    # Only models named: no run goes.
+    done = gc(fresh_database_url, "--logged-model-ids", other_model)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("gc: removed 0 runs, 1 logged models and 0 experiments deleted")
+    assert api.get_run(other).status_code == 200
+
+
 @pytest.mark.parametrize(
     "args, status, message",
     [
