@@ -154,6 +154,11 @@ def _id_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _joined(groups: list[list] | None) -> list | None:
+    """The ids of a repeatable, comma-separated id flag as one list (None when not given)."""
+    return [item for group in groups for item in group] if groups else None
+
+
 def _experiment_id_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -224,15 +229,12 @@ async def _collect_garbage(database_url: str, args: argparse.Namespace, settings
     destination = None
     try:
         await migrate(conn)
-        def joined(groups):
-            return [item for group in groups for item in group] if groups else None
-
         collector = GarbageCollector(
             conn,
             older_than_ms=args.older_than,
-            experiment_ids=joined(args.experiment_ids),
-            run_ids=joined(args.run_ids),
-            logged_model_ids=joined(args.logged_model_ids),
+            experiment_ids=_joined(args.experiment_ids),
+            run_ids=_joined(args.run_ids),
+            logged_model_ids=_joined(args.logged_model_ids),
             batch_size=args.batch_size,
         )
         plan = await collector.plan()
