@@ -2,9 +2,14 @@
 
 The accumulator does no I/O: futures, deques and a monotonic clock. Writers
 ``submit`` and get a future that the flusher resolves once the write
-committed (or failed on its own). The flusher ``drain``s whole writes, never
-more than one flush per run at a time, so a run's writes land in the order
-they arrived.
+committed (or failed on its own). The flusher ``drain``s whole writes. A run's
+params and tags land in the order they arrived: a write carrying any is taken
+only while no flush holds the run, and nothing after it is taken before it.
+Metric points land alike in any order (a point is stored once, and a summary
+is the same whatever order its points come in), so while one flush holds a
+run, the run's points-only writes may ride the next flush; under a flood of
+log-batch calls to one run, one flush's COPY then overlaps the next one's
+preparation.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from gateway.errors import GatewayError, Overloaded, Unavailable
 from gateway.model import RunWrite
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Pending:
     """A write in the accumulator and the future its writer awaits."""
 
@@ -47,7 +52,8 @@ class Accumulator:
     def __init__(self, bounds: Bounds):
         self.bounds = bounds
         self._buffers: dict[str, deque[Pending]] = {}
-        self._in_flight: dict[str, list[Pending]] = {}
+        # Per run, its writes in flushes not yet complete (from one flush or several).
+        self._in_flight: dict[str, set[Pending]] = {}
         self.pending_entities = 0
         self.pending_bytes = 0
         self._ready = asyncio.Event()
@@ -104,7 +110,7 @@ class Accumulator:
         self.pending_entities += write.entity_count
         self.pending_bytes += write.size_bytes
         self._publish_gauges()
-        if write.run_id not in self._in_flight:
+        if self._drainable(write.run_id, buffer):
             self._ready.set()
         return future
 
@@ -126,9 +132,12 @@ class Accumulator:
 
     # ---- the flusher ------------------------------------------------------------------
 
+    def _drainable(self, run_id: str, buffer: deque[Pending]) -> bool:
+        return run_id not in self._in_flight or _points_only(buffer[0].write)
+
     @property
     def has_drainable(self) -> bool:
-        return any(run_id not in self._in_flight for run_id in self._buffers)
+        return any(self._drainable(run_id, buffer) for run_id, buffer in self._buffers.items())
 
     @property
     def is_empty(self) -> bool:
@@ -147,21 +156,22 @@ class Accumulator:
     def drain(self, max_entities: int) -> list[Pending]:
         """Take whole writes, oldest runs first, up to ``max_entities`` (at least one write).
 
-        A run whose previous batch is still in flight is skipped, so one run is
-        never in two flushes at once. Taken runs count as in flight until
-        ``complete`` is called for the batch.
+        Of a run in a flush not yet complete, only points-only writes at the head
+        of its buffer are taken (see the module's docstring). Taken writes count
+        as in flight until ``complete`` is called for the batch.
         """
         batch: list[Pending] = []
         taken = 0
         for run_id in list(self._buffers):
-            if run_id in self._in_flight:
-                continue
             buffer = self._buffers[run_id]
-            in_flight = self._in_flight[run_id] = []
+            flying = run_id in self._in_flight
+            in_flight = self._in_flight.setdefault(run_id, set())
             while buffer and (taken == 0 or taken + buffer[0].write.entity_count <= max_entities):
+                if flying and not _points_only(buffer[0].write):
+                    break
                 pending = buffer.popleft()
                 taken += pending.write.entity_count
-                in_flight.append(pending)
+                in_flight.add(pending)
                 batch.append(pending)
             if not buffer:
                 del self._buffers[run_id]
@@ -183,8 +193,12 @@ class Accumulator:
                     future.set_exception(outcome)
             self.pending_entities -= pending.write.entity_count
             self.pending_bytes -= pending.write.size_bytes
+            in_flight = self._in_flight.get(pending.write.run_id)
+            if in_flight is not None:  # None after fail_all
+                in_flight.discard(pending)
+                if not in_flight:
+                    del self._in_flight[pending.write.run_id]
         for run_id in {p.write.run_id for p in batch}:
-            self._in_flight.pop(run_id, None)
             if run_id in self._buffers:
                 self._ready.set()
         self._room.set()
@@ -216,3 +230,7 @@ class Accumulator:
         telemetry.PENDING_POINTS.set(self.pending_entities)
         telemetry.PENDING_BYTES.set(self.pending_bytes)
         telemetry.OPEN_RUNS.set(len(self._buffers))
+
+
+def _points_only(write: RunWrite) -> bool:
+    return not write.params and not write.tags

@@ -10,7 +10,7 @@ import pytest
 from gateway.errors import GatewayError, InvalidParameter, Overloaded, TransientStoreError, Unavailable
 from gateway.ingest import Accumulator, Flusher
 from gateway.ingest.accumulator import Bounds
-from gateway.model import MetricPoint, RunWrite
+from gateway.model import KeyValue, MetricPoint, RunWrite
 
 
 class MemorySink:
@@ -22,11 +22,12 @@ class MemorySink:
         self.refuse: set[int] = set()  # ids of writes to refuse
         self.gate = asyncio.Event()
         self.gate.set()
-        self.in_flight_runs: list[set[str]] = []
+        self.started: list[list[RunWrite]] = []  # batches as they reach the sink, before the gate
         self.concurrent = 0
         self.max_concurrent = 0
 
     async def write_batch(self, writes):
+        self.started.append(list(writes))
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
         try:
@@ -71,21 +72,83 @@ async def test_writes_arriving_during_a_flush_ride_the_next_one():
     await flusher.stop()
 
 
-async def test_a_run_is_never_in_two_flushes_at_once_and_keeps_its_order():
-    accumulator, sink = Accumulator(bounds()), MemorySink()
-    flusher = await started(accumulator, sink, concurrency=4, max_entities=1000)
-    writes = [write(f"run{i % 3}", points=1) for i in range(300)]
+class OverlapSink(MemorySink):
+    """Holds each batch a moment, so flushes overlap; notes runs in two flushes at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.flying: list[list[RunWrite]] = []
+        self.violations: list[str] = []
+        self.overlapped_runs: set[str] = set()
+
+    async def write_batch(self, writes):
+        def has_keyed(batch, run):
+            return any(w.run_id == run and (w.params or w.tags) for w in batch)
+
+        runs = {w.run_id for w in writes}
+        for other in self.flying:
+            for run in runs & {w.run_id for w in other}:
+                self.overlapped_runs.add(run)
+                if has_keyed(writes, run) and has_keyed(other, run):
+                    self.violations.append(run)
+        self.flying.append(writes)
+        try:
+            await asyncio.sleep(0.002)
+            return await super().write_batch(writes)
+        finally:
+            self.flying.remove(writes)
+
+
+def tagged(run: str, value: str) -> RunWrite:
+    return RunWrite(run, tags=[KeyValue("t", value)], size_bytes=100)
+
+
+async def test_a_runs_params_and_tags_land_in_order_and_alone_while_its_points_may_overlap():
+    accumulator, sink = Accumulator(bounds()), OverlapSink()
+    flusher = await started(accumulator, sink, concurrency=4, max_entities=50)
+    writes = [tagged(f"run{i % 3}", str(i)) if i % 5 == 0 else write(f"run{i % 3}", points=3) for i in range(300)]
     futures = []
     for w in writes:
         futures.append(await accumulator.submit(w, deadline()))
         if len(futures) % 7 == 0:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
     await asyncio.gather(*futures)
-    for batch in sink.batches:
-        assert len(batch) >= 1
     flushed = [w for batch in sink.batches for w in batch]
+    assert sorted(map(id, flushed)) == sorted(map(id, writes))  # each write once
+    # Two flushes in flight never both carried tags of one run, and each run's
+    # tags landed in the order they were sent ...
+    assert sink.violations == []
     for run in ("run0", "run1", "run2"):
-        assert [id(w) for w in flushed if w.run_id == run] == [id(w) for w in writes if w.run_id == run]
+        assert [w.tags for w in flushed if w.run_id == run and w.tags] == [
+            w.tags for w in writes if w.run_id == run and w.tags
+        ]
+    # ... while points-only writes of one run did ride flushes side by side.
+    assert sink.overlapped_runs
+    await flusher.stop()
+
+
+async def test_a_write_with_a_tag_waits_for_its_runs_flushes_and_holds_back_what_follows():
+    accumulator, sink = Accumulator(bounds()), MemorySink()
+    sink.gate.clear()
+    flusher = await started(accumulator, sink, concurrency=3)
+    first = await accumulator.submit(write("a"), deadline())
+    await asyncio.sleep(0.01)
+    second = await accumulator.submit(write("a"), deadline())  # points only: a flush of its own
+    await asyncio.sleep(0.01)
+    assert sink.concurrent == 2
+    tag_write, after_write, other_write = tagged("a", "x"), write("a"), write("b")
+    tag = await accumulator.submit(tag_write, deadline())
+    after = await accumulator.submit(after_write, deadline())  # behind the tag, so it waits too
+    other = await accumulator.submit(other_write, deadline())
+    await asyncio.sleep(0.01)
+    assert sink.concurrent == 3
+    begun = [id(w) for batch in sink.started for w in batch]
+    assert id(other_write) in begun  # only run b's write started
+    assert id(tag_write) not in begun and id(after_write) not in begun
+    sink.gate.set()
+    await asyncio.gather(first, second, tag, after, other)
+    order = [w for batch in sink.batches for w in batch if w.run_id == "a"]
+    assert [bool(w.tags) for w in order][2:] == [True, False]
     await flusher.stop()
 
 
