@@ -315,35 +315,29 @@ class GarbageCollector:
         # As `mlflow gc` checks each id it is given, in the same words.
         for run_id in run_ids:
             run_uuid(run_id)
-        runs = {row["run_id"].hex: row for row in await self._conn.fetch(_NAMED_RUNS, run_ids)}
-        for run_id in run_ids:
-            row = runs.get(run_id)
+        runs = {row[0].hex: row for row in await self._conn.fetch(_NAMED_RUNS, run_ids)}
+        self._check_deleted_before_cutoff(run_ids, runs, "Run", "runs", "Run with id={} not found")
+        models = {row[0]: row for row in await self._conn.fetch(_NAMED_MODELS, model_ids)}
+        self._check_deleted_before_cutoff(
+            model_ids, models, "Logged model", "logged models", "Logged model with ID '{}' not found."
+        )
+
+    def _check_deleted_before_cutoff(self, ids: list[str], found: dict, noun: str, plural: str, missing: str) -> None:
+        """Each id's row (id, lifecycle stage, time deleted) exists, is deleted, and was deleted by the cutoff."""
+        for owner_id in ids:
+            row = found.get(owner_id)
             if row is None:
-                raise NotFound(f"Run with id={run_id} not found")
-            if row["lifecycle_stage"] != "deleted":
+                raise NotFound(missing.format(owner_id))
+            _, stage, deleted_at = row
+            if stage != "deleted":
                 raise InvalidParameter(
-                    f"Run {run_id} is not in `deleted` lifecycle stage. "
-                    "Only runs in `deleted` lifecycle stage can be deleted."
+                    f"{noun} {owner_id} is not in `deleted` lifecycle stage. "
+                    f"Only {plural} in `deleted` lifecycle stage can be deleted."
                 )
-            if row["deleted_time"] is None or row["deleted_time"] > self.cutoff_ms:
+            if deleted_at is None or deleted_at > self.cutoff_ms:
                 raise InvalidParameter(
-                    f"Run {run_id} is not older than the required age. "
-                    f"Only runs older than {format_duration_ms(self._older_than_ms)} can be deleted."
-                )
-        models = {row["model_id"]: row for row in await self._conn.fetch(_NAMED_MODELS, model_ids)}
-        for model_id in model_ids:
-            row = models.get(model_id)
-            if row is None:
-                raise NotFound(f"Logged model with ID '{model_id}' not found.")
-            if row["lifecycle_stage"] != "deleted":
-                raise InvalidParameter(
-                    f"Logged model {model_id} is not in `deleted` lifecycle stage. "
-                    "Only logged models in `deleted` lifecycle stage can be deleted."
-                )
-            if row["last_updated_timestamp_ms"] > self.cutoff_ms:
-                raise InvalidParameter(
-                    f"Logged model {model_id} is not older than the required age. "
-                    f"Only logged models older than {format_duration_ms(self._older_than_ms)} can be deleted."
+                    f"{noun} {owner_id} is not older than the required age. "
+                    f"Only {plural} older than {format_duration_ms(self._older_than_ms)} can be deleted."
                 )
 
     async def leftover_artifacts(self) -> AsyncIterator[list[ArtifactsToRemove]]:
