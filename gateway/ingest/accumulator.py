@@ -61,6 +61,10 @@ class Accumulator:
         self._room.set()
         self._closed = False
         self._failure: BaseException | None = None
+        # Read when /metrics is scraped instead of set on every write.
+        telemetry.PENDING_POINTS.set_function(lambda: self.pending_entities)
+        telemetry.PENDING_BYTES.set_function(lambda: self.pending_bytes)
+        telemetry.OPEN_RUNS.set_function(lambda: len(self._buffers))
 
     # ---- writers ----------------------------------------------------------------------
 
@@ -109,7 +113,6 @@ class Accumulator:
         buffer.append(pending)
         self.pending_entities += write.entity_count
         self.pending_bytes += write.size_bytes
-        self._publish_gauges()
         if self._drainable(write.run_id, buffer):
             self._ready.set()
         return future
@@ -179,7 +182,6 @@ class Accumulator:
                 del self._in_flight[run_id]
             if taken >= max_entities:
                 break
-        self._publish_gauges()
         return batch
 
     def complete(self, batch: list[Pending], outcomes: list[GatewayError | None]) -> None:
@@ -202,7 +204,6 @@ class Accumulator:
             if run_id in self._buffers:
                 self._ready.set()
         self._room.set()
-        self._publish_gauges()
 
     def close(self) -> None:
         """Refuse new writes; what is buffered is still flushed."""
@@ -224,12 +225,6 @@ class Accumulator:
         self.pending_entities = 0
         self.pending_bytes = 0
         self._room.set()
-        self._publish_gauges()
-
-    def _publish_gauges(self) -> None:
-        telemetry.PENDING_POINTS.set(self.pending_entities)
-        telemetry.PENDING_BYTES.set(self.pending_bytes)
-        telemetry.OPEN_RUNS.set(len(self._buffers))
 
 
 def _points_only(write: RunWrite) -> bool:

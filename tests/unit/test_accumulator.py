@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from gateway import telemetry
 from gateway.errors import GatewayError, InvalidParameter, Overloaded, TransientStoreError, Unavailable
 from gateway.ingest import Accumulator, Flusher
 from gateway.ingest.accumulator import Bounds
@@ -149,6 +150,23 @@ async def test_a_write_with_a_tag_waits_for_its_runs_flushes_and_holds_back_what
     await asyncio.gather(first, second, tag, after, other)
     order = [w for batch in sink.batches for w in batch if w.run_id == "a"]
     assert [bool(w.tags) for w in order][2:] == [True, False]
+    await flusher.stop()
+
+
+async def test_pending_gauges_read_the_accumulator_when_scraped():
+    accumulator, sink = Accumulator(bounds()), MemorySink()
+    sink.gate.clear()
+    flusher = await started(accumulator, sink, concurrency=1)
+    futures = [await accumulator.submit(write(run, points=3, size=1000), deadline()) for run in "aab"]
+    await asyncio.sleep(0.01)  # the first flush (runs a and b) waits at the gate; nothing else is buffered
+    assert telemetry.REGISTRY.get_sample_value("gateway_pending_entities") == 9
+    assert telemetry.REGISTRY.get_sample_value("gateway_pending_bytes") == 3000
+    assert telemetry.REGISTRY.get_sample_value("gateway_open_run_buffers") == 0
+    late = await accumulator.submit(write("c"), deadline())
+    assert telemetry.REGISTRY.get_sample_value("gateway_open_run_buffers") == 1
+    sink.gate.set()
+    await asyncio.gather(*futures, late)
+    assert telemetry.REGISTRY.get_sample_value("gateway_pending_entities") == 0
     await flusher.stop()
 
 
