@@ -16,8 +16,9 @@ from gateway.api.limits import body_limits
 from gateway.api.logged_models import add_logged_model_routes
 from gateway.api.middleware import mlflow_errors, request_ids
 from gateway.api.openapi import operation, serve_document
+from gateway.api.registry import add_registry_routes
 from gateway.api.routes import add_routes
-from gateway.api.state import ARTIFACTS, LOGGED_MODELS, STORE, WRITES
+from gateway.api.state import ARTIFACTS, LOGGED_MODELS, REGISTRY, STORE, WRITES
 from gateway.api.writes import WritePath
 from gateway.artifacts import open_store
 from gateway.auth import Verifier
@@ -27,6 +28,7 @@ from gateway.ingest.accumulator import Bounds
 from gateway.store.errors import is_transient
 from gateway.store.logged_models import LoggedModelStore
 from gateway.store.migrations import migrate
+from gateway.store.registry import RegistryStore
 from gateway.store.tracking import TrackingStore
 from gateway.store.writer import BatchWriter
 
@@ -72,6 +74,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
         app[POOL] = pool
         app[STORE] = TrackingStore(pool)
         app[LOGGED_MODELS] = LoggedModelStore(pool)
+        app[REGISTRY] = RegistryStore(pool)
         yield
         await pool.close()
 
@@ -113,6 +116,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     add_routes(app)
     add_artifact_routes(app)
     add_logged_model_routes(app)
+    add_registry_routes(app)
     app.router.add_get("/metrics", prometheus_metrics)
     serve_document(app, authentication=bool(settings.auth_file))
     return app

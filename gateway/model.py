@@ -168,3 +168,47 @@ class LoggedModel(_Entity):
 
     info: LoggedModelInfo
     data: LoggedModelData
+
+
+# ---- the model registry ---------------------------------------------------------------
+
+
+class ModelVersion(_Entity, kw_only=True):
+    """A version of a registered model, as model-versions/get shows it.
+
+    ``description``, ``run_id`` and ``run_link`` are shown even when empty, as
+    MLflow's server shows what its request carried; ``status`` is always READY
+    (a version is usable as soon as it is created). Aliases are filled only
+    where MLflow fills them (not inside a registered model's latest_versions).
+    """
+
+    name: str
+    version: str
+    creation_timestamp: int
+    last_updated_timestamp: int
+    current_stage: str
+    description: str | None = None
+    source: str
+    run_id: str | None = None
+    status: str
+    status_message: str | None = None
+    tags: list[Tag] = []
+    run_link: str | None = None
+    aliases: list[str] = []
+
+
+class RegisteredModelAlias(_Entity):
+    alias: str
+    version: str
+
+
+class RegisteredModel(_Entity, kw_only=True):
+    """A registered model with the latest version of each stage, its tags and aliases."""
+
+    name: str
+    creation_timestamp: int
+    last_updated_timestamp: int | None = None
+    description: str | None = None
+    latest_versions: list[ModelVersion] = []
+    tags: list[Tag] = []
+    aliases: list[RegisteredModelAlias] = []

@@ -31,7 +31,15 @@ _API_PATH = re.compile(r"^/(?:ajax-)?api/\d+\.\d+/mlflow(?:-artifacts)?(/.*)$")
 # Paths that change many runs at once.
 ADMIN_PATHS = frozenset({"/databricks/runs/delete-runs", "/databricks/runs/restore-runs"})
 # POSTs that only read.
-READ_POSTS = frozenset({"/runs/search", "/experiments/search", "/logged-models/search", "/runs/export-csv"})
+READ_POSTS = frozenset(
+    {
+        "/runs/search",
+        "/experiments/search",
+        "/logged-models/search",
+        "/runs/export-csv",
+        "/registered-models/get-latest-versions",
+    }
+)
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

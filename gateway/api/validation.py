@@ -822,3 +822,105 @@ def custom_view_added(existing_keys: Collection[str], key: str, experiment_id: s
         return
     if sum(1 for k in existing_keys if k.startswith(CUSTOM_VIEW_TAG_PREFIX)) >= MAX_CUSTOM_VIEWS_PER_EXPERIMENT:
         raise _custom_view_limit(experiment_id)
+
+
+# ---- the model registry -------------------------------------------------------------
+
+MAX_REGISTRY_TAG_KEY_LENGTH = 250
+MAX_REGISTRY_TAG_VALUE_LENGTH = 100_000
+MAX_ALIAS_LENGTH = 255
+PROMPT_TEXT_TAG = "mlflow.prompt.text"
+_ALIAS_CHARACTERS = re.compile(r"^[\w\-]*$")
+_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
+
+
+def _path_not_unique(name: str) -> str | None:
+    """The normalised form of ``name`` when a file path would read it as another name, else None."""
+    normalized = posixpath.normpath(name)
+    if normalized != name or normalized == "." or normalized.startswith(("..", "/")):
+        return normalized
+    return None
+
+
+def model_name(name: str, param: str = "name") -> str:
+    """Check a registered model's name as MLflow's registry store does (after the request check).
+
+    A name of spaces only is reported missing (without the request-check suffix);
+    ``/`` and ``:`` are refused, and so is a name a file path would read as another.
+
+    Args:
+        name: the name, already known to be a non-empty string.
+        param: the request field reported missing (``new_name`` for a rename).
+
+    Raises:
+        InvalidParameter: MLflow's message.
+    """
+    if name.strip() == "":
+        raise InvalidParameter(f"Missing value for required parameter '{param}'.")
+    if "/" in name or ":" in name:
+        raise InvalidParameter(f"Invalid model name '{name}'. Names cannot contain '/' or ':'.")
+    if (normalized := _path_not_unique(name)) is not None:
+        raise InvalidParameter(_invalid_value("name", name, _BAD_PATH.format(normalized)))
+    return name
+
+
+def registry_tag_key(key: str) -> str:
+    """Check the key of a registered model's or a version's tag (characters, path form)."""
+    if _KEY_CHARACTERS.match(key) is None:
+        raise InvalidParameter(_invalid_value("key", key, _BAD_CHARACTERS))
+    if (normalized := _path_not_unique(key)) is not None:
+        raise InvalidParameter(_invalid_value("key", key, _BAD_PATH.format(normalized)))
+    return key
+
+
+def registry_tag(key: str, value: str, *, version_tag: bool) -> KeyValue:
+    """Check a registered model's or a model version's tag, in MLflow's order.
+
+    Keys follow the run-key rules and are at most 250 characters; values at most
+    100,000 (a prompt's text says so in its own words).
+
+    Raises:
+        InvalidParameter: MLflow's message.
+    """
+    registry_tag_key(key)
+    if len(key) > MAX_REGISTRY_TAG_KEY_LENGTH:
+        raise _too_long("key", MAX_REGISTRY_TAG_KEY_LENGTH)
+    if version_tag and key == PROMPT_TEXT_TAG and len(value) > MAX_REGISTRY_TAG_VALUE_LENGTH:
+        raise InvalidParameter(f"Prompt text exceeds max length of {MAX_REGISTRY_TAG_VALUE_LENGTH} characters.")
+    if len(value) > MAX_REGISTRY_TAG_VALUE_LENGTH:
+        raise _too_long("value", MAX_REGISTRY_TAG_VALUE_LENGTH)
+    return KeyValue(key, value)
+
+
+def model_version(value: str) -> int:
+    """A version number given as text (``"3"``), as MLflow converts it.
+
+    Raises:
+        InvalidParameter: the text is not an integer.
+    """
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidParameter(f"Parameter 'version' must be an integer, got '{value}'.") from None
+
+
+def alias_name(alias: str | None) -> str:
+    """Check a registered model alias: letters, digits, ``_`` and ``-``, at most 255 characters."""
+    if alias is None or alias == "":
+        raise InvalidParameter("Registered model alias name cannot be empty.")
+    if _ALIAS_CHARACTERS.match(alias) is None:
+        raise InvalidParameter(
+            f"Invalid alias name: '{alias}'. Names may only contain alphanumerics, underscores (_), and dashes (-)."
+        )
+    if len(alias) > MAX_ALIAS_LENGTH:
+        raise _too_long("Registered model alias name", MAX_ALIAS_LENGTH)
+    return alias
+
+
+def alias_not_reserved(alias: str) -> str:
+    """Refuse the aliases MLflow keeps for itself: ``latest`` (any case) and ``v<number>``."""
+    if alias.lower() == "latest":
+        raise InvalidParameter("'latest' alias name (case insensitive) is reserved.")
+    if _VERSION_ALIAS.match(alias):
+        raise InvalidParameter(f"Version alias name '{alias}' is reserved.")
+    return alias
