@@ -269,7 +269,7 @@ async def create_model_version(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     resolved = await registry.resolve_source(
         source,
-        run_id,
+        "" if run_id is None else run_id,  # as protobuf reads an absent field; stored and shown as ""
         model_id,
         is_prompt=is_prompt,
         has_run_id=run_id is not None,

@@ -76,9 +76,28 @@ def _check_storable(*values: str | None) -> None:
             )
 
 
-def _check_storable_tags(tags: Sequence[KeyValue]) -> None:
+def _check_storable_tags(tags: Sequence[KeyValue], value_limit: int | None = None) -> None:
     for tag in tags:
         _check_storable(tag.key, tag.value)
+        if value_limit is not None:
+            _check_column("value", tag.value, value_limit)
+
+
+# The widths of MLflow's registry columns. Past them MLflow's SQL store fails on
+# PostgreSQL with BAD_REQUEST (and the database's text); here with the same code
+# and a plain message.
+NAME_WIDTH = 256
+DESCRIPTION_WIDTH = 5000
+SOURCE_WIDTH = 500
+RUN_LINK_WIDTH = 500
+RUN_ID_WIDTH = 32
+MODEL_TAG_VALUE_WIDTH = 5000
+
+
+def _check_column(field: str, value: str | None, width: int) -> None:
+    if value is not None and len(value) > width:
+        raise GatewayError(f"'{field}' is too long to store: at most {width} characters, got {len(value)}.",
+                           "BAD_REQUEST")
 
 
 def _last_per_key(tags: Sequence[KeyValue]) -> dict[str, str]:
@@ -266,6 +285,7 @@ class RegistryStore:
 
     @staticmethod
     async def _model(conn, name: str, *, lock: bool = False):
+        _check_storable(name)
         row = await conn.fetchrow(
             "SELECT * FROM registered_models WHERE name = $1" + (" FOR UPDATE" if lock else ""), name
         )
@@ -324,19 +344,24 @@ class RegistryStore:
         ]
 
     @staticmethod
-    async def _latest_rows(conn, model_keys: list[int]):
-        """The latest version of each stage of each model, stages in the order they first appear."""
+    async def _latest_rows(conn, model_keys: list[int], *, by_stage_name: bool = False):
+        """The latest version of each stage of each model.
+
+        The stages come in the order MLflow lists them: in the order they first appear
+        among the versions for a single model, by stage name in a search.
+        """
+        order = "current_stage" if by_stage_name else "first_version"
         return await conn.fetch(
-            """SELECT * FROM (
+            f"""SELECT * FROM (
                    SELECT mv.*,
                           row_number() OVER (PARTITION BY model_key, current_stage ORDER BY version DESC) AS rank,
                           min(version) OVER (PARTITION BY model_key, current_stage) AS first_version
                    FROM model_versions mv WHERE model_key = ANY($1::bigint[])) ranked
-               WHERE rank = 1 ORDER BY model_key, first_version""",
+               WHERE rank = 1 ORDER BY model_key, {order}""",
             model_keys,
         )
 
-    async def _models_of(self, conn, rows) -> list[RegisteredModel]:
+    async def _models_of(self, conn, rows, *, searched: bool = False) -> list[RegisteredModel]:
         """Registered model entities of ``rows`` in their order, with latest versions, tags and aliases."""
         if not rows:
             return []
@@ -352,7 +377,8 @@ class RegistryStore:
             "ORDER BY alias",
             keys,
         )
-        latest = await self._versions_of(conn, await self._latest_rows(conn, keys), names, with_aliases=False)
+        latest_rows = await self._latest_rows(conn, keys, by_stage_name=searched)
+        latest = await self._versions_of(conn, latest_rows, names, with_aliases=False)
         tags: dict[int, list[Tag]] = {}
         for row in tag_rows:
             tags.setdefault(row["model_key"], []).append(Tag(row["key"], row["value"]))
@@ -420,6 +446,7 @@ class RegistryStore:
             NotFound: no such model, or ``latest`` of a model without versions.
             InvalidParameter: no such alias (MLflow answers INVALID_PARAMETER_VALUE).
         """
+        _check_storable(alias)
         if alias.lower() == "latest":
             versions = await self.get_latest_versions(name, None)
             if not versions:
@@ -449,7 +476,7 @@ class RegistryStore:
                     "ON k.model_key = rm.model_key ORDER BY k.n",
                     keys,
                 )
-                return await self._models_of(conn, rows), token
+                return await self._models_of(conn, rows, searched=True), token
 
     async def search_model_versions(self, query: RegistryQuery) -> tuple[list[ModelVersion], str | None]:
         """One page of model versions (with tags; MLflow lists no aliases here) and the next page's token."""
@@ -476,7 +503,9 @@ class RegistryStore:
     ) -> RegisteredModel:
         """Create a model; RESOURCE_ALREADY_EXISTS (worded for models and prompts) when the name is taken."""
         _check_storable(name, description)
-        _check_storable_tags(tags)
+        _check_column("name", name, NAME_WIDTH)
+        _check_column("description", description, DESCRIPTION_WIDTH)
+        _check_storable_tags(tags, MODEL_TAG_VALUE_WIDTH)
         created = now_ms()
         with translate_transient():
             async with self._pool.acquire() as conn:
@@ -505,6 +534,7 @@ class RegistryStore:
 
     async def update_registered_model(self, name: str, description: str) -> RegisteredModel:
         _check_storable(description)
+        _check_column("description", description, DESCRIPTION_WIDTH)
         with translate_transient():
             async with self._pool.acquire() as conn:
                 async with conn.transaction():
@@ -520,6 +550,7 @@ class RegistryStore:
     async def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
         """Rename a model; its versions follow it (and count as updated, as in MLflow)."""
         _check_storable(new_name)
+        _check_column("new_name", new_name, NAME_WIDTH)
         updated = now_ms()
         with translate_transient():
             async with self._pool.acquire() as conn:
@@ -552,6 +583,7 @@ class RegistryStore:
 
     async def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
         _check_storable(key, value)
+        _check_column("value", value, MODEL_TAG_VALUE_WIDTH)
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 model = await self._model(conn, name)
@@ -565,6 +597,7 @@ class RegistryStore:
 
     async def delete_registered_model_tag(self, name: str, key: str) -> None:
         """Delete a tag; a tag that is not there is no error (as in MLflow)."""
+        _check_storable(key)
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 model = await self._model(conn, name)
@@ -591,6 +624,7 @@ class RegistryStore:
 
     async def delete_alias(self, name: str, alias: str) -> None:
         """Remove an alias; one that is not there is no error (as in MLflow)."""
+        _check_storable(alias)
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 model = await self._model(conn, name)
@@ -835,6 +869,10 @@ class RegistryStore:
             NotFound: no such registered model, or the logged model is gone.
         """
         _check_storable(run_link, description)
+        _check_column("source", resolved.source, SOURCE_WIDTH)
+        _check_column("run_id", resolved.run_id, RUN_ID_WIDTH)
+        _check_column("run_link", run_link, RUN_LINK_WIDTH)
+        _check_column("description", description, DESCRIPTION_WIDTH)
         _check_storable_tags(tags)
         created = now_ms()
         with translate_transient():
@@ -899,6 +937,7 @@ class RegistryStore:
     async def update_model_version(self, name: str, version: int, description: str | None) -> ModelVersion:
         """Set (or, with None, clear) a version's description."""
         _check_storable(description)
+        _check_column("description", description, DESCRIPTION_WIDTH)
         with translate_transient():
             async with self._pool.acquire() as conn:
                 async with conn.transaction():
@@ -978,6 +1017,7 @@ class RegistryStore:
 
     async def delete_model_version_tag(self, name: str, version: int, key: str) -> None:
         """Delete a version's tag; a tag that is not there is no error (as in MLflow)."""
+        _check_storable(key)
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 model = await self._model(conn, name)
