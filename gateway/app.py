@@ -44,12 +44,25 @@ async def connect(database_url: str, size: int, *, wait: float = 60.0) -> asyncp
     deadline = loop.time() + wait
     while True:
         try:
-            return await asyncpg.create_pool(database_url, min_size=1, max_size=size, command_timeout=120)
+            return await asyncpg.create_pool(
+                database_url, min_size=1, max_size=size, command_timeout=120, reset=_keep_session
+            )
         except Exception as exc:
             if not is_transient(exc) or loop.time() > deadline:
                 raise
             log.warning("database not reachable yet (%s); retrying", type(exc).__name__)
             await asyncio.sleep(0.5)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a pooled connection needs before its next use: nothing.
+
+    asyncpg's default sends a query on every release (unlock advisory locks,
+    close cursors, unlisten, reset settings), a round trip per flush and per
+    read. The gateway leaves none of that behind: its settings are
+    ``SET LOCAL`` and its cursors live inside transactions, and an open
+    transaction is still rolled back by the pool before this is called.
+    """
 
 
 def create_app(settings: Settings, database_url: str) -> web.Application:
