@@ -284,13 +284,17 @@ class RegistryStore:
     # -- reading --------------------------------------------------------------------
 
     @staticmethod
-    async def _model(conn, name: str, *, lock: bool = False):
+    async def _model(conn, name: str, *, lock: bool = False, of_version: int | None = None):
+        """The model's row; asked for on behalf of ``of_version``, a missing model is that version missing.
+
+        (MLflow looks such a version up directly, so it answers "Model Version ... not found".)
+        """
         _check_storable(name)
         row = await conn.fetchrow(
             "SELECT * FROM registered_models WHERE name = $1" + (" FOR UPDATE" if lock else ""), name
         )
         if row is None:
-            raise model_not_found(name)
+            raise model_not_found(name) if of_version is None else version_not_found(name, of_version)
         return row
 
     @staticmethod
@@ -413,14 +417,14 @@ class RegistryStore:
     async def get_model_version(self, name: str, version: int) -> ModelVersion:
         with translate_transient():
             async with self._pool.acquire() as conn:
-                model = await self._model(conn, name)
+                model = await self._model(conn, name, of_version=version)
                 return await self._one_version(conn, model, await self._version(conn, model, version))
 
     async def get_download_uri(self, name: str, version: int) -> str:
         """Where the version's files are read from (the logged model's location for a ``models:/<id>`` source)."""
         with translate_transient():
             async with self._pool.acquire() as conn:
-                model = await self._model(conn, name)
+                model = await self._model(conn, name, of_version=version)
                 row = await self._version(conn, model, version)
         return row["storage_location"] or row["source"]
 
@@ -612,7 +616,7 @@ class RegistryStore:
         _check_storable(alias)
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name, lock=True)
+                model = await self._model(conn, name, lock=True, of_version=version)
                 await self._version(conn, model, version)
                 await conn.execute(
                     "INSERT INTO registered_model_aliases (model_key, alias, version) VALUES ($1, $2, $3) "
@@ -941,7 +945,7 @@ class RegistryStore:
         with translate_transient():
             async with self._pool.acquire() as conn:
                 async with conn.transaction():
-                    model = await self._model(conn, name)
+                    model = await self._model(conn, name, of_version=version)
                     await self._version(conn, model, version, lock=True)
                     await conn.execute(
                         "UPDATE model_versions SET description = $3, last_updated_time = $4 "
@@ -959,7 +963,7 @@ class RegistryStore:
         with translate_transient():
             async with self._pool.acquire() as conn:
                 async with conn.transaction():
-                    model = await self._model(conn, name, lock=True)
+                    model = await self._model(conn, name, lock=True, of_version=version)
                     await self._version(conn, model, version)
                     if archive_existing:
                         await conn.execute(
@@ -989,7 +993,7 @@ class RegistryStore:
         """Delete a version with its tags and the aliases pointing at it; its number is not given again."""
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name, lock=True)
+                model = await self._model(conn, name, lock=True, of_version=version)
                 await self._version(conn, model, version)
                 for table in ("registered_model_aliases", "model_version_tags", "model_versions"):
                     await conn.execute(f"DELETE FROM {table} WHERE model_key = $1 AND version = $2",
@@ -1004,7 +1008,7 @@ class RegistryStore:
         _check_storable(key, value)
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name)
+                model = await self._model(conn, name, of_version=version)
                 await self._version(conn, model, version, lock=True)
                 await conn.execute(
                     "INSERT INTO model_version_tags (model_key, version, key, value) VALUES ($1, $2, $3, $4) "
@@ -1020,7 +1024,7 @@ class RegistryStore:
         _check_storable(key)
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name)
+                model = await self._model(conn, name, of_version=version)
                 await self._version(conn, model, version)
                 await conn.execute(
                     "DELETE FROM model_version_tags WHERE model_key = $1 AND version = $2 AND key = $3",

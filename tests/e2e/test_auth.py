@@ -156,6 +156,10 @@ def test_scopes_of_paths():
     assert required_scope("POST", "/api/2.0/mlflow/databricks/runs/delete-runs") == "admin"
     assert required_scope("POST", "/ajax-api/2.0/mlflow/databricks/runs/restore-runs") == "admin"
     assert required_scope("GET", "/metrics") == "read"
+    assert required_scope("POST", "/api/2.0/mlflow/registered-models/get-latest-versions") == "read"
+    assert required_scope("GET", "/api/2.0/mlflow/model-versions/search") == "read"
+    assert required_scope("DELETE", "/api/2.0/mlflow/registered-models/alias") == "write"
+    assert required_scope("PATCH", "/ajax-api/2.0/mlflow/model-versions/update") == "write"
 
 
 def test_basic_auth_with_a_token_as_password(secured, credentials):

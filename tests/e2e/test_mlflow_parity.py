@@ -215,3 +215,118 @@ def test_pandas_search_runs_matches_mlflow_server(servers, filter_string, order_
     assert len(gateway_frame) > 0
     columns = sorted(mlflow_frame.columns)
     pd.testing.assert_frame_equal(gateway_frame[columns], mlflow_frame[columns])
+
+
+# ---- the model registry -------------------------------------------------------------------
+
+
+def registry_story(uri: str, prefix: str) -> list:
+    """The same registry calls on one server; what a client sees of each (times left out)."""
+    client = MlflowClient(uri)
+    seen: list = []
+
+    def version(v):
+        return (v.name, v.version, v.current_stage, v.source, v.run_id, v.run_link, v.description, v.status,
+                sorted(v.tags.items()), sorted(v.aliases))
+
+    def model(m, ordered=True):
+        latest = [version(v) for v in m.latest_versions]
+        return (m.name, m.description, sorted(m.tags.items()), sorted(m.aliases.items()),
+                latest if ordered else sorted(latest))
+
+    def attempt(call, *args, **kwargs):
+        try:
+            result = call(*args, **kwargs)
+        except MlflowException as error:
+            # MLflow appends its database's error text to a failed rename; the gateway does not.
+            message = error.message.split(" Error: (")[0]
+            return ("rejected", error.error_code, comparable_message(message))
+        if isinstance(result, list):
+            # MLflow's search reads the latest versions in its database's order.
+            return [model(r, ordered=False) if hasattr(r, "latest_versions") else version(r) for r in result]
+        if hasattr(result, "latest_versions"):
+            return model(result)
+        return version(result) if result is not None else None
+
+    names = [f"{prefix}-a", f"{prefix}-b", f"{prefix}-c"]
+    seen.append(attempt(client.create_registered_model, names[0], tags={"team": "vision"}, description="first"))
+    seen.append(attempt(client.create_registered_model, names[1], tags={"team": "nlp"}))
+    seen.append(attempt(client.create_registered_model, names[2]))
+    seen.append(attempt(client.create_registered_model, names[0]))
+    seen.append(attempt(client.create_registered_model, "a:b"))
+    experiment = client.create_experiment(f"{prefix}-experiment")
+    run = client.create_run(experiment)
+    run_id = run.info.run_id
+    for index in range(4):
+        seen.append(attempt(client.create_model_version, names[0], f"s3://bucket/{index}", tags={"i": str(index)}))
+    seen.append(attempt(client.create_model_version, names[1], f"{run.info.artifact_uri}/model", run_id=run_id))
+    seen.append(attempt(client.create_model_version, names[1], f"runs:/{run_id}/model", run_id=run_id))
+    seen.append(attempt(client.create_model_version, names[2], f"models:/{names[0]}/2"))
+    seen.append(attempt(client.create_model_version, names[2], "/local/path"))
+    seen.append(attempt(client.create_model_version, names[2], f"runs:/{run_id}/model"))
+    seen.append(attempt(client.transition_model_version_stage, names[0], "1", "staging"))
+    seen.append(attempt(client.transition_model_version_stage, names[0], "2", "Production"))
+    seen.append(attempt(client.transition_model_version_stage, names[0], "3", "Production", archive_existing_versions=True))
+    seen.append(attempt(client.transition_model_version_stage, names[0], "3", "Nowhere"))
+    seen.append(attempt(client.delete_model_version, names[0], "4"))
+    seen.append(attempt(client.create_model_version, names[0], "s3://bucket/after-delete"))
+    seen.append(attempt(client.get_model_version, names[0], "4"))
+    seen.append(attempt(client.get_model_version, names[0], "x"))
+    client.set_registered_model_alias(names[0], "champion", "3")
+    client.set_model_version_tag(names[0], "3", "reviewed", "yes")
+    seen.append(attempt(client.set_registered_model_alias, names[0], "v1", "3"))
+    seen.append(attempt(client.get_model_version_by_alias, names[0], "champion"))
+    seen.append(attempt(client.get_model_version_by_alias, names[0], "nobody"))
+    seen.append(attempt(client.get_model_version_by_alias, names[0], "latest"))
+    seen.append(attempt(client.get_registered_model, names[0]))
+    seen.append(attempt(client.get_latest_versions, names[0], stages=["Archived", "Staging"]))
+    seen.append(attempt(client.get_registered_model, f"{prefix}-missing"))
+    seen.append(attempt(client.update_model_version, names[0], "1", description="one"))
+    seen.append(attempt(client.rename_registered_model, names[2], f"{prefix}-c2"))
+    seen.append(attempt(client.rename_registered_model, f"{prefix}-c2", names[1]))
+    for filter_string, order_by in [
+        (f"name LIKE '{prefix}-%'", None),
+        (f"name LIKE '{prefix}-%' AND tags.team = 'vision'", None),
+        (f"name IN ('{names[1]}', '{prefix}-c2')", ["name DESC"]),
+        (f"name LIKE '{prefix}-%' AND tags.team != 'vision'", None),
+        ("name < 'x'", None),
+        ("tags.team = vision", None),
+        ("foo = 'x'", None),
+        (None, ["creation_timestamp"]),
+    ]:
+        seen.append(attempt(lambda: list(client.search_registered_models(filter_string, order_by=order_by))))
+    for filter_string, order_by in [
+        (f"name = '{names[0]}'", None),
+        (f"name = '{names[0]}' AND version_number >= 2", ["version_number ASC"]),
+        (f"name = '{names[0]}' AND tags.i = '1'", None),
+        (f"run_id = '{run_id}'", None),
+        (f"name LIKE '{prefix}-%' AND source_path LIKE 's3://%'", ["name", "version_number"]),
+        ("version_number > 1.5", None),
+        ("source_path IN ('x')", None),
+        (None, ["tags.i"]),
+    ]:
+        seen.append(attempt(lambda: list(client.search_model_versions(filter_string, order_by=order_by))))
+    page = client.search_model_versions(f"name = '{names[0]}'", max_results=2)
+    seen.append([version(v) for v in page])
+    seen.append([version(v) for v in client.search_model_versions(f"name = '{names[0]}'", max_results=2,
+                                                                  page_token=page.token)])
+    seen.append(attempt(client.delete_registered_model, names[0]))
+    seen.append(attempt(client.get_model_version, names[0], "1"))
+    seen.append(attempt(client.create_registered_model, names[0]))
+    seen.append(attempt(client.create_model_version, names[0], "s3://bucket/reborn"))
+    return seen
+
+
+def test_model_registry_matches_mlflow_server(servers):
+    prefix = "registry-" + uuid.uuid4().hex[:8]
+    stories = {server: registry_story(uri, prefix) for server, (uri, _) in servers.items()}
+    gateway_story, mlflow_story = stories["gateway"], stories["mlflow"]
+    # The run of each server has its own id: compare with it blanked out.
+    assert len(gateway_story) == len(mlflow_story)
+    for index, (ours, theirs) in enumerate(zip(gateway_story, mlflow_story)):
+        assert blank_run_ids(ours) == blank_run_ids(theirs), index
+
+
+def blank_run_ids(value):
+    text = repr(value)
+    return re.sub(r"[0-9a-f]{32}", "<id>", re.sub(r"mlflow-artifacts:/\d+/", "mlflow-artifacts:/<exp>/", text))
