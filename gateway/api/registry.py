@@ -49,10 +49,6 @@ def _text(value: Any, param: str) -> str:
     return "" if found is None else found
 
 
-def _version(value: Any) -> int:
-    return check.model_version(required_str(value, "version"))
-
-
 def _raw_tags(items: list[KeyValueIn] | None) -> list[KeyValue]:
     """Tags as the request gave them (absent keys and values are ``""``), not yet checked."""
     tags = []
@@ -164,7 +160,9 @@ async def delete_registered_model(request: web.Request) -> web.Response:
 async def search_registered_models(request: web.Request) -> web.Response:
     message = await read(request, registry_schemas.SearchRegistry)
     filter_string = optional_str(message.filter, "filter")
-    max_results = _max_results(message.max_results, REGISTERED_MODELS_DEFAULT_MAX_RESULTS, REGISTERED_MODELS_MAX_RESULTS)
+    max_results = _max_results(
+        message.max_results, REGISTERED_MODELS_DEFAULT_MAX_RESULTS, REGISTERED_MODELS_MAX_RESULTS
+    )
     order_by = _string_list(message.order_by, "order_by")
     page_token = optional_str(message.page_token, "page_token")
     query = compile_registered_model_search(

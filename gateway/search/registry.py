@@ -66,7 +66,11 @@ VERSION_ORDER_BY_KEYS = frozenset({"name", "version_number", "creation_timestamp
 VERSION_DEFAULT_ORDER = ("last_updated_timestamp DESC", "name ASC", "version_number DESC")
 
 # Allowlists: what a key may name -> its column.
-_MODEL_ORDER_COLUMN = {"name": "rm.name", "timestamp": "rm.last_updated_time", "last_updated_timestamp": "rm.last_updated_time"}
+_MODEL_ORDER_COLUMN = {
+    "name": "rm.name",
+    "timestamp": "rm.last_updated_time",
+    "last_updated_timestamp": "rm.last_updated_time",
+}
 _VERSION_COLUMN = {
     "name": "rm.name",
     "run_id": "mv.run_id",
@@ -75,8 +79,10 @@ _VERSION_COLUMN = {
     "creation_timestamp": "mv.creation_time",
     "last_updated_timestamp": "mv.last_updated_time",
 }
-_TAG_TABLE = {"model": ("registered_model_tags", "t.model_key = rm.model_key"),
-              "version": ("model_version_tags", "t.model_key = mv.model_key AND t.version = mv.version")}
+_TAG_TABLE = {
+    "model": ("registered_model_tags", "t.model_key = rm.model_key"),
+    "version": ("model_version_tags", "t.model_key = mv.model_key AND t.version = mv.version"),
+}
 
 
 def _resolve_entity(text: str) -> Entity:
@@ -310,9 +316,8 @@ def parse_registered_model_order_by(order_by: list[str] | None) -> tuple[Registr
         # With a direction MLflow splits the clause shell-style, which takes quotes off the key.
         key = _unquote(text) if has_direction else text
         if key not in MODEL_ORDER_BY_KEYS:
-            raise InvalidParameter(
-                f"Invalid order by key '{key}' specified. Valid keys are '{_set_text(_MODEL_RECOMMENDED_ORDER_BY_KEYS)}'"
-            )
+            valid = _set_text(_MODEL_RECOMMENDED_ORDER_BY_KEYS)
+            raise InvalidParameter(f"Invalid order by key '{key}' specified. Valid keys are '{valid}'")
         column = _MODEL_ORDER_COLUMN[key]
         if column in seen:
             raise InvalidParameter(f"`order_by` contains duplicate fields: {order_by}")
@@ -448,7 +453,9 @@ def _attribute_condition(column: str, clause: Comparison, param: _Params) -> str
     return f"{column} {_SQL_OPERATOR[clause.comparator]} {param(clause.value, '::text')}"
 
 
-def _prompt_exclusion(clauses: tuple[Comparison, ...], kind: str, param: _Params) -> tuple[tuple[Comparison, ...], str | None]:
+def _prompt_exclusion(
+    clauses: tuple[Comparison, ...], kind: str, param: _Params
+) -> tuple[tuple[Comparison, ...], str | None]:
     """Leave prompts out unless the filter asks for them; clauses on the prompt tag then go too."""
     if asks_for_prompts(clauses):
         return clauses, None
@@ -519,7 +526,8 @@ def compile_model_version_search(
             where.append(_attribute_condition(_VERSION_COLUMN[clause.key], clause, param))
     order_sql = ", ".join(f"{_VERSION_COLUMN[key.key]} {'ASC' if key.ascending else 'DESC'}" for key in order)
     sql = (
-        "SELECT mv.model_key, mv.version FROM model_versions mv JOIN registered_models rm ON rm.model_key = mv.model_key"
+        "SELECT mv.model_key, mv.version FROM model_versions mv "
+        "JOIN registered_models rm ON rm.model_key = mv.model_key"
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + f" ORDER BY {order_sql} {_limit(param, offset, max_results)}"
     )

@@ -476,8 +476,9 @@ class RegistryStore:
                 token = query.next_token(len(keys))
                 keys = keys[: max(query.max_results, 0)]
                 rows = await conn.fetch(
-                    "SELECT rm.* FROM registered_models rm JOIN unnest($1::bigint[]) WITH ORDINALITY AS k(model_key, n) "
-                    "ON k.model_key = rm.model_key ORDER BY k.n",
+                    "SELECT rm.* FROM registered_models rm "
+                    "JOIN unnest($1::bigint[]) WITH ORDINALITY AS k(model_key, n) ON k.model_key = rm.model_key "
+                    "ORDER BY k.n",
                     keys,
                 )
                 return await self._models_of(conn, rows, searched=True), token
@@ -490,7 +491,8 @@ class RegistryStore:
                 token = query.next_token(len(found))
                 found = found[: max(query.max_results, 0)]
                 rows = await conn.fetch(
-                    """SELECT mv.*, rm.name FROM unnest($1::bigint[], $2::integer[]) WITH ORDINALITY AS k(model_key, version, n)
+                    """SELECT mv.*, rm.name
+                       FROM unnest($1::bigint[], $2::integer[]) WITH ORDINALITY AS k(model_key, version, n)
                        JOIN model_versions mv ON mv.model_key = k.model_key AND mv.version = k.version
                        JOIN registered_models rm ON rm.model_key = mv.model_key
                        ORDER BY k.n""",
@@ -581,7 +583,8 @@ class RegistryStore:
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 key = (await self._model(conn, name, lock=True))["model_key"]
-                for table in ("registered_model_aliases", "model_version_tags", "model_versions", "registered_model_tags"):
+                tables = ("registered_model_aliases", "model_version_tags", "model_versions", "registered_model_tags")
+                for table in tables:
                     await conn.execute(f"DELETE FROM {table} WHERE model_key = $1", key)
                 await conn.execute("DELETE FROM registered_models WHERE model_key = $1", key)
 
@@ -715,7 +718,8 @@ class RegistryStore:
     @staticmethod
     async def _logged_model(conn, model_id: str):
         return await conn.fetchrow(
-            "SELECT artifact_location, source_run_id FROM logged_models WHERE model_id = $1 AND lifecycle_stage = 'active'",
+            "SELECT artifact_location, source_run_id FROM logged_models "
+            "WHERE model_id = $1 AND lifecycle_stage = 'active'",
             model_id,
         )
 
