@@ -38,6 +38,20 @@ log = logging.getLogger(__name__)
 # bounded all the same (BENCHMARKS.md, "The cyclic garbage collector").
 GC_THRESHOLDS = (50_000, 20, 100)
 
+
+def collect_less_often(app: web.Application) -> None:
+    """Set :data:`GC_THRESHOLDS` now, and freeze what exists once ``app`` has started.
+
+    What the startup made (modules, routes, the pool) lives as long as the
+    process, so it is kept out of every later collection's walk.
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
+
+    async def freeze(app: web.Application) -> None:
+        gc.freeze()
+
+    app.on_startup.append(freeze)
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -158,16 +172,13 @@ def run(app: web.Application, settings: Settings, *, reuse_port: bool, loop: asy
 
     async def serve() -> None:
         await runner.setup()
-        # What exists once the app is up (modules, routes, the pool) lives as
-        # long as the process: keep it out of every later collection's walk.
-        gc.freeze()
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context, backlog=1024,
                            reuse_port=reuse_port or None)
         await site.start()
         while True:
             await asyncio.sleep(3600)
 
-    gc.set_threshold(*GC_THRESHOLDS)
+    collect_less_often(app)
     asyncio.set_event_loop(loop)
     main = loop.create_task(serve())
     try:

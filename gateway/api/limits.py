@@ -109,8 +109,12 @@ def body_limits(*, server_max_bytes: int, body_timeout: float):
         if declared is not None and declared > limit:
             raise BodyTooLarge(limit, declared)
         try:
-            async with asyncio.timeout(body_timeout):
+            if request.content.is_eof():
+                # The whole body came with the headers (a small write): nothing to wait for.
                 body = await request.read()
+            else:
+                async with asyncio.timeout(body_timeout):
+                    body = await request.read()
         except TimeoutError:
             raise BodyTimeout(body_timeout) from None
         except web.HTTPRequestEntityTooLarge:

@@ -41,6 +41,7 @@ def relay(args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from gateway.relay.app import create_relay_app
+    from gateway.serving import collect_less_often
 
     overrides = {name: getattr(args, name, None) for name in RelaySettings.__struct_fields__}
     try:
@@ -58,8 +59,10 @@ def relay(args: argparse.Namespace) -> None:
         settings.ack,
         settings.spool_dir,
     )
+    app = create_relay_app(settings)
+    collect_less_often(app)
     web.run_app(
-        create_relay_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         access_log=None,
