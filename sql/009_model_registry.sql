@@ -1,8 +1,8 @@
 -- MLflow's model registry: registered models, their versions, tags and aliases.
 -- A registered model is keyed by a surrogate model_key so that renaming it is
 -- one row's update; its versions, tags and aliases refer to it by that key.
--- None of these tables refers to the run tables (a version's run_id is plain
--- text), so the run tables stay free to be distributed by run id.
+-- None of these tables refers to the run tables (a version's run is plain text
+-- in source_run_id), so the run tables stay free to be distributed by run id.
 
 CREATE TABLE registered_models (
     model_key         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -26,12 +26,14 @@ CREATE TABLE model_versions (
     source            text NOT NULL,
     -- where the files are read from: the logged model's location for a models:/<id> source
     storage_location  text NOT NULL,
-    -- as the request gave it ('' when it gave none); NULL when taken from a logged model without a run
-    run_id            text,
+    -- MLflow's run_id of the version: the run its files came from, as the request gave it ('' when
+    -- it gave none; NULL when taken from a logged model without a run). Not named run_id: that
+    -- name marks the run-scoped tables, which this one is not.
+    source_run_id     text,
     run_link          text NOT NULL DEFAULT '',
     PRIMARY KEY (model_key, version)
 );
-CREATE INDEX model_versions_by_run ON model_versions (run_id);
+CREATE INDEX model_versions_by_run ON model_versions (source_run_id);
 CREATE INDEX model_versions_by_update ON model_versions (last_updated_time DESC);
 
 CREATE TABLE registered_model_tags (

@@ -73,7 +73,7 @@ _MODEL_ORDER_COLUMN = {
 }
 _VERSION_COLUMN = {
     "name": "rm.name",
-    "run_id": "mv.run_id",
+    "run_id": "mv.source_run_id",
     "source_path": "mv.source",
     "version_number": "mv.version",
     "creation_timestamp": "mv.creation_time",

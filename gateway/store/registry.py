@@ -263,7 +263,7 @@ def _version_entity(row, name: str, tags: list[Tag], aliases: list[str]) -> Mode
         current_stage=row["current_stage"],
         description=row["description"],
         source=row["source"],
-        run_id=row["run_id"],
+        run_id=row["source_run_id"],
         status="READY",
         tags=tags,
         run_link=row["run_link"],
@@ -749,14 +749,14 @@ class RegistryStore:
         else:
             number = await self._highest_version(conn, model, models_uri.stage)
         row = await self._version(conn, model, number)
-        if (has_run_id and (run_id or "") != (row["run_id"] or "")) or (has_model_id and (model_id or "") != ""):
+        if (has_run_id and (run_id or "") != (row["source_run_id"] or "")) or (has_model_id and (model_id or "") != ""):
             raise InvalidParameter(
                 f"Invalid model version source: '{source}'. The run_id and model_id request "
                 "parameters must match the referenced model version."
             )
         return (
             f"models:/{model['name']}/{row['version']}",
-            run_id if has_run_id else row["run_id"],
+            run_id if has_run_id else row["source_run_id"],
             model_id if has_model_id else None,
             row["storage_location"] or row["source"],
         )
@@ -895,7 +895,7 @@ class RegistryStore:
                     )
                     await conn.execute(
                         """INSERT INTO model_versions (model_key, version, creation_time, last_updated_time,
-                               description, source, storage_location, run_id, run_link)
+                               description, source, storage_location, source_run_id, run_link)
                            VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)""",
                         model["model_key"],
                         number,

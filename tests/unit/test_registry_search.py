@@ -168,7 +168,7 @@ def test_compiled_version_search_and_next_token():
         page_token=None,
     )
     assert query.sql.endswith(
-        "AND rm.name = $3::text AND mv.version > $4::bigint AND NOT (mv.run_id = ANY($5::text[])) "
+        "AND rm.name = $3::text AND mv.version > $4::bigint AND NOT (mv.source_run_id = ANY($5::text[])) "
         "ORDER BY mv.last_updated_time DESC, rm.name ASC, mv.version DESC OFFSET $6::bigint LIMIT $7::bigint"
     )
     assert query.args == [PROMPT_TAG, "true", "m", 1, ["a", "b"], 0, 3]
