@@ -173,6 +173,13 @@ class LoggedModel(_Entity):
 # ---- the model registry ---------------------------------------------------------------
 
 
+class RegistryTag(_Entity):
+    """A registered model's or a model version's tag; the value is shown even when empty, as MLflow shows it."""
+
+    key: str
+    value: str
+
+
 class ModelVersion(_Entity, kw_only=True):
     """A version of a registered model, as model-versions/get shows it.
 
@@ -192,7 +199,7 @@ class ModelVersion(_Entity, kw_only=True):
     run_id: str | None = None
     status: str
     status_message: str | None = None
-    tags: list[Tag] = []
+    tags: list[RegistryTag] = []
     run_link: str | None = None
     aliases: list[str] = []
 
@@ -210,5 +217,5 @@ class RegisteredModel(_Entity, kw_only=True):
     last_updated_timestamp: int | None = None
     description: str | None = None
     latest_versions: list[ModelVersion] = []
-    tags: list[Tag] = []
+    tags: list[RegistryTag] = []
     aliases: list[RegisteredModelAlias] = []

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFound
-from gateway.model import KeyValue, ModelVersion, RegisteredModel, RegisteredModelAlias, Tag
+from gateway.model import KeyValue, ModelVersion, RegisteredModel, RegisteredModelAlias, RegistryTag
 from gateway.search.registry import PROMPT_TAG, RegistryQuery
 from gateway.store.errors import translate_transient
 from gateway.store.tracking import now_ms
@@ -254,7 +254,7 @@ def _runs_uri_run_id(uri: str) -> str:
 # ---- rows to entities -------------------------------------------------------------------
 
 
-def _version_entity(row, name: str, tags: list[Tag], aliases: list[str]) -> ModelVersion:
+def _version_entity(row, name: str, tags: list[RegistryTag], aliases: list[str]) -> ModelVersion:
     return ModelVersion(
         name=name,
         version=str(row["version"]),
@@ -325,9 +325,9 @@ class RegistryStore:
             keys,
             numbers,
         )
-        tags: dict[tuple[int, int], list[Tag]] = {}
+        tags: dict[tuple[int, int], list[RegistryTag]] = {}
         for row in tag_rows:
-            tags.setdefault((row["model_key"], row["version"]), []).append(Tag(row["key"], row["value"]))
+            tags.setdefault((row["model_key"], row["version"]), []).append(RegistryTag(row["key"], row["value"]))
         aliases: dict[tuple[int, int], list[str]] = {}
         if with_aliases:
             alias_rows = await conn.fetch(
@@ -383,9 +383,9 @@ class RegistryStore:
         )
         latest_rows = await self._latest_rows(conn, keys, by_stage_name=searched)
         latest = await self._versions_of(conn, latest_rows, names, with_aliases=False)
-        tags: dict[int, list[Tag]] = {}
+        tags: dict[int, list[RegistryTag]] = {}
         for row in tag_rows:
-            tags.setdefault(row["model_key"], []).append(Tag(row["key"], row["value"]))
+            tags.setdefault(row["model_key"], []).append(RegistryTag(row["key"], row["value"]))
         aliases: dict[int, list[RegisteredModelAlias]] = {}
         for row in alias_rows:
             aliases.setdefault(row["model_key"], []).append(RegisteredModelAlias(row["alias"], str(row["version"])))

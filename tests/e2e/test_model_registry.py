@@ -436,6 +436,9 @@ def test_raw_http_shapes_and_paths(gateway):
     assert [v["version"] for v in latest.json()["model_versions"]] == ["1"]
     model = session.get(gateway.url + API + "/registered-models/get", params={"name": name + "-api"}).json()
     assert set(model["registered_model"]) == {"name", "creation_timestamp", "last_updated_timestamp", "latest_versions"}
+    tagged = session.post(gateway.url + API + "/registered-models/create",
+                          json={"name": name + "-tag", "tags": [{"key": "k"}]})
+    assert tagged.json()["registered_model"]["tags"] == [{"key": "k", "value": ""}]
     missing = session.get(gateway.url + API + "/registered-models/get", params={})
     assert (missing.status_code, missing.json()) == (400, {
         "error_code": "INVALID_PARAMETER_VALUE",
