@@ -33,6 +33,7 @@ from gateway.search.parser import (
     _check_characters,
     _complete_like_escape,
     _Grammar,
+    _list_value,
     _RawClause,
     _scan_filter,
     _scan_order_by,
@@ -136,17 +137,7 @@ def _list_items(raw: _RawClause, grammar: _Grammar, key: str) -> tuple[str, ...]
         raise InvalidParameter(
             f"Only {sorted(grammar.list_attributes)} attributes support comparison with a list of quoted string values."
         )
-    items = raw.literal.value
-    if not items:
-        raise InvalidParameter(
-            "While parsing a list in the query, expected a non-empty list of string values, but got empty list"
-        )
-    if not all(isinstance(item, str) for item in items):
-        raise InvalidParameter(
-            "While parsing a list in the query, expected string value, punctuation, or whitespace, "
-            f"but got different type in list: {items}"
-        )
-    return items
+    return _list_value(raw.literal)
 
 
 def _value(raw: _RawClause, entity: Entity, key: str, grammar: _Grammar) -> ast.Value:
