@@ -52,6 +52,7 @@ def collect_less_often(app: web.Application) -> None:
 
     app.on_startup.append(freeze)
 
+
 _encode = msgspec.json.Encoder().encode
 
 
