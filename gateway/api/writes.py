@@ -67,10 +67,7 @@ class WritePath:
             # one is answered once committed, so a conflict gets MLflow's error.
             future.add_done_callback(_log_refused_after_accept)
             return
-        remaining = deadline - time.monotonic()
-        try:
-            await asyncio.wait_for(asyncio.shield(future), max(remaining, 0.001))
-        except TimeoutError:
+        if not await _done_within(future, deadline - time.monotonic()):
             # The write stays with the flusher and may still land; the client was
             # not told it did, so it retries (an identical point is stored once).
             future.add_done_callback(_consume_outcome)
@@ -78,7 +75,8 @@ class WritePath:
                 "The write could not be committed in time: the database is unavailable or overloaded. "
                 "Retry later.",
                 retry_after=2.0,
-            ) from None
+            )
+        future.result()  # the write's own error, if the flush refused it
 
     async def settle_run(self, run_id: str) -> None:
         """Wait until the run's accepted writes are committed, so a read sees them."""
@@ -93,6 +91,32 @@ class WritePath:
         futures = [f for run_id in self._accumulator.run_ids() for f in self._accumulator.futures_of_run(run_id)]
         if futures:
             await asyncio.wait(futures, timeout=self._deadline)
+
+
+async def _done_within(future: asyncio.Future, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``future``; whether it is done. Never cancels it.
+
+    The flusher owns the write: a caller that gives up, or is cancelled, leaves
+    the future to it. (``wait_for`` over ``shield`` does the same with two more
+    futures and their callbacks on every write.)
+    """
+    if future.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(max(seconds, 0.001), wake)
+    future.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        future.remove_done_callback(wake)
+    return future.done()
 
 
 def _consume_outcome(future: asyncio.Future) -> None:
