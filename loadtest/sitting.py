@@ -19,6 +19,7 @@ stopped before the next one starts, and the sitting ends by itself.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -33,13 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import asyncio
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = (
     "log-metric-c16", "log-metric-c64", "log-metric-c256",
     "log-batch-c4", "log-batch-c16", "log-param-c64", "create-run-c16",
 )
+
+
+# Every server measured here answers it once it is ready.
+READY_PATH = "/health"
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,6 @@ class Server:
             ]
         raise ValueError(f"unknown server {self.name}")
 
-    def ready_path(self) -> str:
-        # FastTrackML serves its MLflow API at the root; /health answers on every server here.
-        return "/health"
-
 
 SERVERS = {
     "gateway-1": Server("gateway-1", "gateway, 1 worker", 5091),
@@ -101,17 +101,23 @@ def run_sql(pg_host: str, statement: str) -> None:
     asyncio.run(execute())
 
 
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 now (a refused or reset connection: not yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
 def wait_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
+    """Poll ``url`` until it answers; stop the sitting if the server exits or the time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"server exited with status {process.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
+        if answers(url):
+            return
         time.sleep(0.5)
     raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
 
@@ -141,7 +147,7 @@ def measure_server(args: argparse.Namespace, server: Server, round_no: int) -> d
             )
             try:
                 base = f"http://127.0.0.1:{server.port}"
-                wait_ready(base + server.ready_path(), process, timeout=120)
+                wait_ready(base + READY_PATH, process, timeout=120)
                 bench = [
                     sys.executable, str(HERE / "bench.py"), "--url", base, "--duration", str(args.duration),
                     "--warmup", str(args.warmup), "--server-pid", str(process.pid), "--json", str(json_path),
