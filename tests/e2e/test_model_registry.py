@@ -473,3 +473,28 @@ def test_prompts_register_and_load(tracking_uri):
         f"Tried to create a registered model with name {name!r}, but the name is already taken by a prompt. "
         "MLflow does not allow creating a model and a prompt with the same name.",
     )
+
+
+def test_copy_model_version_and_load_by_stage_outlive_the_source_model(tracking_uri):
+    source_name, target_name = unique("staged"), unique("promoted")
+    mlflow.set_experiment(unique("registry-copy"))
+    with mlflow.start_run() as run:
+        mlflow.pyfunc.log_model(
+            name="model", python_model=AddN(5), pip_requirements=[], registered_model_name=source_name
+        )
+    client = MlflowClient()
+    client.transition_model_version_stage(source_name, "1", "Production")
+    assert mlflow.pyfunc.load_model(f"models:/{source_name}/Production").predict([1]) == [6]
+
+    copied = client.copy_model_version(f"models:/{source_name}/1", target_name)
+    assert (copied.name, copied.version, copied.source, copied.run_id) == (
+        target_name, "1", f"models:/{source_name}/1", run.info.run_id
+    )
+    assert copied.current_stage == "None"  # a copy starts in no stage, as in MLflow
+    found = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    assert sorted((v.name, v.version) for v in found) == sorted([(source_name, "1"), (target_name, "1")])
+
+    client.delete_registered_model(source_name)
+    assert [m.name for m in client.search_registered_models(f"name = '{source_name}'")] == []
+    # The copy reads the logged model's files, which do not go with the source model.
+    assert mlflow.pyfunc.load_model(f"models:/{target_name}/1").predict([2]) == [7]
