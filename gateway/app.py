@@ -12,12 +12,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import telemetry
 from gateway.api.artifacts import add_artifact_routes
 from gateway.api.auth import authentication
+from gateway.api.graphql import add_graphql_routes
 from gateway.api.limits import body_limits
 from gateway.api.logged_models import add_logged_model_routes
 from gateway.api.middleware import mlflow_errors, request_ids
 from gateway.api.openapi import operation, serve_document
 from gateway.api.registry import add_registry_routes
 from gateway.api.routes import add_routes
+from gateway.api.webui import add_ui_routes, find_build
 from gateway.api.state import ARTIFACTS, LOGGED_MODELS, REGISTRY, STORE, WRITES
 from gateway.api.writes import WritePath
 from gateway.artifacts import open_store
@@ -130,6 +132,8 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     add_artifact_routes(app)
     add_logged_model_routes(app)
     add_registry_routes(app)
+    add_graphql_routes(app)
+    add_ui_routes(app, find_build())
     app.router.add_get("/metrics", prometheus_metrics)
     serve_document(app, authentication=bool(settings.auth_file))
     return app

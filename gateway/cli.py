@@ -13,6 +13,7 @@ import typing
 
 import asyncpg
 
+from gateway.api.webui import INSTALL_HINT, find_build
 from gateway.auth import CredentialsError, CredentialsFile
 from gateway.config import SETTING_DOCS, Settings, is_loopback
 from gateway.durations import parse_duration_ms
@@ -90,6 +91,8 @@ def serve(args: argparse.Namespace) -> None:
             worker.start()
             workers.append(worker)
         where = "embedded PostgreSQL in " + str(embedded.pgdata) if embedded else "the given database"
+        if find_build() is None:
+            log.warning("the web UI is not installed; for MLflow's UI at /, run: %s", INSTALL_HINT)
         log.info(
             "serving the MLflow tracking API on %s://%s:%d (%d worker(s), ack=%s, %s)",
             "https" if settings.tls_cert else "http",

@@ -107,6 +107,15 @@ class Dataset(_Entity):
     profile: str | None = None
 
 
+class DatasetSummary(_Entity):
+    """A dataset as experiments/search-datasets lists it: where it was logged, and in which context."""
+
+    experiment_id: str
+    name: str
+    digest: str
+    context: str | None = None
+
+
 class DatasetInput(_Entity):
     tags: list[Tag] = []
     dataset: Dataset | None = None

@@ -141,19 +141,23 @@ async def list_run_artifacts(request: web.Request) -> web.Response:
     experiment with its own artifact location (a directory, ``file://`` or ``s3://``)
     list from there, as ``mlflow server`` does.
     """
-    message = await read(request, model_schemas.ListArtifacts)
+    return ok(await answer_list_run_artifacts(request.app, await read(request, model_schemas.ListArtifacts)))
+
+
+async def answer_list_run_artifacts(
+    app: web.Application, message: model_schemas.ListArtifacts
+) -> model_schemas.ListArtifactsResponse:
+    """artifacts/list, also asked through GraphQL."""
     run_id = run_id_of(message)
     raw = optional_str(message.path, "path")
     relative = safe_path(raw) if raw else ""
-    info = await request.app[STORE].get_run_info(run_id)
-    entries = await _list_under(request, info.artifact_uri, relative)
-    return ok(
-        model_schemas.ListArtifactsResponse(root_uri=info.artifact_uri, files=_file_infos(entries, relative or None))
-    )
+    info = await app[STORE].get_run_info(run_id)
+    entries = await _list_under(app, info.artifact_uri, relative)
+    return model_schemas.ListArtifactsResponse(root_uri=info.artifact_uri, files=_file_infos(entries, relative or None))
 
 
-async def _list_under(request: web.Request, artifact_uri: str, relative: str) -> list[ArtifactEntry]:
-    async with open_location(artifact_uri, request.app[ARTIFACTS]) as location:
+async def _list_under(app: web.Application, artifact_uri: str, relative: str) -> list[ArtifactEntry]:
+    async with open_location(artifact_uri, app[ARTIFACTS]) as location:
         return await location.store.list(join(location.root, relative))
 
 
@@ -168,7 +172,7 @@ async def list_logged_model_artifacts(request: web.Request) -> web.Response:
     raw = optional_str(message.artifact_directory_path, "artifact_directory_path")
     relative = safe_path(raw) if raw else ""
     model = await request.app[LOGGED_MODELS].get(request.match_info["model_id"])
-    entries = await _list_under(request, model.info.artifact_uri, relative)
+    entries = await _list_under(request.app, model.info.artifact_uri, relative)
     return ok(
         model_schemas.ListArtifactsResponse(
             root_uri=model.info.artifact_uri, files=_file_infos(entries, relative or None)

@@ -366,7 +366,13 @@ async def get_model_version_download_uri(request: web.Request) -> web.Response:
     summary="Search model versions with a filter, an order and pages.",
 )
 async def search_model_versions(request: web.Request) -> web.Response:
-    message = await read(request, registry_schemas.SearchRegistry)
+    return ok(await answer_search_model_versions(request.app, await read(request, registry_schemas.SearchRegistry)))
+
+
+async def answer_search_model_versions(
+    app: web.Application, message: registry_schemas.SearchRegistry
+) -> registry_schemas.SearchModelVersionsResponse:
+    """model-versions/search, also asked through GraphQL."""
     filter_string = optional_str(message.filter, "filter")
     max_results = _max_results(message.max_results, MODEL_VERSIONS_DEFAULT_MAX_RESULTS, MODEL_VERSIONS_MAX_RESULTS)
     order_by = _string_list(message.order_by, "order_by")
@@ -378,8 +384,8 @@ async def search_model_versions(request: web.Request) -> web.Response:
     query = compile_model_version_search(
         filter_string=filter_string, order_by=order_by, max_results=max_results, page_token=page_token
     )
-    versions, token = await request.app[REGISTRY].search_model_versions(query)
-    return ok(registry_schemas.SearchModelVersionsResponse(model_versions=versions, next_page_token=token))
+    versions, token = await app[REGISTRY].search_model_versions(query)
+    return registry_schemas.SearchModelVersionsResponse(model_versions=versions, next_page_token=token)
 
 
 @operation(registry_schemas.SetModelVersionTag, Empty, summary="Set a tag of a model version.")

@@ -29,6 +29,7 @@ from gateway.errors import InvalidParameter
 from gateway.model import DatasetInput, Dataset, Tag
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+UI_PREFIX = "/ajax-api/2.0/mlflow"
 
 MAX_HISTORY_PAGE = 25_000
 MAX_BULK_INTERVAL_RUNS = 100
@@ -102,11 +103,14 @@ async def create_run(request: web.Request) -> web.Response:
 
 @operation(schemas.GetRun, schemas.RunResponse, summary="Get a run with its latest metrics, params and tags.")
 async def get_run(request: web.Request) -> web.Response:
-    message = await read(request, schemas.GetRun)
+    return ok(await answer_get_run(request.app, await read(request, schemas.GetRun)))
+
+
+async def answer_get_run(app: web.Application, message: schemas.GetRun) -> schemas.RunResponse:
+    """runs/get, also asked through GraphQL."""
     run_id = run_id_of(message)
-    await request.app[WRITES].settle_run(run_id)
-    run = await request.app[STORE].get_run(run_id)
-    return ok(schemas.RunResponse(run=run))
+    await app[WRITES].settle_run(run_id)
+    return schemas.RunResponse(run=await app[STORE].get_run(run_id))
 
 
 @operation(schemas.UpdateRun, schemas.UpdateRunResponse, summary="Update a run's status, end time or name.")
@@ -202,14 +206,18 @@ async def log_model(request: web.Request) -> web.Response:
     schemas.SearchRuns, schemas.SearchRunsResponse, summary="Search runs with a filter, an order and pages.",
 )
 async def search_runs(request: web.Request) -> web.Response:
-    message = await read(request, schemas.SearchRuns)
+    return ok(await answer_search_runs(request.app, await read(request, schemas.SearchRuns)))
+
+
+async def answer_search_runs(app: web.Application, message: schemas.SearchRuns) -> schemas.SearchRunsResponse:
+    """runs/search, also asked through GraphQL."""
     max_results = optional_int(message.max_results, "max_results")
     max_results = check.max_results(DEFAULT_SEARCH_RESULTS if max_results is None else max_results)
     experiment_ids = [int(check_experiment_id(e)) for e in message.experiment_ids or ()]
     order_by = [required_str(o, "order_by") for o in message.order_by or ()]
     view = enum_name(message.run_view_type, VIEW_TYPES, "run_view_type", "ACTIVE_ONLY")
-    await request.app[WRITES].settle_all()
-    runs, token = await request.app[STORE].search_runs(
+    await app[WRITES].settle_all()
+    runs, token = await app[STORE].search_runs(
         experiment_ids=experiment_ids,
         filter_string=optional_str(message.filter, "filter") or None,
         run_view_type=view,
@@ -217,7 +225,7 @@ async def search_runs(request: web.Request) -> web.Response:
         max_results=max_results,
         page_token=message.page_token or None,
     )
-    return ok(schemas.SearchRunsResponse(runs=runs, next_page_token=token or None))
+    return schemas.SearchRunsResponse(runs=runs, next_page_token=token or None)
 
 
 def check_experiment_id(value: Any) -> str:
@@ -263,6 +271,13 @@ async def get_metric_history(request: web.Request) -> web.Response:
 )
 async def get_metric_history_bulk_interval(request: web.Request) -> web.Response:
     message = await read(request, schemas.GetMetricHistoryBulkInterval)
+    return ok(await answer_get_metric_history_bulk_interval(request.app, message))
+
+
+async def answer_get_metric_history_bulk_interval(
+    app: web.Application, message: schemas.GetMetricHistoryBulkInterval
+) -> schemas.GetMetricHistoryBulkIntervalResponse:
+    """metrics/get-history-bulk-interval, also asked through GraphQL."""
     run_ids = message.run_ids or []
     if not run_ids:
         raise check.missing_value("run_ids")
@@ -292,10 +307,38 @@ async def get_metric_history_bulk_interval(request: web.Request) -> web.Response
             f"end_step must be greater than start_step. Found start_step={start_step} and end_step={end_step}."
         )
     for run_id in run_ids:
-        await request.app[WRITES].settle_run(run_id)
-    metrics = await request.app[STORE].get_metric_history_sampled(
+        await app[WRITES].settle_run(run_id)
+    metrics = await app[STORE].get_metric_history_sampled(
         run_ids, key, max_results=max_results, start_step=start_step, end_step=end_step
     )
+    return schemas.GetMetricHistoryBulkIntervalResponse(metrics=metrics)
+
+
+MAX_HISTORY_BULK_RUNS = 100
+
+
+@operation(
+    schemas.GetMetricHistoryBulk, schemas.GetMetricHistoryBulkIntervalResponse,
+    summary="Get every point of one metric of several runs (the web UI's older chart call).",
+)
+async def get_metric_history_bulk(request: web.Request) -> web.Response:
+    message = await read(request, schemas.GetMetricHistoryBulk)
+    run_ids = [required_str(r, "run_id") for r in message.run_id or ()]
+    if not run_ids:
+        raise InvalidParameter("GetMetricHistoryBulk request must specify at least one run_id.")
+    if len(run_ids) > MAX_HISTORY_BULK_RUNS:
+        raise InvalidParameter(
+            f"GetMetricHistoryBulk request cannot specify more than {MAX_HISTORY_BULK_RUNS} run_ids. "
+            f"Received {len(run_ids)} run_ids."
+        )
+    if message.metric_key is None:
+        raise InvalidParameter("GetMetricHistoryBulk request must specify a metric_key.")
+    key = required_str(message.metric_key, "metric_key")
+    max_results = optional_int(message.max_results, "max_results")
+    max_results = MAX_HISTORY_PAGE if max_results is None else min(max_results, MAX_HISTORY_PAGE)
+    for run_id in run_ids:
+        await request.app[WRITES].settle_run(run_id)
+    metrics = await request.app[STORE].get_metric_history_bulk(run_ids, key, max(max_results, 0))
     return ok(schemas.GetMetricHistoryBulkIntervalResponse(metrics=metrics))
 
 
@@ -314,10 +357,13 @@ async def create_experiment(request: web.Request) -> web.Response:
 
 @operation(schemas.ExperimentRef, schemas.GetExperimentResponse, summary="Get an experiment by id.")
 async def get_experiment(request: web.Request) -> web.Response:
-    message = await read(request, schemas.ExperimentRef)
+    return ok(await answer_get_experiment(request.app, await read(request, schemas.ExperimentRef)))
+
+
+async def answer_get_experiment(app: web.Application, message: schemas.ExperimentRef) -> schemas.GetExperimentResponse:
+    """experiments/get, also asked through GraphQL."""
     experiment_id = required_str(message.experiment_id, "experiment_id")
-    experiment = await request.app[STORE].get_experiment(experiment_id)
-    return ok(schemas.GetExperimentResponse(experiment=experiment))
+    return schemas.GetExperimentResponse(experiment=await app[STORE].get_experiment(experiment_id))
 
 
 @operation(schemas.GetExperimentByName, schemas.GetExperimentResponse, summary="Get an experiment by name.")
@@ -391,6 +437,31 @@ async def search_experiments(request: web.Request) -> web.Response:
         page_token=message.page_token or None,
     )
     return ok(schemas.SearchExperimentsResponse(experiments=experiments, next_page_token=token or None))
+
+
+MAX_DATASET_SEARCH_EXPERIMENTS = 20
+
+
+@operation(
+    schemas.SearchDatasets, schemas.SearchDatasetsResponse,
+    summary="List the datasets logged to the runs of experiments (the web UI's dataset filter).",
+)
+async def search_datasets(request: web.Request) -> web.Response:
+    return ok(await answer_search_datasets(request.app, await read(request, schemas.SearchDatasets)))
+
+
+async def answer_search_datasets(app: web.Application, message: schemas.SearchDatasets) -> schemas.SearchDatasetsResponse:
+    """experiments/search-datasets, also asked through GraphQL."""
+    experiment_ids = message.experiment_ids or []
+    if not experiment_ids:
+        raise InvalidParameter("SearchDatasets request must specify at least one experiment_id.")
+    if len(experiment_ids) > MAX_DATASET_SEARCH_EXPERIMENTS:
+        raise InvalidParameter(
+            f"SearchDatasets request cannot specify more than {MAX_DATASET_SEARCH_EXPERIMENTS} experiment_ids. "
+            f"Received {len(experiment_ids)} experiment_ids."
+        )
+    ids = [check_experiment_id(e) for e in experiment_ids]
+    return schemas.SearchDatasetsResponse(dataset_summaries=await app[STORE].search_datasets(ids))
 
 
 # ---- Databricks bulk run operations --------------------------------------------------
@@ -498,12 +569,21 @@ _TRACKING_ROUTES: list[tuple[str, str, Any]] = [
 ]
 
 
+# Paths `mlflow server` serves for its web UI only, under /ajax-api/2.0/mlflow.
+_UI_ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/metrics/get-history-bulk", get_metric_history_bulk),
+    ("POST", "/experiments/search-datasets", search_datasets),
+]
+
+
 def add_routes(app: web.Application) -> None:
-    """Register every tracking path under both prefixes, plus /health and /version."""
+    """Register every tracking path under both prefixes, the web UI's own paths, /health and /version."""
     from gateway.api.export import EXPORT_ROUTES  # it builds on this module's helpers
 
     for prefix in PREFIXES:
         for method, path, handler in [*_TRACKING_ROUTES, *EXPORT_ROUTES]:
             app.router.add_route(method, prefix + path, handler)
+    for method, path, handler in _UI_ROUTES:
+        app.router.add_route(method, UI_PREFIX + path, handler)
     app.router.add_get("/health", health)
     app.router.add_get("/version", version)

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.model import Experiment, Metric, Run, RunInfo
+from gateway.model import DatasetSummary, Experiment, Metric, Run, RunInfo
 
 
 class Request(msgspec.Struct, kw_only=True):
@@ -109,6 +109,16 @@ class GetMetricHistoryBulkInterval(Request):
     start_step: Any = None
     end_step: Any = None
     max_results: Any = None
+
+
+class GetMetricHistoryBulk(Request):
+    run_id: list[Any] | None = None
+    metric_key: Any = None
+    max_results: Any = None
+
+
+class SearchDatasets(Request):
+    experiment_ids: list[Any] | None = None
 
 
 class DatasetIn(msgspec.Struct, kw_only=True):
@@ -238,6 +248,10 @@ class GetMetricHistoryResponse(Response):
 
 class GetMetricHistoryBulkIntervalResponse(Response):
     metrics: list[Metric] = []
+
+
+class SearchDatasetsResponse(Response):
+    dataset_summaries: list[DatasetSummary] = []
 
 
 class DeleteRunsResponse(Response):

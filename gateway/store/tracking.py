@@ -20,6 +20,7 @@ from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFou
 from gateway.model import (
     Dataset,
     DatasetInput,
+    DatasetSummary,
     Experiment,
     KeyValue,
     Metric,
@@ -613,6 +614,29 @@ class TrackingStore:
                         [(run_id, m) for m in model_ids],
                     )
 
+    async def search_datasets(self, experiment_ids: Sequence[object]) -> list[DatasetSummary]:
+        """The datasets logged to runs of these experiments, each with its context input tag.
+
+        One summary per (experiment, name, digest, context), at most 1000, as MLflow's
+        experiments/search-datasets answers them.
+        """
+        ids = [parse_experiment_id(e) for e in experiment_ids]
+        rows = await self._fetch(
+            """SELECT DISTINCT r.experiment_id, d.name, d.digest,
+                      (SELECT t->>'value' FROM jsonb_array_elements(d.tags) t
+                        WHERE t->>'key' = 'mlflow.data.context' LIMIT 1) AS context
+                 FROM run_dataset_inputs d JOIN runs r USING (run_id)
+                WHERE r.experiment_id = ANY($1::bigint[])
+                ORDER BY 1, 2, 3, 4
+                LIMIT 1000""",
+            ids,
+        )
+        return [
+            DatasetSummary(experiment_id=str(row["experiment_id"]), name=row["name"], digest=row["digest"],
+                           context=row["context"])
+            for row in rows
+        ]
+
     async def append_logged_model(self, run_id: str, model: dict) -> None:
         """Record a logged model in the run's ``mlflow.log-model.history`` tag, as MLflow does."""
         run_uuid(run_id)
@@ -669,6 +693,22 @@ class TrackingStore:
             for row in rows
         ]
         return points, token
+
+    async def get_metric_history_bulk(self, run_ids: Sequence[str], key: str, max_results: int) -> list[Metric]:
+        """A key's points over several runs, by run id and then as get-history orders them, at most
+        ``max_results`` in all; ids of no stored run are left out, as MLflow leaves them out."""
+        ids = [r for r in run_ids if _RUN_ID.match(r)]
+        rows = await self._fetch(
+            """SELECT m.run_id, m.value, m.timestamp, m.step FROM metrics m JOIN runs r USING (run_id)
+               WHERE m.run_id = ANY($1::uuid[]) AND m.key = $2
+               ORDER BY m.run_id, m.timestamp, m.step, m.value LIMIT $3""",
+            ids,
+            key,
+            max_results,
+        )
+        return [
+            Metric(key, wire_float(r["value"]), r["timestamp"], r["step"], run_id=r["run_id"].hex) for r in rows
+        ]
 
     async def get_metric_history_sampled(
         self, run_ids: list[str], key: str, *, max_results: int, start_step: int | None, end_step: int | None
