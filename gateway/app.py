@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import telemetry
 from gateway.api.artifacts import add_artifact_routes
 from gateway.api.auth import authentication
+from gateway.api.genai import add_genai_routes
 from gateway.api.graphql import add_graphql_routes
 from gateway.api.limits import body_limits
 from gateway.api.logged_models import add_logged_model_routes
@@ -133,6 +134,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     add_logged_model_routes(app)
     add_registry_routes(app)
     add_graphql_routes(app)
+    add_genai_routes(app)
     add_ui_routes(app, find_build())
     app.router.add_get("/metrics", prometheus_metrics)
     serve_document(app, authentication=bool(settings.auth_file))

@@ -16,19 +16,32 @@ from aiohttp import web
 from gateway.api import model_schemas
 from gateway.api.limits import body_chunks
 from gateway.api.openapi import operation
+from gateway.api import validation as check
+from gateway.api.decoding import read_query, required_str
 from gateway.api.routes import ok, optional_str, read, run_id_of
 from gateway.api.schemas import Empty
-from gateway.api.state import ARTIFACTS, LOGGED_MODELS, STORE
+from gateway.api.state import ARTIFACTS, LOGGED_MODELS, REGISTRY, STORE
 from gateway.artifacts import ArtifactEntry, Download, join, safe_path
 from gateway.artifacts.locations import open_location
 from gateway.artifacts.paths import invalid_path
 from gateway.artifacts.store import ArtifactIsDirectory, is_directory_error
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InvalidParameter
 
 PROXY_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
 TRACKING_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 _ARTIFACTS_MARKER = "/mlflow-artifacts/artifacts/"
 STREAM_CHUNK_BYTES = 1024 * 1024
+
+# MLflow's server sends files of these extensions (and these names) as text/plain,
+# so that its UI previews them as text.
+TEXT_EXTENSIONS = frozenset(
+    {
+        "txt", "log", "err", "cfg", "conf", "cnf", "cf", "ini", "properties", "prop", "hocon", "toml",
+        "yaml", "yml", "xml", "json", "js", "py", "py3", "csv", "tsv", "md", "rst", "ipynb",
+        "MLmodel", "MLproject",
+    }
+)
+UI_UPLOAD_MAX_BYTES = 10 * 1024 * 1024
 
 MULTIPART_UPLOAD_UNSUPPORTED = "Multipart upload is not supported for the current artifact repository"
 MULTIPART_DOWNLOAD_UNSUPPORTED = "Multipart download is not supported for the current artifact repository"
@@ -83,8 +96,16 @@ async def download_artifact(request: web.Request) -> web.StreamResponse:
     return await _send(request, await request.app[ARTIFACTS].get(path))
 
 
+def content_type_of(name: str) -> str:
+    """The Content-Type MLflow's server sends a file with: text/plain for text files, else by extension."""
+    stem, dot, extension = name.rpartition(".")
+    if (extension if dot and stem else name) in TEXT_EXTENSIONS:
+        return "text/plain"
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 async def _send(request: web.Request, download: Download) -> web.StreamResponse:
-    content_type = mimetypes.guess_type(download.name)[0] or "application/octet-stream"
+    content_type = content_type_of(download.name)
     headers = {
         "Content-Disposition": f'attachment; filename="{_header_safe(download.name)}"',
         "Content-Type": content_type,
@@ -194,13 +215,76 @@ async def download_logged_model_artifact(request: web.Request) -> web.StreamResp
         raise GatewayError('Request must include the "artifact_file_path" query parameter.', "BAD_REQUEST")
     relative = safe_path(raw)
     model = await request.app[LOGGED_MODELS].get(request.match_info["model_id"])
-    async with open_location(model.info.artifact_uri, request.app[ARTIFACTS]) as location:
+    return await _send_from(request, model.info.artifact_uri, relative)
+
+
+async def _send_from(request: web.Request, artifact_uri: str, relative: str) -> web.StreamResponse:
+    """Send one file below an artifact root (this server's destination or the root's own store)."""
+    async with open_location(artifact_uri, request.app[ARTIFACTS]) as location:
         try:
             download = await location.store.get(join(location.root, relative))
         except ArtifactIsDirectory:
             # Named as the client asked for it, not by its place in the store.
             raise is_directory_error(relative) from None
         return await _send(request, download)
+
+
+def _required_path(value: str | None) -> str:
+    if not value:
+        raise GatewayError("Request must include the \"path\" query parameter.", "BAD_REQUEST")
+    return safe_path(value)
+
+
+@operation(model_schemas.GetRunArtifact, None, summary="Download one file of a run (the web UI's preview).",
+           content_type="*/*")
+async def get_run_artifact(request: web.Request) -> web.StreamResponse:
+    """GET /get-artifact?run_uuid=&path=: a run's file, with the content type MLflow's UI previews by."""
+    message = await read(request, model_schemas.GetRunArtifact)
+    relative = _required_path(message.path)
+    info = await request.app[STORE].get_run_info(run_id_of(message))
+    return await _send_from(request, info.artifact_uri, relative)
+
+
+@operation(
+    model_schemas.GetModelVersionArtifact, None, summary="Download one file of a model version (the web UI's preview).",
+    content_type="*/*",
+)
+async def get_model_version_artifact(request: web.Request) -> web.StreamResponse:
+    """GET /model-versions/get-artifact?name=&version=&path=: a file of the version's source."""
+    message = await read(request, model_schemas.GetModelVersionArtifact)
+    relative = _required_path(message.path)
+    name = required_str(message.name, "name")
+    version = check.model_version(required_str(message.version, "version"))
+    check.model_name(name)
+    artifact_uri = await request.app[REGISTRY].get_download_uri(name, version)
+    return await _send_from(request, artifact_uri, relative)
+
+
+@operation(model_schemas.UploadRunArtifact, Empty, summary="Upload a small file to a run (the web UI's upload).")
+async def upload_run_artifact(request: web.Request) -> web.Response:
+    """POST /ajax-api/2.0/mlflow/upload-artifact?run_uuid=&path=: the body (at most 10 MB) becomes the file."""
+    message = await read_query(request, model_schemas.UploadRunArtifact)
+    if not message.run_uuid:
+        raise InvalidParameter("Request must specify run_uuid.")
+    if not message.path:
+        raise InvalidParameter("Request must specify path.")
+    relative = safe_path(message.path)
+    too_large = InvalidParameter("Artifact size is too large. Max size is 10MB.")
+    if (request.content_length or 0) > UI_UPLOAD_MAX_BYTES:
+        raise too_large
+    data = await request.read()
+    if not data:
+        raise InvalidParameter("Request must specify data.")
+    if len(data) > UI_UPLOAD_MAX_BYTES:
+        raise too_large
+    info = await request.app[STORE].get_run_info(message.run_uuid)
+
+    async def body():
+        yield data
+
+    async with open_location(info.artifact_uri, request.app[ARTIFACTS]) as location:
+        await location.store.put(join(location.root, relative), body())
+    return ok()
 
 
 @operation(
@@ -239,3 +323,7 @@ def add_artifact_routes(app: web.Application) -> None:
         models = prefix + "/logged-models/{model_id}/artifacts"
         app.router.add_get(models + "/directories", list_logged_model_artifacts)
         app.router.add_get(models + "/files", download_logged_model_artifact)
+    # The web UI's own paths, where `mlflow server` serves them.
+    app.router.add_get("/get-artifact", get_run_artifact)
+    app.router.add_get("/model-versions/get-artifact", get_model_version_artifact)
+    app.router.add_post("/ajax-api/2.0/mlflow/upload-artifact", upload_run_artifact)

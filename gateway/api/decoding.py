@@ -30,14 +30,7 @@ async def read(request: web.Request, struct_type: type[msgspec.Struct]) -> Any:
             (the message names the path, e.g. ``$.metrics[3]``).
     """
     if request.method == "GET":
-        repeated = schemas.repeated_fields(struct_type)
-        data: dict[str, Any] = {}
-        for name in set(request.query.keys()):
-            data[name] = request.query.getall(name) if name in repeated else request.query.get(name)
-        try:
-            return msgspec.convert(data, struct_type, strict=False)
-        except msgspec.ValidationError as exc:
-            raise InvalidParameter(f"Invalid query parameter: {exc}") from None
+        return read_query(request, struct_type)
     content_type = request.headers.get("Content-Type")
     if content_type is None:
         raise InvalidParameter("Bad Request. Content-Type header is missing.")
@@ -45,6 +38,18 @@ async def read(request: web.Request, struct_type: type[msgspec.Struct]) -> Any:
         raise InvalidParameter("Bad Request. Content-Type must be one of ['application/json'].")
     body = await request.read()
     return decode_body(body, struct_type)
+
+
+def read_query(request: web.Request, struct_type: type[msgspec.Struct]) -> Any:
+    """Decode a request message from the query string (a list field takes every repeated value)."""
+    repeated = schemas.repeated_fields(struct_type)
+    data: dict[str, Any] = {}
+    for name in set(request.query.keys()):
+        data[name] = request.query.getall(name) if name in repeated else request.query.get(name)
+    try:
+        return msgspec.convert(data, struct_type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidParameter(f"Invalid query parameter: {exc}") from None
 
 
 def decode_body(body: bytes, struct_type: type[msgspec.Struct]) -> Any:

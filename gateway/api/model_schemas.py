@@ -32,6 +32,21 @@ class GetLoggedModel(Request):
     allow_deleted: Any = None
 
 
+class GetRunArtifact(RunRef):
+    path: Any = None
+
+
+class GetModelVersionArtifact(Request):
+    name: Any = None
+    version: Any = None
+    path: Any = None
+
+
+class UploadRunArtifact(Request):
+    run_uuid: Any = None
+    path: Any = None
+
+
 class GetLoggedModelArtifact(Request):
     artifact_file_path: Any = None
 
