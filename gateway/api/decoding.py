@@ -7,6 +7,7 @@ values a handler acts on (for the four run writes, a :class:`RunWrite`).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import msgspec
@@ -66,9 +67,33 @@ def decode_body(body: bytes, struct_type: type[msgspec.Struct]) -> Any:
                 inner = None
             if isinstance(inner, str):
                 return decode_body(inner.encode(), struct_type)
-        raise InvalidParameter(f"Invalid request body: {exc}") from None
+        raise _wrong_type(body, exc) from None
     except msgspec.DecodeError as exc:
         raise InvalidParameter(f"Malformed JSON in request body: {exc}") from None
+
+
+_ERROR_PATH = re.compile(r"at `\$((?:\.\w+|\[\d+\])*)`$")
+_PATH_STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
+
+
+def _wrong_type(body: bytes, error: msgspec.ValidationError) -> InvalidParameter:
+    """MLflow's message for a field of the wrong JSON type, naming the field and quoting its value.
+
+    The decoder's own text is kept only where the field cannot be found again.
+    """
+    match = _ERROR_PATH.search(str(error))
+    if match and match.group(1):
+        value: Any = msgspec.json.decode(body)
+        name = ""
+        for field, index in _PATH_STEP.findall(match.group(1)):
+            try:
+                value = value[field] if field else value[int(index)]
+            except (KeyError, IndexError, TypeError):
+                break
+            name = field or name
+        else:
+            return check.invalid_type(name, value)
+    return InvalidParameter(f"Invalid request body: {error}")
 
 
 def ok(payload: Any = None) -> web.Response:
