@@ -263,7 +263,7 @@ async def get_model_version_artifact(request: web.Request) -> web.StreamResponse
 @operation(model_schemas.UploadRunArtifact, Empty, summary="Upload a small file to a run (the web UI's upload).")
 async def upload_run_artifact(request: web.Request) -> web.Response:
     """POST /ajax-api/2.0/mlflow/upload-artifact?run_uuid=&path=: the body (at most 10 MB) becomes the file."""
-    message = await read_query(request, model_schemas.UploadRunArtifact)
+    message = read_query(request, model_schemas.UploadRunArtifact)
     if not message.run_uuid:
         raise InvalidParameter("Request must specify run_uuid.")
     if not message.path:

@@ -318,7 +318,7 @@ MAX_HISTORY_BULK_RUNS = 100
 
 
 @operation(
-    schemas.GetMetricHistoryBulk, schemas.GetMetricHistoryBulkIntervalResponse,
+    schemas.GetMetricHistoryBulk, schemas.GetMetricHistoryBulkResponse,
     summary="Get every point of one metric of several runs (the web UI's older chart call).",
 )
 async def get_metric_history_bulk(request: web.Request) -> web.Response:
@@ -339,7 +339,7 @@ async def get_metric_history_bulk(request: web.Request) -> web.Response:
     for run_id in run_ids:
         await request.app[WRITES].settle_run(run_id)
     metrics = await request.app[STORE].get_metric_history_bulk(run_ids, key, max(max_results, 0))
-    return ok(schemas.GetMetricHistoryBulkIntervalResponse(metrics=metrics))
+    return ok(schemas.GetMetricHistoryBulkResponse(metrics=metrics))
 
 
 # ---- experiments --------------------------------------------------------------------

@@ -250,6 +250,10 @@ class GetMetricHistoryBulkIntervalResponse(Response):
     metrics: list[Metric] = []
 
 
+class GetMetricHistoryBulkResponse(msgspec.Struct, kw_only=True):
+    metrics: list[Metric]  # present even when empty, as `mlflow server` answers
+
+
 class SearchDatasetsResponse(Response):
     dataset_summaries: list[DatasetSummary] = []
 

@@ -797,4 +797,5 @@ class TrackingStore:
                 rows = await searching.fetch_page(conn, query)
         token = search.next_run_page_token(query, rows, max_results)
         run_ids = [row["run_id"].hex for row in rows[:max_results]]
-        return await self.get_runs(run_ids), token
+        # Each run with the models it logged, as MLflow's runs/search shows it.
+        return await self.get_runs(run_ids, with_outputs=True), token
