@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
 
-from tests.pg import TestPostgres
+from tests.pg import TestPostgres, run_apart
 from tests.server import GatewayProcess
 
 
@@ -29,7 +28,7 @@ def postgres():
     server = TestPostgres()
     yield server
     try:
-        asyncio.run(server.drop_databases())
+        run_apart(server.drop_databases())
     finally:
         server.close()
 
@@ -37,13 +36,13 @@ def postgres():
 @pytest.fixture(scope="session")
 def database_url(postgres) -> str:
     """One database shared by the end-to-end tests of a session."""
-    return asyncio.run(postgres.create_database())
+    return run_apart(postgres.create_database())
 
 
 @pytest.fixture
 def fresh_database_url(postgres) -> str:
     """An empty database of the test's own."""
-    return asyncio.run(postgres.create_database())
+    return run_apart(postgres.create_database())
 
 
 @pytest.fixture(scope="session")

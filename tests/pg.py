@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import secrets
 import tempfile
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+
+def run_apart(coroutine):
+    """Run a coroutine to its end on a thread of its own, so that it works while (or after)
+    another event loop runs on the calling thread, as Playwright's sync API keeps one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def with_database(url: str, name: str) -> str:

@@ -22,7 +22,9 @@ from gateway.auth import Principal, Verifier, scope_allows
 VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
 
 OPEN_PATHS = frozenset({"/health"})
-CHALLENGE = 'Bearer realm="mlflow", Basic realm="mlflow", charset="UTF-8"'
+# One challenge a header: browsers read only a header's first scheme, and must see Basic
+# to ask for a user name and password.
+CHALLENGES = ('Basic realm="mlflow", charset="UTF-8"', 'Bearer realm="mlflow"')
 
 # The part of a path after its API prefix (/api/2.0/mlflow, /ajax-api/2.0/mlflow,
 # /api/3.0/mlflow, /api/2.0/mlflow-artifacts, ...).
@@ -38,6 +40,14 @@ READ_POSTS = frozenset(
         "/logged-models/search",
         "/runs/export-csv",
         "/registered-models/get-latest-versions",
+        # the web UI's reads: GraphQL (its mutations search too) and the calls of its pages
+        "/graphql",
+        "/experiments/search-datasets",
+        "/traces/search",
+        "/traces/metrics",
+        "/traces/batchGetInfos",
+        "/datasets/search",
+        "/ui-telemetry",
     }
 )
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -57,7 +67,8 @@ def required_scope(method: str, path: str) -> str:
 def _unauthenticated(request: web.Request, message: str) -> web.Response:
     telemetry.REJECTS.labels("UNAUTHENTICATED").inc()
     response = error_response("UNAUTHENTICATED", message, 401, request=request)
-    response.headers["WWW-Authenticate"] = CHALLENGE
+    for challenge in CHALLENGES:
+        response.headers.add("WWW-Authenticate", challenge)
     return response
 
 

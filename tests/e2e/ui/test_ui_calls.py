@@ -9,7 +9,6 @@ differently on purpose, the test says so and checks the gateway's answer alone.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import urllib.error
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.ui.seed import Seeded, seed
+from tests.e2e.ui.conftest import new_database
 from tests.server import GatewayProcess
 
 pytestmark = pytest.mark.timeout(600)
@@ -37,7 +37,7 @@ VOLATILE_KEYS = {
 @pytest.fixture(scope="module")
 def gateway_story(postgres, tmp_path_factory):
     """A gateway of this module's own: the browser tests change their server's story."""
-    server = GatewayProcess(asyncio.run(postgres.create_database()))
+    server = GatewayProcess(new_database(postgres))
     yield server, seed(server.url, tmp_path_factory.mktemp("ui-gateway"))
     server.stop()
 
