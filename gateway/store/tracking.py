@@ -142,6 +142,58 @@ ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value
 _RUN_COLUMNS = "run_id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage"
 
 
+# ---- the sampled history of the web UI's charts (get_metric_history_sampled) ----------
+
+# Per run: the first and last point of the key in the step range, and how many points
+# it has there, counted only up to max_results + 1.
+_SERIES_SPANS = """
+SELECT r.run_id, first.step AS lo, last.step AS hi, last.step AS last_step,
+       last.timestamp AS last_timestamp, last.value AS last_value,
+       (SELECT count(*) FROM (SELECT 1 FROM metrics m
+                               WHERE m.run_id = r.run_id AND m.key = $2 AND m.step BETWEEN $3 AND $4
+                               LIMIT $5 + 1) AS capped) AS points
+FROM unnest($1::uuid[]) AS r(run_id)
+CROSS JOIN LATERAL (SELECT step FROM metrics m
+                     WHERE m.run_id = r.run_id AND m.key = $2 AND m.step BETWEEN $3 AND $4
+                     ORDER BY step, timestamp, value LIMIT 1) AS first
+CROSS JOIN LATERAL (SELECT step, timestamp, value FROM metrics m
+                     WHERE m.run_id = r.run_id AND m.key = $2 AND m.step BETWEEN $3 AND $4
+                     ORDER BY step DESC, timestamp DESC, value DESC LIMIT 1) AS last
+"""
+
+_WHOLE_SERIES = """
+SELECT run_id, value, timestamp, step FROM metrics
+WHERE run_id = ANY($1::uuid[]) AND key = $2 AND step BETWEEN $3 AND $4
+"""
+
+# Bucket b of n over a span of S steps starts at lo + b*(S div n) + min(b, S mod n), as
+# ntile(n) over S rows starts its buckets; each bucket keeps its first point by index probe.
+_SAMPLE_BY_STEP = """
+SELECT DISTINCT s.run_id, m.value, m.timestamp, m.step
+FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS s(run_id, lo, hi)
+CROSS JOIN generate_series(0, $5 - 1) AS b
+CROSS JOIN LATERAL (
+    SELECT value, timestamp, step FROM metrics m
+    WHERE m.run_id = s.run_id AND m.key = $4
+      AND m.step >= s.lo + b * ((s.hi - s.lo + 1) / $5) + least(b, (s.hi - s.lo + 1) % $5)
+      AND m.step <= s.hi
+    ORDER BY step, timestamp, value LIMIT 1) AS m
+"""
+
+_SAMPLE_BY_ROW = """
+WITH bucketed AS (
+    SELECT value, timestamp, step, ntile($5) OVER (ORDER BY step, timestamp, value) AS bucket
+    FROM metrics WHERE run_id = $1 AND key = $2 AND step BETWEEN $3 AND $4)
+SELECT DISTINCT ON (bucket) $1::uuid AS run_id, value, timestamp, step FROM bucketed
+ORDER BY bucket, step, timestamp, value
+"""
+
+
+def _same_point(a: tuple[int, int, float], b: tuple[int, int, float]) -> bool:
+    """Equal (step, timestamp, value), a NaN value equal to a NaN value."""
+    return a[:2] == b[:2] and (a[2] == b[2] or (a[2] != a[2] and b[2] != b[2]))
+
+
 class TrackingStore:
     """Experiments, runs and reads over an asyncpg pool.
 
@@ -711,46 +763,69 @@ class TrackingStore:
         ]
 
     async def get_metric_history_sampled(
-        self, run_ids: list[str], key: str, *, max_results: int, start_step: int | None, end_step: int | None
+        self,
+        run_ids: list[str],
+        key: str,
+        *,
+        max_results: int,
+        start_step: int | None = None,
+        end_step: int | None = None,
     ) -> list[Metric]:
-        """Up to ``max_results`` points per run, evenly sampled by row, first and last kept."""
+        """Up to ``max_results`` points per run, evenly sampled, first and last kept.
+
+        MLflow samples by row: the points in (step, timestamp, value) order cut into
+        ``max_results`` buckets, the first point of each kept, and the last point
+        always. A series of at most ``max_results`` points is returned whole. A
+        longer one whose steps span at least ``max_results`` values is sampled by
+        step instead, with the same buckets laid over its step range: one index probe
+        a bucket, so a chart of a million points costs ``max_results`` probes, not a
+        scan. Where each step holds one point and the steps run without gaps (a
+        training loop's steps), the two samplings keep the same points. A long series
+        crowded onto fewer steps is sampled by row, as MLflow does.
+        """
         for run_id in run_ids:
-            await self.get_run_info(run_id)
-        result: list[Metric] = []
+            run_uuid(run_id)
+        ordered = sorted(set(run_ids))
         low = start_step if start_step is not None else -(2**63)
         high = end_step if end_step is not None else 2**63 - 1
-        for run_id in sorted(run_ids):
-            rows = await self._fetch(
-                """WITH bucketed AS (
-                       SELECT value, timestamp, step,
-                              ntile($5) OVER (ORDER BY step, timestamp, value) AS bucket
-                       FROM metrics WHERE run_id = $1 AND key = $2 AND step BETWEEN $3 AND $4),
-                   firsts AS (
-                       SELECT DISTINCT ON (bucket) value, timestamp, step FROM bucketed
-                       ORDER BY bucket, step, timestamp, value)
-                   SELECT value, timestamp, step FROM firsts ORDER BY step, timestamp, value""",
-                run_id,
-                key,
-                low,
-                high,
-                max_results,
-            )
-            last = await self._fetchrow(
-                """SELECT value, timestamp, step FROM metrics WHERE run_id = $1 AND key = $2
-                   AND step BETWEEN $3 AND $4 ORDER BY step DESC, timestamp DESC, value DESC LIMIT 1""",
-                run_id,
-                key,
-                low,
-                high,
-            )
-            rows = list(rows)
-            if last is not None and (not rows or tuple(rows[-1]) != tuple(last)):
-                if len(rows) >= max_results:
-                    rows[-1] = last
-                else:
-                    rows.append(last)
+        with translate_transient():
+            async with self._pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+                stored = {r["run_id"].hex for r in await conn.fetch(
+                    "SELECT run_id FROM runs WHERE run_id = ANY($1::uuid[])", ordered)}
+                for run_id in run_ids:
+                    if run_id not in stored:
+                        raise NotFound(f"Run with id={run_id} not found")
+                spans = await conn.fetch(_SERIES_SPANS, ordered, key, low, high, max_results)
+                whole = [r["run_id"] for r in spans if r["points"] <= max_results]
+                spread = [r for r in spans if r["points"] > max_results and r["hi"] - r["lo"] + 1 >= max_results]
+                crowded = [r["run_id"] for r in spans if r["points"] > max_results and r["hi"] - r["lo"] + 1 < max_results]
+                rows: list = []
+                if whole:
+                    rows += await conn.fetch(_WHOLE_SERIES, whole, key, low, high)
+                if spread:
+                    rows += await conn.fetch(
+                        _SAMPLE_BY_STEP, [r["run_id"] for r in spread], [r["lo"] for r in spread],
+                        [r["hi"] for r in spread], key, max_results,
+                    )
+                for run_id in crowded:
+                    rows += await conn.fetch(_SAMPLE_BY_ROW, run_id, key, low, high, max_results)
+                last_of = {r["run_id"]: r for r in spans}
+        by_run: dict[str, list] = {}
+        for row in rows:
+            by_run.setdefault(row["run_id"].hex, []).append(row)
+        result: list[Metric] = []
+        for run_id in ordered:
+            sampled = by_run.get(run_id, [])
+            sampled.sort(key=lambda r: (r["step"], r["timestamp"], r["value"] != r["value"], r["value"]))
+            span = last_of.get(uuid.UUID(run_id))
+            if span is not None and sampled:
+                last = (span["last_step"], span["last_timestamp"], span["last_value"])
+                if not _same_point((sampled[-1]["step"], sampled[-1]["timestamp"], sampled[-1]["value"]), last):
+                    if len(sampled) >= max_results:
+                        sampled.pop()
+                    sampled.append({"step": last[0], "timestamp": last[1], "value": last[2]})
             result.extend(
-                Metric(key, wire_float(r["value"]), r["timestamp"], r["step"], run_id=run_id) for r in rows
+                Metric(key, wire_float(r["value"]), r["timestamp"], r["step"], run_id=run_id) for r in sampled
             )
         return result
 
