@@ -83,7 +83,10 @@ def _wrong_type(body: bytes, error: msgspec.ValidationError) -> InvalidParameter
     """
     match = _ERROR_PATH.search(str(error))
     if match and match.group(1):
-        value: Any = msgspec.json.decode(body)
+        try:
+            value: Any = json.loads(body)  # the standard library's reader also takes NaN and Infinity
+        except ValueError:
+            return InvalidParameter(f"Invalid request body: {error}")
         name = ""
         for field, index in _PATH_STEP.findall(match.group(1)):
             try:

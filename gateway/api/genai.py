@@ -15,6 +15,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from gateway.api.openapi import operation
+
 _encode = msgspec.json.Encoder().encode
 
 _EMPTY: dict[str, Any] = {}
@@ -48,6 +50,8 @@ _EMPTY_ANSWERS: list[tuple[str, str, Any]] = [
     ("GET", "/3.0/mlflow/gateway/budgets/list", _EMPTY),
     ("GET", "/3.0/mlflow/gateway/supported-providers", {"providers": []}),
     ("GET", "/2.0/mlflow/webhooks", _EMPTY),
+    # the runs page asks the AI gateway of MLflow's deployments server for its endpoints
+    ("GET", "/2.0/mlflow/gateway-proxy", {"endpoints": []}),
     # the UI's own usage telemetry: off
     ("GET", "/3.0/mlflow/ui-telemetry", {"disable_ui_events": [], "disable_ui_telemetry": True, "ui_rollout_percentage": 0}),
     ("POST", "/3.0/mlflow/ui-telemetry", _EMPTY),
@@ -55,6 +59,7 @@ _EMPTY_ANSWERS: list[tuple[str, str, Any]] = [
 
 
 def _answer(body: bytes):
+    @operation(response=None, summary="A page of MLflow's GenAI side, not offered here: its empty answer.")
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")
 

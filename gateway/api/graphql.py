@@ -48,7 +48,7 @@ from graphql import (
 
 from gateway.api import model_schemas, registry_schemas, schemas
 from gateway.api.artifacts import answer_list_run_artifacts
-from gateway.api.decoding import read
+from gateway.api.decoding import ok, read
 from gateway.api.openapi import operation
 from gateway.api.registry import answer_search_model_versions
 from gateway.api.routes import (
@@ -67,17 +67,6 @@ MAX_DEPTH = 10
 MAX_SELECTIONS = 1000
 MAX_ROOT_FIELDS = 10
 MAX_ALIASES = 10
-
-
-class GraphQLRequest(msgspec.Struct, kw_only=True):
-    query: Any = None
-    variables: Any = None
-    operationName: Any = None  # noqa: N815 (the wire's name)
-
-
-class GraphQLResponse(msgspec.Struct, kw_only=True):
-    data: dict[str, Any] | None
-    errors: list[str] | None
 
 
 # ---- the schema --------------------------------------------------------------------
@@ -313,16 +302,6 @@ def check_bounds(document: DocumentNode) -> str | None:
 
 # ---- the endpoint ------------------------------------------------------------------
 
-_decoder = msgspec.json.Decoder(GraphQLRequest)
-_encoder = msgspec.json.Encoder()
-
-
-def _answer(data: dict[str, Any] | None, errors: list[str] | None) -> web.Response:
-    return web.Response(
-        body=_encoder.encode(GraphQLResponse(data=data, errors=errors or None)), content_type="application/json"
-    )
-
-
 def _error_message(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, GatewayError):
@@ -332,15 +311,8 @@ def _error_message(error: GraphQLError) -> str:
     return error.message
 
 
-@operation(GraphQLRequest, GraphQLResponse, summary="MLflow's GraphQL API (the web UI's reads).", max_body_bytes=None)
-async def graphql_endpoint(request: web.Request) -> web.Response:
-    message = await read(request, GraphQLRequest) if request.method == "GET" else None
-    if message is None:
-        body = await request.read()
-        try:
-            message = _decoder.decode(body or b"{}")
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise InvalidParameter(f"Malformed GraphQL request: {exc}") from None
+async def _run(app: web.Application, message: schemas.GraphQLRequest) -> tuple[dict[str, Any] | None, list[str]]:
+    """Parse, bound, validate and execute one request: its data and its error messages."""
     if not isinstance(message.query, str) or not message.query.strip():
         raise InvalidParameter("Missing value for required parameter 'query'.")
     variables = message.variables
@@ -354,24 +326,35 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
     try:
         document = parse(message.query)
     except GraphQLError as exc:
-        return _answer(None, [exc.message])
+        return None, [exc.message]
     too_big = check_bounds(document)
     if too_big:
-        return _answer(None, [too_big])
+        return None, [too_big]
     invalid = validate(SCHEMA, document)
     if invalid:
-        return _answer(None, [error.message for error in invalid])
+        return None, [error.message for error in invalid]
     result = execute(
         SCHEMA,
         document,
-        root_value=_Root(request.app),
+        root_value=_Root(app),
         variable_values=variables or None,
         operation_name=message.operationName if isinstance(message.operationName, str) else None,
         field_resolver=_resolve,
     )
     if inspect.isawaitable(result):
         result = await result
-    return _answer(result.data, [_error_message(e) for e in result.errors or ()])
+    return result.data, [_error_message(e) for e in result.errors or ()]
+
+
+@operation(
+    schemas.GraphQLRequest, schemas.GraphQLResponse, summary="MLflow's GraphQL API (the web UI's reads).",
+    max_body_bytes=None,
+)
+async def graphql_endpoint(request: web.Request) -> web.Response:
+    """POST (or GET) /graphql: ``{data, errors}`` with status 200, as `mlflow server` answers."""
+    message = await read(request, schemas.GraphQLRequest)
+    data, errors = await _run(request.app, message)
+    return ok(schemas.GraphQLResponse(data=data, errors=errors or None))
 
 
 def add_graphql_routes(app: web.Application) -> None:

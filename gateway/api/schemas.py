@@ -121,6 +121,12 @@ class SearchDatasets(Request):
     experiment_ids: list[Any] | None = None
 
 
+class GraphQLRequest(Request):
+    query: Any = None
+    variables: Any = None
+    operationName: Any = None  # noqa: N815 (the wire's name)
+
+
 class DatasetIn(msgspec.Struct, kw_only=True):
     name: Any = None
     digest: Any = None
@@ -252,6 +258,11 @@ class GetMetricHistoryBulkIntervalResponse(Response):
 
 class GetMetricHistoryBulkResponse(msgspec.Struct, kw_only=True):
     metrics: list[Metric]  # present even when empty, as `mlflow server` answers
+
+
+class GraphQLResponse(msgspec.Struct, kw_only=True):
+    data: dict[str, Any] | None  # null when the request failed as a whole, as MLflow answers
+    errors: list[str] | None
 
 
 class SearchDatasetsResponse(Response):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.api.openapi import operation
 from gateway.errors import GatewayError
 
 STATIC_PREFIX = "/static-files"
@@ -64,6 +65,7 @@ def add_ui_routes(app: web.Application, build: Path | None) -> None:
     """Serve the UI build at ``/`` and under ``/static-files/``, or the install hint at ``/``."""
     if build is None:
 
+        @operation(response=None, summary="How to install MLflow's web UI (served without it).", content_type="text/html")
         async def install_hint(request: web.Request) -> web.Response:
             return web.Response(text=_NO_UI_PAGE, content_type="text/html", headers={"Cache-Control": REVALIDATE})
 
@@ -72,9 +74,11 @@ def add_ui_routes(app: web.Application, build: Path | None) -> None:
 
     index = build / "index.html"
 
+    @operation(response=None, summary="MLflow's web UI.", content_type="text/html")
     async def index_page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(index, headers={"Cache-Control": REVALIDATE})
 
+    @operation(response=None, summary="A file of MLflow's web UI.", content_type="*/*")
     async def static_file(request: web.Request) -> web.FileResponse:
         relative = request.match_info["path"]
         target = (build / relative).resolve()

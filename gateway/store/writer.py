@@ -279,12 +279,21 @@ class BatchWriter:
             "CREATE TEMP TABLE IF NOT EXISTS incoming_metrics (LIKE metrics INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         await conn.copy_records_to_table("incoming_metrics", records=records, columns=_METRIC_COLUMNS)
+        # A point stored before may come again naming the logged model it belongs to
+        # (log_model re-sends the run's metrics with model_id): the stored point then
+        # takes the model, and is not counted again.
         rows = await conn.fetch(
-            """INSERT INTO metrics SELECT * FROM incoming_metrics ON CONFLICT DO NOTHING
-               RETURNING run_id, key, step, timestamp, value"""
+            """INSERT INTO metrics
+               SELECT DISTINCT ON (run_id, key, step, timestamp, value) * FROM incoming_metrics
+               ORDER BY run_id, key, step, timestamp, value, model_id NULLS LAST
+               ON CONFLICT (run_id, key, step, timestamp, value) DO UPDATE
+                  SET model_id = EXCLUDED.model_id, dataset_name = EXCLUDED.dataset_name,
+                      dataset_digest = EXCLUDED.dataset_digest
+                WHERE metrics.model_id IS NULL AND EXCLUDED.model_id IS NOT NULL
+               RETURNING run_id, key, step, timestamp, value, xmax = 0 AS inserted"""
         )
         await conn.execute("TRUNCATE incoming_metrics")
-        return [(row[0].hex, row[1], row[2], row[3], row[4], None, None, None) for row in rows]
+        return [(row[0].hex, row[1], row[2], row[3], row[4], None, None, None) for row in rows if row[5]]
 
     async def _upsert_summaries(self, conn, records: list[tuple]) -> None:
         summaries = summarise(records)

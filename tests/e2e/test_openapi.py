@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 
 import requests
 
@@ -52,6 +53,10 @@ def test_each_handler_decodes_the_struct_it_declares():
         # A handler may leave the reading to a shared reader of gateway.api.decoding.
         for name in re.findall(r"decoding\.(\w+)\(", source):
             source += inspect.getsource(getattr(decoding, name))
+        # ... and the answer to a request-free function the GraphQL API calls too.
+        module = sys.modules[route.handler.__module__]
+        for name in re.findall(r"\b(answer_\w+)\(", source):
+            source += inspect.getsource(getattr(module, name))
         assert f"schemas.{found.request.__name__})" in source, route.handler.__name__
         if found.response is not None and found.response.__name__ != "Empty":
             assert f"schemas.{found.response.__name__}(" in source, route.handler.__name__

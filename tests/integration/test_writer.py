@@ -152,3 +152,18 @@ async def test_summaries_match_a_recomputation_after_concurrent_batches(pool):
 
     assert normal(actual) == normal(expected)
     assert len(actual) > 0
+
+
+async def test_a_stored_point_sent_again_with_its_model_takes_the_model_once(pool):
+    """log_model re-sends a run's metrics naming the logged model; the point is linked, not doubled."""
+    writer = BatchWriter(pool)
+    run_id = await new_run(pool)
+    assert await writer.write_batch([RunWrite(run_id, metrics=[MetricPoint("loss", 0.25, 1, 0)])]) == [None]
+    again = RunWrite(run_id, metrics=[MetricPoint("loss", 0.25, 1, 0, model_id="m-1"),
+                                      MetricPoint("loss", 0.25, 1, 0),
+                                      MetricPoint("loss", 0.5, 2, 1, model_id="m-1")])
+    assert await writer.write_batch([again]) == [None]
+    rows = await pool.fetch("SELECT step, model_id FROM metrics WHERE run_id = $1 ORDER BY step", run_id)
+    assert [tuple(r) for r in rows] == [(0, "m-1"), (1, "m-1")]
+    summary = await pool.fetchrow("SELECT point_count, value FROM metric_summaries WHERE run_id = $1", run_id)
+    assert tuple(summary) == (2, 0.5)
