@@ -39,7 +39,9 @@ def seeded(ui_server, tmp_path_factory) -> Seeded:
     return seed(ui_server.url, tmp_path_factory.mktemp("ui-seed"))
 
 
-@pytest.fixture(scope="session")
+# One browser a module, closed at its end: Playwright's sync API runs an event loop on the
+# test thread while a browser is open, and the asyncio tests that follow need the thread.
+@pytest.fixture(scope="module")
 def browser():
     with chromium() as browser:
         yield browser
