@@ -9,32 +9,17 @@ Run with UI_TESTS_AGAINST=mlflow to drive a stock `mlflow server` instead of the
 from __future__ import annotations
 
 import json
-import os
-import time
 import urllib.parse
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.ui.browser import Recording, recorded_page
+from tests.e2e.ui.browser import assert_clean, eventually, screenshot, ui_page
 from tests.e2e.ui.seed import RUN_NAMES, START_MS
 
 # Each test takes seconds; the first and the last also start, seed and stop the session's servers.
 pytestmark = pytest.mark.timeout(300)
-
-# Paths `mlflow server` answers 4xx too. The UI asks for the signed-in user, and a server
-# without authentication has no such endpoint (404).
-ALLOWED_FAILURES = frozenset({"/ajax-api/2.0/mlflow/users/current"})
-
-# Chromium's console line for each such 404 answer.
-NOT_FOUND_LINE = "Failed to load resource: the server responded with a status of 404 (Not Found)"
-
-# Chromium's notice when a chart resizes while it is laid out (the run charts do when their
-# x-axis changes); not an error of the page.
-RESIZE_OBSERVER_NOTICE = "ResizeObserver loop completed with undelivered notifications"
 
 # The compare page lists each run's artifacts and intersects the lists. When the listing of a
 # run with artifacts (alpha) is answered before that of a run without any, MLflow's UI reads
@@ -42,16 +27,6 @@ RESIZE_OBSERVER_NOTICE = "ResizeObserver loop completed with undelivered notific
 # `mlflow server` leaves "files" out of an empty listing, so it shows this whenever the answers
 # arrive in that order.
 COMPARE_ARTIFACTS_TYPE_ERROR = "TypeError: Cannot read properties of undefined (reading 'includes')"
-
-# What the UI keeps in localStorage once a user chose "Model training" in the left nav and
-# dismissed the telemetry banner, the assistant panel and the model registry's promotion dialog.
-UI_SETTINGS = {
-    "mlflow.workflowType_v1": '"machine_learning"',
-    "mlflow.telemetry.info.alert.dismissed_v1": "true",
-    "mlflow.assistant.panelOpen_v1": "false",
-    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
-    "_mlflow_model_registry_promo_modal_dismissed_v1": "true",
-}
 
 HISTORY_PATH = "/ajax-api/2.0/mlflow/metrics/get-history"  # also .../get-history-bulk-interval
 
@@ -67,56 +42,6 @@ PARALLEL_COORDINATES = """() => [...document.querySelectorAll('.js-plotly-plot')
 # The plotly charts on the page with their trace types, as [type, ...].
 PLOTLY_TYPES = """() => [...document.querySelectorAll('.js-plotly-plot')].map(
     plot => (plot.data || []).map(trace => trace.type))"""
-
-
-@pytest.fixture
-def ui(browser, ui_server, seeded):
-    """A recorded page that starts in the UI's "Model training" mode."""
-    with recorded_page(browser, ui_server.url) as (page, recording):
-        page.context.add_init_script(
-            "".join(f"localStorage.setItem({json.dumps(k)}, {json.dumps(v)});" for k, v in UI_SETTINGS.items())
-        )
-        page.set_default_timeout(20_000)
-        expect.set_options(timeout=20_000)
-        try:
-            yield page, recording
-        finally:
-            expect.set_options(timeout=5_000)  # Playwright's default
-
-
-def open_page(page: Any, recording: Recording, fragment: str) -> None:
-    page.goto(recording.base_url + "/" + fragment)
-
-
-def assert_clean(recording: Recording, *known_errors: str) -> None:
-    """No call failed but the allowed ones, and the console showed no error but Chromium's line
-    for each allowed 404 and the ``known_errors`` of MLflow's UI itself."""
-    assert recording.failed_calls(ALLOWED_FAILURES) == []
-    errors = [
-        error for error in recording.console_errors
-        if RESIZE_OBSERVER_NOTICE not in error and not error.startswith(known_errors)
-    ]
-    for call in recording.calls:
-        if call.status == 404 and NOT_FOUND_LINE in errors:
-            errors.remove(NOT_FOUND_LINE)
-    assert errors == []
-
-
-def screenshot(page: Any, name: str) -> None:
-    folder = os.environ.get("UI_SCREENSHOTS_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
-
-
-def eventually(page: Any, read: Callable[[], Any], expected: Any, timeout: float = 15) -> Any:
-    """``read()`` once it equals ``expected``, or its last value after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if value == expected or time.monotonic() > deadline:
-            return value
-        page.wait_for_timeout(250)
 
 
 def seeded_history(run_name: str, key: str) -> list[tuple[int, float, int]]:
@@ -201,271 +126,265 @@ def select_runs(page: Any, *names: str) -> None:
         row.get_by_role("checkbox", name="Press Space to toggle row selection").click()
 
 
-def test_run_page_model_metrics_tab(ui, seeded):
-    page, recording = ui
+def test_run_page_model_metrics_tab(ui_server, seeded, browser):
     alpha = seeded.runs["alpha"]
-    histories = record_histories(page)
-    open_page(page, recording, f"#/experiments/{seeded.experiment_id}/runs/{alpha}")
+    with ui_page(browser, ui_server) as (page, recording):
+        histories = record_histories(page)
+        page.goto(f"{ui_server.url}/#/experiments/{seeded.experiment_id}/runs/{alpha}")
 
-    # The metric names on the run's overview lead to its charts.
-    page.get_by_role("link", name="loss", exact=True).click()
-    assert page.url.endswith(f"#/experiments/{seeded.experiment_id}/runs/{alpha}/model-metrics")
-    expect(page.get_by_text("alpha (loss)")).to_be_visible()
-    expect(page.get_by_text("alpha (accuracy)")).to_be_visible()
+        # The metric names on the run's overview lead to its charts.
+        page.get_by_role("link", name="loss", exact=True).click()
+        assert page.url.endswith(f"#/experiments/{seeded.experiment_id}/runs/{alpha}/model-metrics")
+        expect(page.get_by_text("alpha (loss)")).to_be_visible()
+        expect(page.get_by_text("alpha (accuracy)")).to_be_visible()
 
-    expected = {seeded_trace("alpha", "loss"), seeded_trace("alpha", "accuracy")}
-    assert eventually(page, lambda: rendered_traces(page), expected) == expected
-    screenshot(page, "run-metrics")
-    assert history_points(histories) == {
-        (alpha, "loss"): seeded_history("alpha", "loss"),
-        (alpha, "accuracy"): seeded_history("alpha", "accuracy"),
-    }
-    assert_clean(recording)
+        expected = {seeded_trace("alpha", "loss"), seeded_trace("alpha", "accuracy")}
+        assert eventually(lambda: rendered_traces(page), expected) == expected
+        screenshot(page, "run-metrics")
+        assert history_points(histories) == {
+            (alpha, "loss"): seeded_history("alpha", "loss"),
+            (alpha, "accuracy"): seeded_history("alpha", "accuracy"),
+        }
+        assert_clean(recording)
 
 
-def test_metric_page_switches_x_axis(ui, seeded):
-    page, recording = ui
+def test_metric_page_switches_x_axis(ui_server, seeded, browser):
     alpha = seeded.runs["alpha"]
-    histories = record_histories(page)
-    open_page(page, recording, metric_page([alpha], "loss", [seeded.experiment_id]))
+    with ui_page(browser, ui_server) as (page, recording):
+        histories = record_histories(page)
+        page.goto(f"{ui_server.url}/" + metric_page([alpha], "loss", [seeded.experiment_id]))
 
-    expect(page.get_by_role("heading", name="loss", exact=True)).to_have_count(2)  # the page's and the chart's
-    expect(page.get_by_role("link", name="alpha", exact=True)).to_be_visible()
-    summary = page.get_by_role("row").filter(has_text="step=")
-    expect(summary.get_by_role("cell")).to_have_text(["loss", "0.1 (step=9)", "0.1 (step=9)", "1 (step=0)"])
-    expected = {seeded_trace("alpha", "loss")}
-    assert eventually(page, lambda: rendered_traces(page), expected) == expected
-    expect(page.locator(".xtitle")).to_have_text("Step")
+        expect(page.get_by_role("heading", name="loss", exact=True)).to_have_count(2)  # the page's and the chart's
+        expect(page.get_by_role("link", name="alpha", exact=True)).to_be_visible()
+        summary = page.get_by_role("row").filter(has_text="step=")
+        expect(summary.get_by_role("cell")).to_have_text(["loss", "0.1 (step=9)", "0.1 (step=9)", "1 (step=0)"])
+        expected = {seeded_trace("alpha", "loss")}
+        assert eventually(lambda: rendered_traces(page), expected) == expected
+        expect(page.locator(".xtitle")).to_have_text("Step")
 
-    page.get_by_label("Time (Wall)").check()
-    expected = {seeded_trace("alpha", "loss", x="wall")}
-    assert eventually(page, lambda: rendered_traces(page), expected) == expected
-    expect(page.locator(".xtitle")).to_have_text("Time")
-    assert "x_axis=wall" in page.url
+        page.get_by_label("Time (Wall)").check()
+        expected = {seeded_trace("alpha", "loss", x="wall")}
+        assert eventually(lambda: rendered_traces(page), expected) == expected
+        expect(page.locator(".xtitle")).to_have_text("Time")
+        assert "x_axis=wall" in page.url
 
-    page.get_by_label("Time (Relative)").check()
-    expected = {seeded_trace("alpha", "loss", x="relative")}
-    assert eventually(page, lambda: rendered_traces(page), expected) == expected
-    expect(page.locator(".xtitle")).to_have_text("Relative Time")
-    assert "x_axis=relative" in page.url
-    screenshot(page, "metric-charts")
+        page.get_by_label("Time (Relative)").check()
+        expected = {seeded_trace("alpha", "loss", x="relative")}
+        assert eventually(lambda: rendered_traces(page), expected) == expected
+        expect(page.locator(".xtitle")).to_have_text("Relative Time")
+        assert "x_axis=relative" in page.url
+        screenshot(page, "metric-charts")
 
-    assert history_points(histories) == {(alpha, "loss"): seeded_history("alpha", "loss")}
-    assert {call.path.split("?")[0] for call in recording.calls if HISTORY_PATH in call.path} == {
-        "/ajax-api/2.0/mlflow/metrics/get-history",
-        "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
-    }
-    assert_clean(recording)
-
-
-def test_runs_chart_view_switches_x_axis(ui, seeded):
-    page, recording = ui
-    histories = record_histories(page)
-    open_page(page, recording, f"#/experiments/{seeded.experiment_id}/runs")
-    expect(page.get_by_role("link", name="gamma", exact=True)).to_be_visible()
-
-    page.locator("label:has(input[value=CHART])").click()
-    assert "compareRunsMode=CHART" in page.url
-    for name in RUN_NAMES:
-        expect(page.get_by_text(f"{name} (loss)")).to_be_visible()
-        expect(page.get_by_text(f"{name} (accuracy)")).to_be_visible()
-    expected = {seeded_trace(name, key) for name in RUN_NAMES for key in ("loss", "accuracy")}
-    assert eventually(page, lambda: rendered_traces(page), expected) == expected
-    expect(page.locator(".xtitle")).to_have_text(["Step", "Step"])
-    assert history_points(histories) == {
-        (seeded.runs[name], key): seeded_history(name, key) for name in RUN_NAMES for key in ("loss", "accuracy")
-    }
-
-    for option, x, title in [("Time (wall)", "wall", "Time"), ("Time (relative)", "relative", "Relative Time")]:
-        page.get_by_role("button", name="Configure charts").click()
-        page.get_by_role("menuitemcheckbox", name=option).click()
-        page.keyboard.press("Escape")
-        expected = {seeded_trace(name, key, x=x) for name in RUN_NAMES for key in ("loss", "accuracy")}
-        assert eventually(page, lambda: rendered_traces(page), expected) == expected
-        expect(page.locator(".xtitle")).to_have_text([title, title])
-    screenshot(page, "run-charts")
-    assert_clean(recording)
+        assert history_points(histories) == {(alpha, "loss"): seeded_history("alpha", "loss")}
+        assert {call.path.split("?")[0] for call in recording.calls if HISTORY_PATH in call.path} == {
+            "/ajax-api/2.0/mlflow/metrics/get-history",
+            "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
+        }
+        assert_clean(recording)
 
 
-def test_compare_runs_of_one_experiment(ui, seeded):
-    page, recording = ui
+def test_runs_chart_view_switches_x_axis(ui_server, seeded, browser):
+    with ui_page(browser, ui_server) as (page, recording):
+        histories = record_histories(page)
+        page.goto(f"{ui_server.url}/#/experiments/{seeded.experiment_id}/runs")
+        expect(page.get_by_role("link", name="gamma", exact=True)).to_be_visible()
+
+        page.locator("label:has(input[value=CHART])").click()
+        assert "compareRunsMode=CHART" in page.url
+        for name in RUN_NAMES:
+            expect(page.get_by_text(f"{name} (loss)")).to_be_visible()
+            expect(page.get_by_text(f"{name} (accuracy)")).to_be_visible()
+        expected = {seeded_trace(name, key) for name in RUN_NAMES for key in ("loss", "accuracy")}
+        assert eventually(lambda: rendered_traces(page), expected) == expected
+        expect(page.locator(".xtitle")).to_have_text(["Step", "Step"])
+        assert history_points(histories) == {
+            (seeded.runs[name], key): seeded_history(name, key) for name in RUN_NAMES for key in ("loss", "accuracy")
+        }
+
+        for option, x, title in [("Time (wall)", "wall", "Time"), ("Time (relative)", "relative", "Relative Time")]:
+            page.get_by_role("button", name="Configure charts").click()
+            page.get_by_role("menuitemcheckbox", name=option).click()
+            page.keyboard.press("Escape")
+            expected = {seeded_trace(name, key, x=x) for name in RUN_NAMES for key in ("loss", "accuracy")}
+            assert eventually(lambda: rendered_traces(page), expected) == expected
+            expect(page.locator(".xtitle")).to_have_text([title, title])
+        screenshot(page, "run-charts")
+        assert_clean(recording)
+
+
+def test_compare_runs_of_one_experiment(ui_server, seeded, browser):
     alpha, beta = seeded.runs["alpha"], seeded.runs["beta"]
-    open_page(page, recording, f"#/experiments/{seeded.experiment_id}/runs")
-    select_runs(page, "beta", "alpha")
-    page.get_by_role("button", name="Compare", exact=True).click()
+    with ui_page(browser, ui_server, f"/experiments/{seeded.experiment_id}/runs") as (page, recording):
+        select_runs(page, "beta", "alpha")
+        page.get_by_role("button", name="Compare", exact=True).click()
 
-    expect(page.get_by_role("heading", name="Comparing 2 Runs from 1 Experiment")).to_be_visible()
-    assert urllib.parse.unquote(page.url).endswith(
-        f'#/compare-runs?runs=["{beta}","{alpha}"]&experiments=["{seeded.experiment_id}"]'
-    )
-    details = page.get_by_role("table").filter(has_text="Run ID:")
-    assert table_rows(details)[:2] == [["Run ID:", beta, alpha], ["Run Name:", "beta", "alpha"]]
+        expect(page.get_by_role("heading", name="Comparing 2 Runs from 1 Experiment")).to_be_visible()
+        assert urllib.parse.unquote(page.url).endswith(
+            f'#/compare-runs?runs=["{beta}","{alpha}"]&experiments=["{seeded.experiment_id}"]'
+        )
+        details = page.get_by_role("table").filter(has_text="Run ID:")
+        assert table_rows(details)[:2] == [["Run ID:", beta, alpha], ["Run Name:", "beta", "alpha"]]
 
-    parameters = compare_section(page, "Parameters")
-    assert table_rows(parameters) == [["batch", "64", "32"], ["lr", "0.2", "0.1"], ["optimizer", "adam", "adam"]]
-    assert compared_metrics(page) == (["accuracy", "loss"], ["0.87", "0.86", "0.091", "0.1"])
-    assert table_rows(compare_section(page, "Tags")) == [["stage", "s1", "s0"]]
+        parameters = compare_section(page, "Parameters")
+        assert table_rows(parameters) == [["batch", "64", "32"], ["lr", "0.2", "0.1"], ["optimizer", "adam", "adam"]]
+        assert compared_metrics(page) == (["accuracy", "loss"], ["0.87", "0.86", "0.091", "0.1"])
+        assert table_rows(compare_section(page, "Tags")) == [["stage", "s1", "s0"]]
 
-    # The parameter both runs share is hidden; the metrics all differ and stay.
-    page.get_by_role("switch", name="Parameters - Show diff only").click()
-    expect(parameters.locator("tr")).to_have_count(2)
-    assert table_rows(parameters) == [["batch", "64", "32"], ["lr", "0.2", "0.1"]]
-    page.get_by_role("switch", name="Metrics - Show diff only").click()
-    assert compared_metrics(page) == (["accuracy", "loss"], ["0.87", "0.86", "0.091", "0.1"])
+        # The parameter both runs share is hidden; the metrics all differ and stay.
+        page.get_by_role("switch", name="Parameters - Show diff only").click()
+        expect(parameters.locator("tr")).to_have_count(2)
+        assert table_rows(parameters) == [["batch", "64", "32"], ["lr", "0.2", "0.1"]]
+        page.get_by_role("switch", name="Metrics - Show diff only").click()
+        assert compared_metrics(page) == (["accuracy", "loss"], ["0.87", "0.86", "0.091", "0.1"])
 
-    # Parallel coordinates: the numeric parameters and a metric, one value per run. The chart
-    # starts with the first metric the server lists for the runs, an order the API leaves open
-    # (`mlflow server` lists them as logged, loss first), so either metric may be the one drawn.
-    page.wait_for_function(f"() => ({PARALLEL_COORDINATES})().length === 3")
-    batch, lr, metric = page.evaluate(PARALLEL_COORDINATES)
-    assert [batch, lr] == [["batch", [64, 32]], ["lr", [0.2, 0.1]]]
-    assert metric in (["loss", [1 / 11, 0.1]], ["accuracy", [0.87, 0.86]])
-    screenshot(page, "compare-runs")
+        # Parallel coordinates: the numeric parameters and a metric, one value per run. The chart
+        # starts with the first metric the server lists for the runs, an order the API leaves open
+        # (`mlflow server` lists them as logged, loss first), so either metric may be the one drawn.
+        page.wait_for_function(f"() => ({PARALLEL_COORDINATES})().length === 3")
+        batch, lr, metric = page.evaluate(PARALLEL_COORDINATES)
+        assert [batch, lr] == [["batch", [64, 32]], ["lr", [0.2, 0.1]]]
+        assert metric in (["loss", [1 / 11, 0.1]], ["accuracy", [0.87, 0.86]])
+        screenshot(page, "compare-runs")
 
-    page.get_by_role("tab", name="Scatter Plot").click()
-    assert eventually(page, lambda: page.evaluate(PLOTLY_TYPES), [["scattergl"]]) == [["scattergl"]]
-    scatter = page.evaluate(PLOTLY_TRACES)
-    assert [(x, y) for _, x, y in scatter] == [(["64", "32"], [0.87, 0.86])]  # batch against accuracy
-    page.get_by_role("tab", name="Contour Plot").click()
-    assert eventually(page, lambda: page.evaluate(PLOTLY_TYPES), [["contour", "scattergl"]]) == [
-        ["contour", "scattergl"]
-    ]
-    contour = page.evaluate("() => document.querySelector('.js-plotly-plot').data[0]")
-    assert (contour["x"], contour["y"], contour["z"]) == ([64, 32], [0.2, 0.1], [0.87, 0.86])  # batch, lr, accuracy
+        page.get_by_role("tab", name="Scatter Plot").click()
+        assert eventually(lambda: page.evaluate(PLOTLY_TYPES), [["scattergl"]]) == [["scattergl"]]
+        scatter = page.evaluate(PLOTLY_TRACES)
+        assert [(x, y) for _, x, y in scatter] == [(["64", "32"], [0.87, 0.86])]  # batch against accuracy
+        page.get_by_role("tab", name="Contour Plot").click()
+        assert eventually(lambda: page.evaluate(PLOTLY_TYPES), [["contour", "scattergl"]]) == [
+            ["contour", "scattergl"]
+        ]
+        contour = page.evaluate("() => document.querySelector('.js-plotly-plot').data[0]")
+        assert (contour["x"], contour["y"], contour["z"]) == ([64, 32], [0.2, 0.1], [0.87, 0.86])  # batch, lr, accuracy
 
-    # A metric's name opens its chart for the compared runs.
-    loss_link = page.get_by_role("link", name="loss", exact=True)
-    assert loss_link.get_attribute("href") == metric_page([beta, alpha], "loss", [seeded.experiment_id])
-    loss_link.click()
-    expected = {seeded_trace("beta", "loss"), seeded_trace("alpha", "loss")}
-    assert eventually(page, lambda: rendered_traces(page), expected) == expected
-    assert_clean(recording, COMPARE_ARTIFACTS_TYPE_ERROR)
+        # A metric's name opens its chart for the compared runs.
+        loss_link = page.get_by_role("link", name="loss", exact=True)
+        assert loss_link.get_attribute("href") == metric_page([beta, alpha], "loss", [seeded.experiment_id])
+        loss_link.click()
+        expected = {seeded_trace("beta", "loss"), seeded_trace("alpha", "loss")}
+        assert eventually(lambda: rendered_traces(page), expected) == expected
+        assert_clean(recording, COMPARE_ARTIFACTS_TYPE_ERROR)
 
 
-def test_compare_runs_across_experiments(ui, seeded):
-    page, recording = ui
+def test_compare_runs_across_experiments(ui_server, seeded, browser):
     alpha, delta = seeded.runs["alpha"], seeded.runs["delta"]
-    open_page(page, recording, "#/experiments")
-    for name in ("ui-other", "ui-demo"):
-        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=name, exact=True))
-        row.get_by_role("checkbox").click()
-    page.get_by_role("button", name="Compare", exact=True).click()
-    expect(page.get_by_text("Displaying Runs from 2 Experiments")).to_be_visible()
-    select_runs(page, "delta", "alpha")
-    page.get_by_role("button", name="Compare", exact=True).click()
+    with ui_page(browser, ui_server, "/experiments") as (page, recording):
+        for name in ("ui-other", "ui-demo"):
+            row = page.get_by_role("row").filter(has=page.get_by_role("link", name=name, exact=True))
+            row.get_by_role("checkbox").click()
+        page.get_by_role("button", name="Compare", exact=True).click()
+        expect(page.get_by_text("Displaying Runs from 2 Experiments")).to_be_visible()
+        select_runs(page, "delta", "alpha")
+        page.get_by_role("button", name="Compare", exact=True).click()
 
-    expect(page.get_by_role("heading", name="Comparing 2 Runs from 2 Experiments")).to_be_visible()
-    experiments = json.dumps([seeded.experiment_id, seeded.other_experiment_id], separators=(",", ":"))
-    assert urllib.parse.unquote(page.url).endswith(f'#/compare-runs?runs=["{delta}","{alpha}"]&experiments={experiments}')
-    details = table_rows(page.get_by_role("table").filter(has_text="Run ID:"))
-    assert [details[0], details[1], details[-1]] == [
-        ["Run ID:", delta, alpha], ["Run Name:", "delta", "alpha"], ["Experiment Name:", "ui-other", "ui-demo"]
-    ]
-    parameters = compare_section(page, "Parameters")
-    assert table_rows(parameters) == [["batch", "", "32"], ["lr", "0.5", "0.1"], ["optimizer", "adam", "adam"]]
-    # delta has no accuracy.
-    assert compared_metrics(page) == (["accuracy", "loss"], ["NaN", "0.86", "0.7", "0.1"])
+        expect(page.get_by_role("heading", name="Comparing 2 Runs from 2 Experiments")).to_be_visible()
+        experiments = json.dumps([seeded.experiment_id, seeded.other_experiment_id], separators=(",", ":"))
+        assert urllib.parse.unquote(page.url).endswith(f'#/compare-runs?runs=["{delta}","{alpha}"]&experiments={experiments}')
+        details = table_rows(page.get_by_role("table").filter(has_text="Run ID:"))
+        assert [details[0], details[1], details[-1]] == [
+            ["Run ID:", delta, alpha], ["Run Name:", "delta", "alpha"], ["Experiment Name:", "ui-other", "ui-demo"]
+        ]
+        parameters = compare_section(page, "Parameters")
+        assert table_rows(parameters) == [["batch", "", "32"], ["lr", "0.5", "0.1"], ["optimizer", "adam", "adam"]]
+        # delta has no accuracy.
+        assert compared_metrics(page) == (["accuracy", "loss"], ["NaN", "0.86", "0.7", "0.1"])
 
-    page.get_by_role("switch", name="Parameters - Show diff only").click()
-    expect(parameters.locator("tr")).to_have_count(2)
-    assert table_rows(parameters) == [["batch", "", "32"], ["lr", "0.5", "0.1"]]
+        page.get_by_role("switch", name="Parameters - Show diff only").click()
+        expect(parameters.locator("tr")).to_have_count(2)
+        assert table_rows(parameters) == [["batch", "", "32"], ["lr", "0.5", "0.1"]]
 
-    # delta has no batch; the chart draws it just above the others.
-    dimensions = [["batch", [32.01, 32]], ["lr", [0.5, 0.1]], ["loss", [0.7, 0.1]]]
-    rendered = eventually(page, lambda: page.evaluate(PARALLEL_COORDINATES), dimensions)
-    screenshot(page, "compare-experiments")
-    assert rendered == dimensions
-    # batch against accuracy: delta has neither, so only alpha's point; and too few for a contour.
-    page.get_by_role("tab", name="Scatter Plot").click()
-    scatter = [[["32"], [0.86]]]
-    assert eventually(page, lambda: [[x, y] for _, x, y in page.evaluate(PLOTLY_TRACES)], scatter) == scatter
-    page.get_by_role("tab", name="Contour Plot").click()
-    expect(page.get_by_role("tabpanel")).to_contain_text(
-        "The X and Y axes don't have enough unique data points to render the contour plot."
-    )
-    assert page.evaluate(PLOTLY_TYPES) == []
-    assert_clean(recording, COMPARE_ARTIFACTS_TYPE_ERROR)
-
-
-def test_registered_models_list(ui, seeded):
-    page, recording = ui
-    open_page(page, recording, "#/")
-    page.get_by_role("link", name="Model registry").first.click()
-    assert page.url.endswith("#/models")
-
-    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=seeded.model_name, exact=True))
-    expect(row).to_have_count(1)
-    expect(row.get_by_role("link", name="Version 2", exact=True)).to_have_attribute(
-        "href", "#/models/ui-model/versions/2"
-    )
-    expect(row.get_by_role("link", name="champion")).to_have_attribute("href", "#/models/ui-model/versions/1")
-    expect(row.get_by_role("link", name="champion")).to_have_text("@\xa0champion: Version 1")
-    screenshot(page, "models")
-    assert_clean(recording)
+        # delta has no batch; the chart draws it just above the others.
+        dimensions = [["batch", [32.01, 32]], ["lr", [0.5, 0.1]], ["loss", [0.7, 0.1]]]
+        rendered = eventually(lambda: page.evaluate(PARALLEL_COORDINATES), dimensions)
+        screenshot(page, "compare-experiments")
+        assert rendered == dimensions
+        # batch against accuracy: delta has neither, so only alpha's point; and too few for a contour.
+        page.get_by_role("tab", name="Scatter Plot").click()
+        scatter = [[["32"], [0.86]]]
+        assert eventually(lambda: [[x, y] for _, x, y in page.evaluate(PLOTLY_TRACES)], scatter) == scatter
+        page.get_by_role("tab", name="Contour Plot").click()
+        expect(page.get_by_role("tabpanel")).to_contain_text(
+            "The X and Y axes don't have enough unique data points to render the contour plot."
+        )
+        assert page.evaluate(PLOTLY_TYPES) == []
+        assert_clean(recording, COMPARE_ARTIFACTS_TYPE_ERROR)
 
 
-def test_registered_model_page_lists_versions_aliases_and_stages(ui, seeded):
-    page, recording = ui
-    open_page(page, recording, "#/models")
-    page.get_by_role("link", name=seeded.model_name, exact=True).click()
+def test_registered_models_list(ui_server, seeded, browser):
+    with ui_page(browser, ui_server, "/") as (page, recording):
+        page.get_by_role("link", name="Model registry").first.click()
+        assert page.url.endswith("#/models")
 
-    expect(page.get_by_role("heading", name="ui-model")).to_be_visible()
-    versions = page.get_by_role("row").filter(has=page.get_by_role("link", name="Version"))
-    expect(versions.get_by_role("link")).to_have_text(["Version 2", "Version 1"])
-    expect(versions.nth(1).get_by_text("champion")).to_be_visible()
-    expect(versions.nth(0).get_by_text("champion")).to_have_count(0)
-    screenshot(page, "model")
-
-    # Stages show in the registry's former layout.
-    page.get_by_role("switch", name="New model registry UI").click()
-    page.get_by_role("dialog").get_by_role("button", name="Disable").click()
-    expect(page.get_by_role("columnheader", name="Stage")).to_be_visible()
-    expect(versions.get_by_role("link")).to_have_text(["Version 2", "Version 1"])
-    expect(versions.get_by_role("status")).to_have_text(["Staging", "None"])
-    assert_clean(recording)
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=seeded.model_name, exact=True))
+        expect(row).to_have_count(1)
+        expect(row.get_by_role("link", name="Version 2", exact=True)).to_have_attribute(
+            "href", "#/models/ui-model/versions/2"
+        )
+        expect(row.get_by_role("link", name="champion")).to_have_attribute("href", "#/models/ui-model/versions/1")
+        expect(row.get_by_role("link", name="champion")).to_have_text("@\xa0champion: Version 1")
+        screenshot(page, "models")
+        assert_clean(recording)
 
 
-def test_model_version_page_reads_the_mlmodel_file(ui, seeded):
-    page, recording = ui
-    open_page(page, recording, "#/models/ui-model")
-    with page.expect_response(lambda response: "/model-versions/get-artifact" in response.url) as mlmodel:
-        page.get_by_role("link", name="Version 2", exact=True).click()
+def test_registered_model_page_lists_versions_aliases_and_stages(ui_server, seeded, browser):
+    with ui_page(browser, ui_server, "/models") as (page, recording):
+        page.get_by_role("link", name=seeded.model_name, exact=True).click()
 
-    assert page.url.endswith("#/models/ui-model/versions/2")
-    assert mlmodel.value.status == 200
-    assert urllib.parse.parse_qs(urllib.parse.urlsplit(mlmodel.value.url).query) == {
-        "path": ["MLmodel"], "name": ["ui-model"], "version": ["2"]
-    }
-    expect(page.get_by_role("heading", name="Version 2")).to_be_visible()
-    expect(page.get_by_text("Staging", exact=True)).to_be_visible()
-    expect(page.get_by_role("link", name="alpha", exact=True)).to_have_attribute(
-        "href", f"#/experiments/{seeded.experiment_id}/runs/{seeded.runs['alpha']}"
-    )
-    expect(page.get_by_role("link", name="model", exact=True)).to_have_attribute(
-        "href", f"#/experiments/{seeded.experiment_id}/models/{seeded.logged_model_id}"
-    )
+        expect(page.get_by_role("heading", name="ui-model")).to_be_visible()
+        versions = page.get_by_role("row").filter(has=page.get_by_role("link", name="Version"))
+        expect(versions.get_by_role("link")).to_have_text(["Version 2", "Version 1"])
+        expect(versions.nth(1).get_by_text("champion")).to_be_visible()
+        expect(versions.nth(0).get_by_text("champion")).to_have_count(0)
+        screenshot(page, "model")
 
-    # The signature comes from the MLmodel file only.
-    page.get_by_role("cell", name="Inputs (1)").click()
-    page.get_by_role("cell", name="Outputs (1)").click()
-    expect(page.get_by_role("row", name="pixels (required) double")).to_be_visible()
-    expect(page.get_by_role("row", name="label (required) double")).to_be_visible()
-    screenshot(page, "model-version")
-    assert_clean(recording)
+        # Stages show in the registry's former layout.
+        page.get_by_role("switch", name="New model registry UI").click()
+        page.get_by_role("dialog").get_by_role("button", name="Disable").click()
+        expect(page.get_by_role("columnheader", name="Stage")).to_be_visible()
+        expect(versions.get_by_role("link")).to_have_text(["Version 2", "Version 1"])
+        expect(versions.get_by_role("status")).to_have_text(["Staging", "None"])
+        assert_clean(recording)
 
 
-def test_experiment_logged_models_page(ui, seeded):
-    page, recording = ui
-    open_page(page, recording, f"#/experiments/{seeded.experiment_id}/models")
-    expect(page.get_by_role("heading", name="Models", exact=True)).to_be_visible()
-    model = page.get_by_role("link", name="model", exact=True)
-    expect(model).to_have_attribute("href", f"#/experiments/{seeded.experiment_id}/models/{seeded.logged_model_id}")
-    rows = page.get_by_role("row").filter(has=page.get_by_role("link", name="alpha", exact=True))
-    expect(rows).to_have_count(1)
-    expect(rows.get_by_role("link", name="alpha", exact=True)).to_have_attribute(
-        "href", f"#/experiments/{seeded.experiment_id}/runs/{seeded.runs['alpha']}"
-    )
-    expect(rows.get_by_role("link", name="ui-model")).to_have_attribute("href", "#/models/ui-model/versions/1")
-    expect(page.get_by_role("row").filter(has=model).get_by_text("Ready")).to_be_visible()
-    screenshot(page, "logged-models")
-    assert_clean(recording)
+def test_model_version_page_reads_the_mlmodel_file(ui_server, seeded, browser):
+    with ui_page(browser, ui_server, "/models/ui-model") as (page, recording):
+        with page.expect_response(lambda response: "/model-versions/get-artifact" in response.url) as mlmodel:
+            page.get_by_role("link", name="Version 2", exact=True).click()
+
+        assert page.url.endswith("#/models/ui-model/versions/2")
+        assert mlmodel.value.status == 200
+        assert urllib.parse.parse_qs(urllib.parse.urlsplit(mlmodel.value.url).query) == {
+            "path": ["MLmodel"], "name": ["ui-model"], "version": ["2"]
+        }
+        expect(page.get_by_role("heading", name="Version 2")).to_be_visible()
+        expect(page.get_by_text("Staging", exact=True)).to_be_visible()
+        expect(page.get_by_role("link", name="alpha", exact=True)).to_have_attribute(
+            "href", f"#/experiments/{seeded.experiment_id}/runs/{seeded.runs['alpha']}"
+        )
+        expect(page.get_by_role("link", name="model", exact=True)).to_have_attribute(
+            "href", f"#/experiments/{seeded.experiment_id}/models/{seeded.logged_model_id}"
+        )
+
+        # The signature comes from the MLmodel file only.
+        page.get_by_role("cell", name="Inputs (1)").click()
+        page.get_by_role("cell", name="Outputs (1)").click()
+        expect(page.get_by_role("row", name="pixels (required) double")).to_be_visible()
+        expect(page.get_by_role("row", name="label (required) double")).to_be_visible()
+        screenshot(page, "model-version")
+        assert_clean(recording)
+
+
+def test_experiment_logged_models_page(ui_server, seeded, browser):
+    with ui_page(browser, ui_server, f"/experiments/{seeded.experiment_id}/models") as (page, recording):
+        expect(page.get_by_role("heading", name="Models", exact=True)).to_be_visible()
+        model = page.get_by_role("link", name="model", exact=True)
+        expect(model).to_have_attribute("href", f"#/experiments/{seeded.experiment_id}/models/{seeded.logged_model_id}")
+        rows = page.get_by_role("row").filter(has=page.get_by_role("link", name="alpha", exact=True))
+        expect(rows).to_have_count(1)
+        expect(rows.get_by_role("link", name="alpha", exact=True)).to_have_attribute(
+            "href", f"#/experiments/{seeded.experiment_id}/runs/{seeded.runs['alpha']}"
+        )
+        expect(rows.get_by_role("link", name="ui-model")).to_have_attribute("href", "#/models/ui-model/versions/1")
+        expect(page.get_by_role("row").filter(has=model).get_by_text("Ready")).to_be_visible()
+        screenshot(page, "logged-models")
+        assert_clean(recording)

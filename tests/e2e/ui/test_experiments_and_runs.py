@@ -10,49 +10,27 @@ rejects MIN/MAX/LATEST in a runs filter, which the gateway evaluates.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import http
 import io
 import json
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from playwright.sync_api import expect
 
-from tests.e2e.ui.browser import Recording, recorded_page
+from tests.e2e.ui.browser import ALLOWED_FAILURES, Recording, assert_clean, eventually, screenshot, ui_page
 
 # Each test's own steps; starting the server and seeding it are bounded by their fixtures.
 pytestmark = pytest.mark.timeout(120, func_only=True)
 
 AGAINST_MLFLOW = os.environ.get("UI_TESTS_AGAINST") == "mlflow"
 
-# Calls a stock `mlflow server` answers 4xx as well: the UI asks who the user is (404
-# without authentication) and, before creating or renaming an experiment, whether the
-# name is taken (404: it is free).
-ALLOWED_FAILURES = frozenset({
-    "/ajax-api/2.0/mlflow/users/current",
-    "/ajax-api/2.0/mlflow/experiments/get-by-name",
-})
-
 RUNS_SEARCH = "/ajax-api/2.0/mlflow/runs/search"
 
-# The UI's start-up choices, as it keeps them in localStorage: the "Model training"
-# views (not GenAI) and the assistant's side panel closed.
-UI_LOCAL_STORAGE = {
-    "mlflow.workflowType_v1": '"machine_learning"',
-    "mlflow.assistant.panelOpen_v1": "false",
-    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
-}
-
-WAIT_MS = 20_000  # for any one element or answer
 SEARCH_BOX = 'metrics.rmse < 1 and params.model = "tree"'  # the runs search box's placeholder
 
 # What the seeded runs of "ui-demo" show: latest metric values, params and tags.
@@ -66,53 +44,6 @@ SEEDED_VALUES = {
         "optimizer": "adam", "stage": "s2",
     },
 }
-
-
-@contextlib.contextmanager
-def ui_page(browser, server, path: str) -> Iterator[tuple[Any, Recording]]:
-    """A recorded page in Model training mode, opened at ``path`` (after the ``#``)."""
-    expect.set_options(timeout=WAIT_MS)
-    storage = {
-        "cookies": [],
-        "origins": [
-            {"origin": server.url, "localStorage": [{"name": k, "value": v} for k, v in UI_LOCAL_STORAGE.items()]}
-        ],
-    }
-    with recorded_page(browser, server.url, storage_state=storage) as (page, recording):
-        page.set_default_timeout(WAIT_MS)
-        page.goto(f"{server.url}/#{path}")
-        yield page, recording
-
-
-def assert_clean(recording: Recording, allowed: frozenset[str] = ALLOWED_FAILURES) -> None:
-    """No call failed beyond ``allowed``, and the console shows nothing but Chromium's
-    one "Failed to load resource" line for each of those allowed failures."""
-    assert recording.failed_calls(allowed) == []
-    errors = list(recording.console_errors)
-    for call in recording.calls:
-        if call.status >= 400:
-            reason = http.HTTPStatus(call.status).phrase
-            line = f"Failed to load resource: the server responded with a status of {call.status} ({reason})"
-            if line in errors:
-                errors.remove(line)
-    assert errors == []
-
-
-def screenshot(page, name: str) -> None:
-    folder = os.environ.get("UI_SCREENSHOTS_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
-
-
-def eventually(read: Callable[[], Any], expected: Any, timeout: float = WAIT_MS / 1000) -> Any:
-    """``read()`` once it equals ``expected``, or its last value when time is up."""
-    deadline = time.monotonic() + timeout
-    value = read()
-    while value != expected and time.monotonic() < deadline:
-        time.sleep(0.2)
-        value = read()
-    return value
 
 
 def runs_table(page) -> list[dict[str, str]]:
@@ -308,7 +239,7 @@ def test_runs_table_search_box_filters_runs_on_the_server(ui_server, seeded, bro
             assert answer.value.status == 400
             page.get_by_text("Request error").wait_for()
             assert run_names(page) == []
-            assert_clean(recording, ALLOWED_FAILURES | {RUNS_SEARCH})
+            assert_clean(recording, allowed=ALLOWED_FAILURES | {RUNS_SEARCH})
         else:
             assert answer.value.status == 200
             assert eventually(lambda: run_names(page), expected) == expected
