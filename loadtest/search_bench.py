@@ -257,11 +257,11 @@ def start_gateway(database_url: str, folder: Path) -> Server:
     return Server("gateway", command, f"http://127.0.0.1:{port}", folder / "gateway.log")
 
 
-def start_mlflow(database_url: str, folder: Path) -> Server:
+def start_mlflow(database_url: str, folder: Path, workers: int = 1) -> Server:
     port = free_port()
     command = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", database_url,
                "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]
+               "--workers", str(workers)]
     return Server("mlflow", command, f"http://127.0.0.1:{port}", folder / "mlflow.log")
 
 
