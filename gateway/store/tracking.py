@@ -168,6 +168,7 @@ WHERE run_id = ANY($1::uuid[]) AND key = $2 AND step BETWEEN $3 AND $4
 
 # Bucket b of n over a span of S steps starts at lo + b*(S div n) + min(b, S mod n), as
 # ntile(n) over S rows starts its buckets; each bucket keeps its first point by index probe.
+# (Used where a run lacks a point at some bucket start: see _POINTS_AT_STEPS.)
 _SAMPLE_BY_STEP = """
 SELECT DISTINCT s.run_id, m.value, m.timestamp, m.step
 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS s(run_id, lo, hi)
@@ -178,6 +179,13 @@ CROSS JOIN LATERAL (
       AND m.step >= s.lo + b * ((s.hi - s.lo + 1) / $5) + least(b, (s.hi - s.lo + 1) % $5)
       AND m.step <= s.hi
     ORDER BY step, timestamp, value LIMIT 1) AS m
+"""
+
+# The first point (by timestamp, then value) at each of the given steps of each run.
+_POINTS_AT_STEPS = """
+SELECT DISTINCT ON (run_id, step) run_id, value, timestamp, step FROM metrics
+WHERE run_id = ANY($1::uuid[]) AND key = $2 AND step = ANY($3::bigint[])
+ORDER BY run_id, step, timestamp, value
 """
 
 _SAMPLE_BY_ROW = """
@@ -777,9 +785,9 @@ class TrackingStore:
         ``max_results`` buckets, the first point of each kept, and the last point
         always. A series of at most ``max_results`` points is returned whole. A
         longer one whose steps span at least ``max_results`` values is sampled by
-        step instead, with the same buckets laid over its step range: one index probe
-        a bucket, so a chart of a million points costs ``max_results`` probes, not a
-        scan. Where each step holds one point and the steps run without gaps (a
+        step instead, with the same buckets laid over its step range: the points at the
+        buckets' first steps are read through the index, so a chart of a million points
+        reads ``max_results`` index entries, not a million. Where each step holds one point and the steps run without gaps (a
         training loop's steps), the two samplings keep the same points. A long series
         crowded onto fewer steps is sampled by row, as MLflow does.
         """
@@ -805,15 +813,7 @@ class TrackingStore:
                 for run_id in crowded:
                     rows += await conn.fetch(_SAMPLE_BY_ROW, run_id, key, low, high, max_results)
                 last_of = {r["run_id"]: r for r in spans}
-            # The probes of many runs are shared out over two connections, one a core of the
-            # database server on the machines it is measured on (BENCHMARKS.md).
-            halves = [spread[: (len(spread) + 1) // 2], spread[(len(spread) + 1) // 2:]] if len(spread) > 8 else [spread]
-            for part in await asyncio.gather(*(
-                self._pool.fetch(_SAMPLE_BY_STEP, [r["run_id"] for r in half], [r["lo"] for r in half],
-                                 [r["hi"] for r in half], key, max_results)
-                for half in halves if half
-            )):
-                rows += part
+            rows += await self._sample_by_step(spread, key, max_results)
         by_run: dict[str, list] = {}
         for row in rows:
             by_run.setdefault(row["run_id"].hex, []).append(row)
@@ -832,6 +832,35 @@ class TrackingStore:
                 Metric(key, wire_float(r["value"]), r["timestamp"], r["step"], run_id=run_id) for r in sampled
             )
         return result
+
+    async def _sample_by_step(self, spans: list, key: str, buckets: int) -> list:
+        """The first point of each bucket of step values, for runs whose series span enough steps.
+
+        Runs of one step range share their bucket starts: the points at those steps are
+        read in one index scan (a training loop has a point at every step). Only the runs
+        missing a start step (their steps have gaps) are probed for the first point after it.
+        """
+        by_range: dict[tuple[int, int], list] = {}
+        for span in spans:
+            by_range.setdefault((span["lo"], span["hi"]), []).append(span)
+        rows: list = []
+        gapped: list = []
+        for (lo, hi), group in by_range.items():
+            size, extra = divmod(hi - lo + 1, buckets)
+            starts = [lo + b * size + min(b, extra) for b in range(buckets)]
+            found = await self._fetch(_POINTS_AT_STEPS, [span["run_id"] for span in group], key, starts)
+            complete = {
+                run_id for run_id, points in groupby(found, key=lambda r: r["run_id"])
+                if sum(1 for _ in points) == len(starts)
+            }
+            rows += [r for r in found if r["run_id"] in complete]
+            gapped += [span for span in group if span["run_id"] not in complete]
+        if gapped:
+            rows += await self._fetch(
+                _SAMPLE_BY_STEP, [r["run_id"] for r in gapped], [r["lo"] for r in gapped],
+                [r["hi"] for r in gapped], key, buckets,
+            )
+        return rows
 
     # ---- search ----------------------------------------------------------------------
 
