@@ -95,7 +95,7 @@ def named(value: Any, story: Seeded) -> Any:
             if key in ("experimentId", "experiment_id") and item in experiments:
                 return experiments[item]
             item = pattern.sub(lambda m: names[m.group(0)], item)
-            return re.sub(r"mlflow-artifacts:/\d+/", "mlflow-artifacts:/<experiment>/", item)
+            return re.sub(r"mlflow-artifacts:/(\d+)", lambda m: "mlflow-artifacts:/" + experiments.get(m[1], m[1]), item)
         return item
 
     return walk(value)
