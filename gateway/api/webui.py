@@ -28,7 +28,7 @@ REVALIDATE = "no-cache"
 # main.c2f5f8d4.js, 6114.fcb5e4ec.chunk.js, main.b0f58ef9.css, logo.5c2b4ff3.svg
 _HASHED_NAME = re.compile(r"\.[0-9a-f]{8,}\.")
 
-INSTALL_HINT = "pip install 'mlflow-ingestion-gateway[ui]'"
+INSTALL_HINT = "pip install 'mlflow-ingestion-gateway[ui]' (from a checkout: pip install -e '.[ui]')"
 
 _NO_UI_PAGE = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>MLflow ingestion gateway</title></head>
