@@ -14,10 +14,10 @@ import mimetypes
 from aiohttp import web
 
 from gateway.api import model_schemas
-from gateway.api.limits import body_chunks
-from gateway.api.openapi import operation
 from gateway.api import validation as check
 from gateway.api.decoding import read_query, required_str
+from gateway.api.limits import body_chunks
+from gateway.api.openapi import operation
 from gateway.api.routes import ok, optional_str, read, run_id_of
 from gateway.api.schemas import Empty
 from gateway.api.state import ARTIFACTS, LOGGED_MODELS, REGISTRY, STORE
