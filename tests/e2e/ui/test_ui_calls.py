@@ -38,8 +38,10 @@ VOLATILE_KEYS = {
 def gateway_story(postgres, tmp_path_factory):
     """A gateway of this module's own: the browser tests change their server's story."""
     server = GatewayProcess(new_database(postgres))
-    yield server, seed(server.url, tmp_path_factory.mktemp("ui-gateway"))
-    server.stop()
+    try:
+        yield server, seed(server.url, tmp_path_factory.mktemp("ui-gateway"))
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
