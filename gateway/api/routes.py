@@ -317,6 +317,16 @@ async def answer_get_metric_history_bulk_interval(
 MAX_HISTORY_BULK_RUNS = 100
 
 
+def _check_count(request_name: str, noun: str, items: list, limit: int) -> None:
+    """MLflow's messages for a list of ids that is empty or longer than ``limit``."""
+    if not items:
+        raise InvalidParameter(f"{request_name} request must specify at least one {noun}.")
+    if len(items) > limit:
+        raise InvalidParameter(
+            f"{request_name} request cannot specify more than {limit} {noun}s. Received {len(items)} {noun}s."
+        )
+
+
 @operation(
     schemas.GetMetricHistoryBulk, schemas.GetMetricHistoryBulkResponse,
     summary="Get every point of one metric of several runs (the web UI's older chart call).",
@@ -324,13 +334,7 @@ MAX_HISTORY_BULK_RUNS = 100
 async def get_metric_history_bulk(request: web.Request) -> web.Response:
     message = await read(request, schemas.GetMetricHistoryBulk)
     run_ids = [required_str(r, "run_id") for r in message.run_id or ()]
-    if not run_ids:
-        raise InvalidParameter("GetMetricHistoryBulk request must specify at least one run_id.")
-    if len(run_ids) > MAX_HISTORY_BULK_RUNS:
-        raise InvalidParameter(
-            f"GetMetricHistoryBulk request cannot specify more than {MAX_HISTORY_BULK_RUNS} run_ids. "
-            f"Received {len(run_ids)} run_ids."
-        )
+    _check_count("GetMetricHistoryBulk", "run_id", run_ids, MAX_HISTORY_BULK_RUNS)
     if message.metric_key is None:
         raise InvalidParameter("GetMetricHistoryBulk request must specify a metric_key.")
     key = required_str(message.metric_key, "metric_key")
@@ -453,13 +457,7 @@ async def search_datasets(request: web.Request) -> web.Response:
 async def answer_search_datasets(app: web.Application, message: schemas.SearchDatasets) -> schemas.SearchDatasetsResponse:
     """experiments/search-datasets, also asked through GraphQL."""
     experiment_ids = message.experiment_ids or []
-    if not experiment_ids:
-        raise InvalidParameter("SearchDatasets request must specify at least one experiment_id.")
-    if len(experiment_ids) > MAX_DATASET_SEARCH_EXPERIMENTS:
-        raise InvalidParameter(
-            f"SearchDatasets request cannot specify more than {MAX_DATASET_SEARCH_EXPERIMENTS} experiment_ids. "
-            f"Received {len(experiment_ids)} experiment_ids."
-        )
+    _check_count("SearchDatasets", "experiment_id", experiment_ids, MAX_DATASET_SEARCH_EXPERIMENTS)
     ids = [check_experiment_id(e) for e in experiment_ids]
     return schemas.SearchDatasetsResponse(dataset_summaries=await app[STORE].search_datasets(ids))
 
