@@ -28,6 +28,7 @@ from gateway.auth import Verifier
 from gateway.config import Settings
 from gateway.ingest import Accumulator, Flusher
 from gateway.ingest.accumulator import Bounds
+from gateway.store.compactor import Compactor
 from gateway.store.errors import is_transient
 from gateway.store.logged_models import LoggedModelStore
 from gateway.store.migrations import migrate
@@ -120,6 +121,19 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
         if not flushed:
             log.error("shut down with writes not flushed")
 
+    async def compaction(app: web.Application):
+        if settings.compact_interval_s <= 0:
+            yield
+            return
+        compactor = Compactor(app[POOL], min_chunks=settings.compact_min_chunks)
+        stopping = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(
+            compactor.run(settings.compact_interval_s, stopping), name="gateway-compactor"
+        )
+        yield
+        stopping.set()
+        await task
+
     async def artifacts(app: web.Application):
         store = open_store(settings.artifacts_location())
         app[ARTIFACTS] = store
@@ -128,6 +142,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
 
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(ingestion)
+    app.cleanup_ctx.append(compaction)
     app.cleanup_ctx.append(artifacts)
     add_routes(app)
     add_artifact_routes(app)

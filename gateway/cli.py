@@ -1,4 +1,4 @@
-"""`gateway serve | migrate | gc | relay | export-runs-csv | users`: command-line entry points."""
+"""`gateway serve | migrate | compact | gc | relay | export-runs-csv | users`: command-line entry points."""
 
 from __future__ import annotations
 
@@ -146,6 +146,33 @@ def migrate_command(args: argparse.Namespace) -> None:
             embedded.stop()
 
 
+async def _compact(url: str) -> str:
+    from gateway.store.compactor import Compactor
+
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    try:
+        done = await Compactor(pool).until_done()
+    finally:
+        await pool.close()
+    return (
+        f"compact: {done.rows_converted} rows converted; {done.chunks_merged} small chunks merged; "
+        f"{done.points} points in {done.chunks_written} chunks written, over {done.keys} metric keys"
+    )
+
+
+def compact_command(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    database_url, embedded = _resolve_database(settings)
+    try:
+        asyncio.run(_migrate(database_url))
+        print(asyncio.run(_compact(database_url)))
+    except GatewayError as exc:
+        sys.exit(f"gateway compact: {exc.message}")
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
 def _duration_ms(text: str) -> int:
     try:
         return parse_duration_ms(text)
@@ -265,7 +292,7 @@ async def _collect_garbage(database_url: str, args: argparse.Namespace, settings
     cutoff = datetime.fromtimestamp(plan.cutoff_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return (
         f"gc: removed {removed.get('runs', 0)} runs, {removed.get('logged_models', 0)} logged models and "
-        f"{removed.get('experiments', 0)} experiments deleted before {cutoff} ({removed.get('metrics', 0)} metric "
+        f"{removed.get('experiments', 0)} experiments deleted before {cutoff} ({removed.get('metric_chunks', 0) + removed.get('metric_rows', 0)} metric "
         f"points, {removed.get('metric_summaries', 0)} metric summaries, {removed.get('params', 0)} params, "
         f"{removed.get('run_tags', 0)} tags, "
         f"{removed.get('run_dataset_inputs', 0) + removed.get('run_model_inputs', 0)} inputs, "
@@ -321,6 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_parser = commands.add_parser("migrate", help="apply the database migrations and exit")
     _add_setting_flags(migrate_parser, ("database_url", "data_dir"))
     migrate_parser.set_defaults(run=migrate_command)
+    compact_parser = commands.add_parser(
+        "compact",
+        help="merge small metric chunks and convert rows of earlier releases, then exit",
+        description="Merge every metric series' small chunks into sealed ones and move the metric points of "
+        "earlier releases (a row each) into chunks, a batch of keys per transaction, until nothing is left. "
+        "Safe while servers are ingesting, and to interrupt: a batch commits whole or not at all. "
+        "`gateway serve` does the same in the background (compact_interval_s).",
+    )
+    _add_setting_flags(compact_parser, ("database_url", "data_dir"))
+    compact_parser.set_defaults(run=compact_command)
     gc_parser = commands.add_parser(
         "gc",
         help="permanently remove deleted runs and experiments",

@@ -88,6 +88,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Longest request line (URL) or header field, in bytes; longer ones get 431."""
     access_log: AccessLog = "errors"
     """Requests logged (JSON lines on stderr): all, errors (status 400 or more) or off."""
+    compact_interval_s: float = 1.0
+    """Seconds between the compactor's rounds, which merge small metric chunks; 0 turns it off (see `gateway compact`)."""
+    compact_min_chunks: int = 8
+    """Small chunks a series gathers before the compactor merges them while writes go on."""
 
     def artifacts_location(self) -> str:
         """The artifacts destination in effect: the setting, else ``<data_dir>/artifacts``."""
@@ -99,6 +103,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"port must be 1..65535, got {self.port}")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.compact_interval_s < 0 or self.compact_min_chunks < 2:
+            raise ValueError("compact_interval_s must be >= 0 and compact_min_chunks at least 2")
         if self.flush_concurrency < 1:
             raise ValueError("flush_concurrency must be at least 1")
         if self.pool_size < self.flush_concurrency + 1:

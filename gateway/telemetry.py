@@ -44,3 +44,20 @@ DB_RETRIES = Counter(
 BACKPRESSURE_WAITS = Counter(
     "gateway_backpressure_waits", "Writes that had to wait for room in the buffers.", registry=REGISTRY
 )
+COMPACTED_CHUNKS = Counter(
+    "gateway_compacted_chunks", "Small metric chunks merged by the compactor.", registry=REGISTRY
+)
+COMPACTED_POINTS = Counter(
+    "gateway_compacted_points", "Metric points rewritten into chunks by the compactor.", registry=REGISTRY
+)
+CONVERTED_ROWS = Counter(
+    "gateway_converted_metric_rows",
+    "Metric points moved from the row-per-point table of earlier releases into chunks.",
+    registry=REGISTRY,
+)
+COMPACTION_SECONDS = Histogram(
+    "gateway_compaction_seconds",
+    "Time of one compaction batch (one transaction).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)

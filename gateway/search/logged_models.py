@@ -202,7 +202,7 @@ def compile_logged_model_search(
     for clause in clauses:
         where.append(_condition(clause, param, on_datasets))
     if on_datasets and not any(clause.entity is Entity.METRIC for clause in clauses):
-        where.append(f"EXISTS (SELECT 1 FROM metrics m WHERE m.model_id = lm.model_id AND {on_datasets})")
+        where.append(f"EXISTS (SELECT 1 FROM metric_points m WHERE m.model_id = lm.model_id AND {on_datasets})")
     order_sql = []
     for order in order_by:
         direction = "ASC" if order.ascending else "DESC"
@@ -244,7 +244,7 @@ def _latest_metric(order: LoggedModelOrder, param) -> str:
     if order.dataset_digest:
         conditions.append(f"m.dataset_digest = {param(order.dataset_digest)}")
     return (
-        f"(SELECT m.value FROM metrics m WHERE m.model_id = lm.model_id AND {' AND '.join(conditions)} "
+        f"(SELECT m.value FROM metric_points m WHERE m.model_id = lm.model_id AND {' AND '.join(conditions)} "
         "ORDER BY m.timestamp DESC, m.step DESC, m.run_id LIMIT 1)"
     )
 
@@ -259,7 +259,7 @@ def _condition(clause: Comparison, param, on_datasets: str | None) -> str:
         ]
         if on_datasets:
             conditions.append(on_datasets)
-        return f"EXISTS (SELECT 1 FROM metrics m WHERE {' AND '.join(conditions)})"
+        return f"EXISTS (SELECT 1 FROM metric_points m WHERE {' AND '.join(conditions)})"
     if clause.entity in (Entity.PARAM, Entity.TAG):
         table = "logged_model_params" if clause.entity is Entity.PARAM else "logged_model_tags"
         return (

@@ -46,9 +46,11 @@ from gateway.store.errors import translate_transient
 from gateway.store.tracking import run_uuid
 
 # Every table whose rows belong to one run (keyed by run_id), removed with the run.
+# Removed metric chunks are counted by the points they held.
 # A new run-scoped table must be added here; tests/e2e/test_gc.py fails until it is.
 RUN_SCOPED_TABLES = (
-    "metrics",
+    "metric_chunks",
+    "metric_rows",
     "metric_summaries",
     "params",
     "run_tags",
@@ -75,6 +77,11 @@ WHERE lifecycle_stage = 'deleted' AND deleted_time <= $1
   AND ($4::uuid[] IS NULL OR run_id = ANY($4::uuid[]))
 ORDER BY run_id LIMIT $3
 FOR UPDATE
+"""
+
+_REMOVE_CHUNKS = """
+WITH removed AS (DELETE FROM metric_chunks WHERE run_id = ANY($1::uuid[]) RETURNING point_count)
+SELECT coalesce(sum(point_count), 0)::bigint FROM removed
 """
 
 _NAMED_RUNS = "SELECT run_id, lifecycle_stage, deleted_time FROM runs WHERE run_id = ANY($1::uuid[])"
@@ -471,6 +478,9 @@ class GarbageCollector:
             return GcBatch(runs=[], rows=removed)
         run_ids = [row["run_id"] for row in rows]
         for table in RUN_SCOPED_TABLES:
+            if table == "metric_chunks":  # counted in points, as metric_rows counts them
+                removed[table] = await self._conn.fetchval(_REMOVE_CHUNKS, run_ids)
+                continue
             status = await self._conn.execute(f"DELETE FROM {table} WHERE run_id = ANY($1::uuid[])", run_ids)
             removed[table] = _deleted_count(status)
         status = await self._conn.execute("DELETE FROM runs WHERE run_id = ANY($1::uuid[])", run_ids)

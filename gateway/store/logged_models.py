@@ -140,7 +140,7 @@ class LoggedModelStore:
                 )
                 metrics = await conn.fetch(
                     """SELECT run_id, model_id, key, value, timestamp, step, dataset_name, dataset_digest
-                       FROM metrics WHERE model_id = ANY($1::text[])
+                       FROM metric_points WHERE model_id = ANY($1::text[])
                        ORDER BY model_id, key, step, timestamp""",
                     model_ids,
                 )

@@ -30,8 +30,8 @@ def list_migrations(folder: Path | None = None) -> list[tuple[int, str, Path]]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply every migration not yet applied, each in its own transaction.
+async def migrate(conn: asyncpg.Connection, *, up_to: int | None = None) -> list[str]:
+    """Apply every migration not yet applied (to version ``up_to`` if given), each in its own transaction.
 
     An advisory lock serialises gateways migrating the same database at once;
     the second one finds the work done.
@@ -50,7 +50,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         )
         done = {row["version"] for row in await conn.fetch("SELECT version FROM gateway_schema_migrations")}
         for version, name, path in list_migrations():
-            if version in done:
+            if version in done or (up_to is not None and version > up_to):
                 continue
             async with conn.transaction():
                 await conn.execute(path.read_text())

@@ -33,7 +33,7 @@ from gateway.model import (
     Tag,
     wire_float,
 )
-from gateway.store import export, searching
+from gateway.store import export, points, searching
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
 from gateway.store.writer import RUN_NAME_TAG
@@ -140,66 +140,6 @@ ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value
 """
 
 _RUN_COLUMNS = "run_id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage"
-
-
-# ---- the sampled history of the web UI's charts (get_metric_history_sampled) ----------
-
-# Per run: the first and last point of the key in the step range, and how many points
-# it has there, counted only up to max_results + 1.
-_SERIES_SPANS = """
-SELECT r.run_id, first.step AS lo, last.step AS hi, last.step AS last_step,
-       last.timestamp AS last_timestamp, last.value AS last_value,
-       (SELECT count(*) FROM (SELECT 1 FROM metrics m
-                               WHERE m.run_id = r.run_id AND m.key = $2 AND m.step BETWEEN $3 AND $4
-                               LIMIT $5 + 1) AS capped) AS points
-FROM unnest($1::uuid[]) AS r(run_id)
-CROSS JOIN LATERAL (SELECT step FROM metrics m
-                     WHERE m.run_id = r.run_id AND m.key = $2 AND m.step BETWEEN $3 AND $4
-                     ORDER BY step, timestamp, value LIMIT 1) AS first
-CROSS JOIN LATERAL (SELECT step, timestamp, value FROM metrics m
-                     WHERE m.run_id = r.run_id AND m.key = $2 AND m.step BETWEEN $3 AND $4
-                     ORDER BY step DESC, timestamp DESC, value DESC LIMIT 1) AS last
-"""
-
-_WHOLE_SERIES = """
-SELECT run_id, value, timestamp, step FROM metrics
-WHERE run_id = ANY($1::uuid[]) AND key = $2 AND step BETWEEN $3 AND $4
-"""
-
-# Bucket b of n over a span of S steps starts at lo + b*(S div n) + min(b, S mod n), as
-# ntile(n) over S rows starts its buckets; each bucket keeps its first point by index probe.
-# (Used where a run lacks a point at some bucket start: see _POINTS_AT_STEPS.)
-_SAMPLE_BY_STEP = """
-SELECT DISTINCT s.run_id, m.value, m.timestamp, m.step
-FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS s(run_id, lo, hi)
-CROSS JOIN generate_series(0, $5 - 1) AS b
-CROSS JOIN LATERAL (
-    SELECT value, timestamp, step FROM metrics m
-    WHERE m.run_id = s.run_id AND m.key = $4
-      AND m.step >= s.lo + b * ((s.hi - s.lo + 1) / $5) + least(b, (s.hi - s.lo + 1) % $5)
-      AND m.step <= s.hi
-    ORDER BY step, timestamp, value LIMIT 1) AS m
-"""
-
-# The first point (by timestamp, then value) at each of the given steps of each run.
-_POINTS_AT_STEPS = """
-SELECT DISTINCT ON (run_id, step) run_id, value, timestamp, step FROM metrics
-WHERE run_id = ANY($1::uuid[]) AND key = $2 AND step = ANY($3::bigint[])
-ORDER BY run_id, step, timestamp, value
-"""
-
-_SAMPLE_BY_ROW = """
-WITH bucketed AS (
-    SELECT value, timestamp, step, ntile($5) OVER (ORDER BY step, timestamp, value) AS bucket
-    FROM metrics WHERE run_id = $1 AND key = $2 AND step BETWEEN $3 AND $4)
-SELECT DISTINCT ON (bucket) $1::uuid AS run_id, value, timestamp, step FROM bucketed
-ORDER BY bucket, step, timestamp, value
-"""
-
-
-def _same_point(a: tuple[int, int, float], b: tuple[int, int, float]) -> bool:
-    """Equal (step, timestamp, value), a NaN value equal to a NaN value."""
-    return a[:2] == b[:2] and (a[2] == b[2] or (a[2] != a[2] and b[2] != b[2]))
 
 
 class TrackingStore:
@@ -728,47 +668,30 @@ class TrackingStore:
         await self.get_run_info(run_id)
         offset = _parse_offset_token(page_token)
         limit = None if max_results is None else max_results + 1
-        rows = await self._fetch(
-            """SELECT value, timestamp, step, model_id, dataset_name, dataset_digest FROM metrics
-               WHERE run_id = $1 AND key = $2 ORDER BY timestamp, step, value OFFSET $3 LIMIT $4""",
-            run_id,
-            key,
-            offset,
-            limit,
-        )
+        with translate_transient():
+            async with self._pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+                chunks = (await points.chunks_of(conn, [run_id], key)).get(run_id, [])
+                page = await points.history(conn, chunks, key, offset, limit)
         token = None
-        if max_results is not None and len(rows) > max_results:
-            rows = rows[:max_results]
+        if max_results is not None and len(page) > max_results:
+            page = page[:max_results]
             token = _offset_token(offset + max_results)
-        points = [
-            Metric(
-                key,
-                wire_float(row["value"]),
-                row["timestamp"],
-                row["step"],
-                dataset_name=row["dataset_name"],
-                dataset_digest=row["dataset_digest"],
-                model_id=row["model_id"],
-            )
-            for row in rows
-        ]
-        return points, token
+        return [points.metric_of(key, point) for point in page], token
 
     async def get_metric_history_bulk(self, run_ids: Sequence[str], key: str, max_results: int) -> list[Metric]:
         """A key's points over several runs, by run id and then as get-history orders them, at most
         ``max_results`` in all; ids of no stored run are left out, as MLflow leaves them out."""
-        ids = [r for r in run_ids if _RUN_ID.match(r)]
-        rows = await self._fetch(
-            """SELECT m.run_id, m.value, m.timestamp, m.step FROM metrics m JOIN runs r USING (run_id)
-               WHERE m.run_id = ANY($1::uuid[]) AND m.key = $2
-               ORDER BY m.run_id, m.timestamp, m.step, m.value LIMIT $3""",
-            ids,
-            key,
-            max_results,
-        )
-        return [
-            Metric(key, wire_float(r["value"]), r["timestamp"], r["step"], run_id=r["run_id"].hex) for r in rows
-        ]
+        ids = sorted({r for r in run_ids if _RUN_ID.match(r)})
+        result: list[Metric] = []
+        with translate_transient():
+            async with self._pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+                chunks_by_run = await points.chunks_of(conn, ids, key)
+                for run_id in ids:
+                    if len(result) >= max_results or run_id not in chunks_by_run:
+                        continue
+                    page = await points.history(conn, chunks_by_run[run_id], key, 0, max_results - len(result))
+                    result.extend(points.metric_of(key, point, run_id, with_series=False) for point in page)
+        return result
 
     async def get_metric_history_sampled(
         self,
@@ -779,18 +702,8 @@ class TrackingStore:
         start_step: int | None = None,
         end_step: int | None = None,
     ) -> list[Metric]:
-        """Up to ``max_results`` points per run, evenly sampled, first and last kept.
-
-        MLflow samples by row: the points in (step, timestamp, value) order cut into
-        ``max_results`` buckets, the first point of each kept, and the last point
-        always. A series of at most ``max_results`` points is returned whole. A
-        longer one whose steps span at least ``max_results`` values is sampled by
-        step instead, with the same buckets laid over its step range: the points at the
-        buckets' first steps are read through the index, so a chart of a million points
-        reads ``max_results`` index entries, not a million. Where each step holds one point and the steps run without gaps (a
-        training loop's steps), the two samplings keep the same points. A long series
-        crowded onto fewer steps is sampled by row, as MLflow does.
-        """
+        """Up to ``max_results`` points per run, sampled as MLflow samples them (see
+        :func:`gateway.store.points.sample`), by run id and then in (step, timestamp, value) order."""
         for run_id in run_ids:
             run_uuid(run_id)
         ordered = sorted(set(run_ids))
@@ -803,64 +716,13 @@ class TrackingStore:
                 for run_id in run_ids:
                     if run_id not in stored:
                         raise NotFound(f"Run with id={run_id} not found")
-                spans = await conn.fetch(_SERIES_SPANS, ordered, key, low, high, max_results)
-                whole = [r["run_id"] for r in spans if r["points"] <= max_results]
-                spread = [r for r in spans if r["points"] > max_results and r["hi"] - r["lo"] + 1 >= max_results]
-                crowded = [r["run_id"] for r in spans if r["points"] > max_results and r["hi"] - r["lo"] + 1 < max_results]
-                rows: list = []
-                if whole:
-                    rows += await conn.fetch(_WHOLE_SERIES, whole, key, low, high)
-                for run_id in crowded:
-                    rows += await conn.fetch(_SAMPLE_BY_ROW, run_id, key, low, high, max_results)
-                last_of = {r["run_id"]: r for r in spans}
-            rows += await self._sample_by_step(spread, key, max_results)
-        by_run: dict[str, list] = {}
-        for row in rows:
-            by_run.setdefault(row["run_id"].hex, []).append(row)
-        result: list[Metric] = []
-        for run_id in ordered:
-            sampled = by_run.get(run_id, [])
-            sampled.sort(key=lambda r: (r["step"], r["timestamp"], r["value"] != r["value"], r["value"]))
-            span = last_of.get(uuid.UUID(run_id))
-            if span is not None and sampled:
-                last = (span["last_step"], span["last_timestamp"], span["last_value"])
-                if not _same_point((sampled[-1]["step"], sampled[-1]["timestamp"], sampled[-1]["value"]), last):
-                    if len(sampled) >= max_results:
-                        sampled.pop()
-                    sampled.append({"step": last[0], "timestamp": last[1], "value": last[2]})
-            result.extend(
-                Metric(key, wire_float(r["value"]), r["timestamp"], r["step"], run_id=run_id) for r in sampled
-            )
-        return result
-
-    async def _sample_by_step(self, spans: list, key: str, buckets: int) -> list:
-        """The first point of each bucket of step values, for runs whose series span enough steps.
-
-        Runs of one step range share their bucket starts: the points at those steps are
-        read in one index scan (a training loop has a point at every step). Only the runs
-        missing a start step (their steps have gaps) are probed for the first point after it.
-        """
-        by_range: dict[tuple[int, int], list] = {}
-        for span in spans:
-            by_range.setdefault((span["lo"], span["hi"]), []).append(span)
-        rows: list = []
-        gapped: list = []
-        for (lo, hi), group in by_range.items():
-            size, extra = divmod(hi - lo + 1, buckets)
-            starts = [lo + b * size + min(b, extra) for b in range(buckets)]
-            found = await self._fetch(_POINTS_AT_STEPS, [span["run_id"] for span in group], key, starts)
-            complete = {
-                run_id for run_id, points in groupby(found, key=lambda r: r["run_id"])
-                if sum(1 for _ in points) == len(starts)
-            }
-            rows += [r for r in found if r["run_id"] in complete]
-            gapped += [span for span in group if span["run_id"] not in complete]
-        if gapped:
-            rows += await self._fetch(
-                _SAMPLE_BY_STEP, [r["run_id"] for r in gapped], [r["lo"] for r in gapped],
-                [r["hi"] for r in gapped], key, buckets,
-            )
-        return rows
+                chunks_by_run = await points.chunks_of(conn, ordered, key)
+                sampled = await points.sample(conn, chunks_by_run, key, max_results, low, high)
+        return [
+            Metric(key, wire_float(value), timestamp, step, run_id=run_id)
+            for run_id in ordered
+            for step, timestamp, value in sampled.get(run_id, [])
+        ]
 
     # ---- search ----------------------------------------------------------------------
 

@@ -6,9 +6,13 @@ One flush is one transaction:
    lands either before it (and the writes are refused) or after it;
 2. insert params write-once, deciding conflicts in the database;
 3. upsert tags (last write wins, in arrival order);
-4. COPY the metric points (binary); a flush that meets an already stored point
-   is done again the slower way, so an exact duplicate point is stored once;
-5. upsert one summary row per (run, key) from a batch pre-aggregated here.
+4. lock the summary row of every (run, key) it carries points of (creating the
+   rows of new keys), in order; a key whose new points all order after its
+   stored latest point (a training loop's case) needs no other check, the
+   others are compared with their stored points in the new points' step range,
+   so an exact duplicate point is stored once;
+5. COPY the new points as one chunk per series (binary, store/points.py);
+6. update one summary row per (run, key) from a batch pre-aggregated here.
 
 A request whose run vanished or whose param conflicts fails alone, with
 MLflow's error; the requests beside it commit.
@@ -16,15 +20,15 @@ MLflow's error; the requests beside it commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 
 from gateway.errors import GatewayError, InvalidParameter, NotFound, TransientStoreError
 from gateway.model import RunWrite
+from gateway.store import points as chunked
 from gateway.store.errors import translate_transient
 
-_METRIC_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "model_id", "dataset_name", "dataset_digest")
 RUN_NAME_TAG = "mlflow.runName"
 
 _UPSERT_SUMMARIES = """
@@ -41,6 +45,56 @@ ON CONFLICT (run_id, key) DO UPDATE SET
     min_value = LEAST(s.min_value, EXCLUDED.min_value),
     max_value = GREATEST(s.max_value, EXCLUDED.max_value),
     point_count = s.point_count + EXCLUDED.point_count
+"""
+
+# Lock the summary rows of a flush's keys in order, making those of new keys first
+# (a placeholder that orders before every point, with no points); rows made by this
+# statement come back without a latest point. A row another flush made while this
+# statement waited for it comes back in neither part (_LOCK_STORED_SUMMARIES reads it).
+_LOCK_SUMMARIES = """
+WITH wanted AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(run_id, key)),
+made AS (
+    INSERT INTO metric_summaries (run_id, key, step, timestamp, value, min_value, max_value, point_count)
+    SELECT run_id, key, -9223372036854775808, -9223372036854775808, '-Infinity', NULL, NULL, 0
+    FROM wanted ORDER BY run_id, key
+    ON CONFLICT (run_id, key) DO NOTHING
+    RETURNING run_id, key),
+stored AS (
+    SELECT s.run_id, s.key, s.step, s.timestamp, s.value
+    FROM metric_summaries s JOIN wanted ON s.run_id = wanted.run_id AND s.key = wanted.key
+    ORDER BY s.run_id, s.key FOR UPDATE OF s)
+SELECT run_id, key, NULL::bigint, NULL::bigint, NULL::float8 FROM made
+UNION ALL
+SELECT run_id, key, step, timestamp, value FROM stored
+"""
+
+_LOCK_STORED_SUMMARIES = """
+SELECT s.run_id, s.key, s.step, s.timestamp, s.value
+FROM metric_summaries s JOIN unnest($1::uuid[], $2::text[]) AS w(run_id, key) ON s.run_id = w.run_id AND s.key = w.key
+ORDER BY s.run_id, s.key FOR UPDATE OF s
+"""
+
+# The stored points of each (run, key) in a step range: chunks whose range meets it,
+# and rows not yet converted to chunks, a row each (chunk_id NULL).
+_STORED_POINTS = """
+WITH wanted AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS w(run_id, key, lo, hi))
+SELECT c.run_id, c.key, c.chunk_id, c.model_id, c.steps, c.timestamps, c.metric_values
+FROM wanted w JOIN metric_chunks c
+  ON c.run_id = w.run_id AND c.key = w.key AND c.first_step <= w.hi AND c.last_step >= w.lo
+UNION ALL
+SELECT m.run_id, m.key, NULL, m.model_id, ARRAY[m.step], ARRAY[m.timestamp], ARRAY[m.value]
+FROM wanted w JOIN metric_rows m ON m.run_id = w.run_id AND m.key = w.key AND m.step BETWEEN w.lo AND w.hi
+"""
+
+_DELETE_CHUNKS = """
+DELETE FROM metric_chunks c USING unnest($1::uuid[], $2::text[], $3::bigint[]) AS w(run_id, key, chunk_id)
+WHERE c.run_id = w.run_id AND c.key = w.key AND c.chunk_id = w.chunk_id
+RETURNING c.run_id, c.key, c.chunk_id, c.model_id, c.dataset_name, c.dataset_digest, c.steps, c.timestamps,
+          c.metric_values
+"""
+
+_DROP_STORED_ROW = """
+DELETE FROM metric_rows WHERE run_id = $1 AND key = $2 AND step = $3 AND timestamp = $4 AND value = $5
 """
 
 _INSERT_PARAMS = """
@@ -69,51 +123,6 @@ UPDATE runs SET name = renamed.name
 FROM unnest($1::uuid[], $2::text[]) AS renamed(run_id, name)
 WHERE runs.run_id = renamed.run_id
 """
-
-
-def _after(value: float, other: float) -> bool:
-    # PostgreSQL orders NaN above every number and equal to itself; the summary
-    # upsert compares in SQL, so the in-flush pre-aggregation orders the same way.
-    if value != value:
-        return other == other
-    return other == other and value > other
-
-
-def summarise(records: Iterable[tuple]) -> dict[tuple[str, str], list]:
-    """Pre-aggregate metric records to one summary per (run, key).
-
-    A record is a row of the metrics table: (run_id, key, step, timestamp,
-    value, model_id, dataset_name, dataset_digest). A summary is
-    [step, timestamp, value, min_value, max_value, count]: the latest point
-    (greatest step, then timestamp, then value), min and max over the non-NaN
-    values (None while there is none) and the number of records.
-    """
-    summaries: dict[tuple[str, str], list] = {}
-    get = summaries.get
-    for run_id, key, step, timestamp, value, _model, _dataset, _digest in records:
-        summary = get((run_id, key))
-        if summary is None:
-            finite = None if value != value else value
-            summaries[(run_id, key)] = [step, timestamp, value, finite, finite, 1]
-            continue
-        latest_step = summary[0]
-        if step > latest_step or (
-            step == latest_step
-            and (timestamp > summary[1] or (timestamp == summary[1] and _after(value, summary[2])))
-        ):
-            summary[0] = step
-            summary[1] = timestamp
-            summary[2] = value
-        if value == value:
-            low = summary[3]
-            if low is None:
-                summary[3] = summary[4] = value
-            elif value < low:
-                summary[3] = value
-            elif value > summary[4]:
-                summary[4] = value
-        summary[5] += 1
-    return summaries
 
 
 def param_conflict_error(write: RunWrite, conflicts: list[tuple[str, str, str]]) -> InvalidParameter:
@@ -156,16 +165,8 @@ class BatchWriter:
         with translate_transient():
             async with self._pool.acquire() as conn:
                 try:
-                    try:
-                        async with conn.transaction():
-                            return await self._write(conn, writes, skip_stored=False)
-                    except asyncpg.exceptions.UniqueViolationError:
-                        # Some points were stored before (a client retried a write
-                        # whose answer it never saw), or came twice in this flush.
-                        # Rare, so the flush is done again the slower way that
-                        # stores each point once.
-                        async with conn.transaction():
-                            return await self._write(conn, writes, skip_stored=True)
+                    async with conn.transaction():
+                        return await self._write(conn, writes)
                 except Exception as exc:
                     if conn.is_closed() and not isinstance(exc, GatewayError):
                         # The connection died under the flush (asyncpg may report it
@@ -173,15 +174,13 @@ class BatchWriter:
                         raise TransientStoreError(f"connection lost: {type(exc).__name__}") from exc
                     raise
 
-    async def _write(
-        self, conn: asyncpg.Connection, writes: Sequence[RunWrite], *, skip_stored: bool
-    ) -> list[GatewayError | None]:
+    async def _write(self, conn: asyncpg.Connection, writes: Sequence[RunWrite]) -> list[GatewayError | None]:
         outcome: list[GatewayError | None] = [None] * len(writes)
         await self._check_runs(conn, writes, outcome)
         await self._insert_params(conn, writes, outcome)
         live = [w for w, error in zip(writes, outcome) if error is None]
         await self._upsert_tags(conn, live)
-        await self._insert_metrics(conn, live, skip_stored)
+        await self._insert_metrics(conn, live)
         return outcome
 
     async def _check_runs(self, conn, writes, outcome) -> None:
@@ -256,50 +255,139 @@ class BatchWriter:
         if renamed:
             await conn.execute(_RENAME_RUNS, [r[0] for r in renamed], [r[1] for r in renamed])
 
-    async def _insert_metrics(self, conn, writes: list[RunWrite], skip_stored: bool) -> None:
-        records: list[tuple] = []
+    async def _insert_metrics(self, conn, writes: list[RunWrite]) -> None:
+        by_key: dict[tuple[str, str], list] = {}
+        has_nan = False
         for write in writes:
             run_id = write.run_id
-            records.extend(
-                [
-                    (run_id, p.key, p.step, p.timestamp, p.value, p.model_id, p.dataset_name, p.dataset_digest)
-                    for p in write.metrics
-                ]
-            )
-        if not records:
+            for p in write.metrics:
+                point = (p.step, p.timestamp, p.value, p.model_id, p.dataset_name, p.dataset_digest)
+                group = by_key.get((run_id, p.key))
+                if group is None:
+                    by_key[(run_id, p.key)] = [point]
+                else:
+                    group.append(point)
+                if p.value != p.value:
+                    has_nan = True
+        if not by_key:
             return
-        if skip_stored:
-            records = await self._insert_metrics_skipping_stored(conn, records)
-        else:
-            await conn.copy_records_to_table("metrics", records=records, columns=_METRIC_COLUMNS)
-        await self._upsert_summaries(conn, records)
+        # Sorted, so two flushes touching the same summary rows lock them in one order.
+        keys = sorted(by_key)
+        for key in keys:
+            group = by_key[key]
+            chunked.sort_points(group, has_nan)
+            by_key[key] = chunked.distinct_points(group)
+        stored_latest = await self._lock_summaries(conn, keys)
+        known = [k for k in keys if stored_latest.get(k) is not None and not chunked.after(by_key[k][0], stored_latest[k])]
+        rewritten: list[tuple] = []
+        if known:
+            rewritten = await self._leave_out_stored(conn, known, by_key)
+        rows = list(rewritten)
+        summaries = {}
+        checked = set(known)
+        for key in keys:
+            group = by_key[key]
+            new = [p for p in group if type(p) is not _Relinked] if key in checked else group
+            if new:
+                summaries[key] = chunked.summary_of(new)
+            if group:
+                rows.extend(chunked.chunk_rows(key[0], key[1], group))
+        if rows:
+            await conn.copy_records_to_table("metric_chunks", records=rows, columns=chunked.CHUNK_COLUMNS)
+        if summaries:
+            await self._upsert_summaries(conn, summaries)
 
-    async def _insert_metrics_skipping_stored(self, conn, records: list[tuple]) -> list[tuple]:
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_metrics (LIKE metrics INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        await conn.copy_records_to_table("incoming_metrics", records=records, columns=_METRIC_COLUMNS)
-        # A point stored before may come again naming the logged model it belongs to
-        # (log_model re-sends the run's metrics with model_id): the stored point then
-        # takes the model, and is not counted again.
+    async def _lock_summaries(self, conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple | None]:
+        """Lock the summary row of each (run, key), making the missing ones; their stored latest point.
+
+        A key whose row this flush made has no stored point (None).
+        """
+        run_ids = [k[0] for k in keys]
+        names = [k[1] for k in keys]
+        rows = await conn.fetch(_LOCK_SUMMARIES, run_ids, names)
+        latest: dict[tuple[str, str], tuple | None] = {}
+        for row in rows:
+            latest[(row[0].hex, row[1])] = None if row[2] is None else (row[2], row[3], row[4])
+        missing = [k for k in keys if k not in latest]
+        if missing:
+            # Made by a flush that committed while this statement waited for it.
+            rows = await conn.fetch(_LOCK_STORED_SUMMARIES, [k[0] for k in missing], [k[1] for k in missing])
+            for row in rows:
+                latest[(row[0].hex, row[1])] = (row[2], row[3], row[4])
+        return latest
+
+    async def _leave_out_stored(self, conn, keys: list[tuple[str, str]], by_key: dict) -> list[tuple]:
+        """Drop the new points of ``keys`` that are stored already, in place.
+
+        A stored point may come again naming the logged model it belongs to (log_model
+        re-sends the run's metrics with model_id): the point then moves to the model's
+        series and is not counted again; it is marked so. Returns the COPY rows of the
+        chunks rewritten without the points that moved (their old rows are deleted).
+        """
+        spans = [(k, by_key[k][0][0], by_key[k][-1][0]) for k in keys]
         rows = await conn.fetch(
-            """INSERT INTO metrics
-               SELECT DISTINCT ON (run_id, key, step, timestamp, value) * FROM incoming_metrics
-               ORDER BY run_id, key, step, timestamp, value, model_id NULLS LAST
-               ON CONFLICT (run_id, key, step, timestamp, value) DO UPDATE
-                  SET model_id = EXCLUDED.model_id, dataset_name = EXCLUDED.dataset_name,
-                      dataset_digest = EXCLUDED.dataset_digest
-                WHERE metrics.model_id IS NULL AND EXCLUDED.model_id IS NOT NULL
-               RETURNING run_id, key, step, timestamp, value, xmax = 0 AS inserted"""
+            _STORED_POINTS, [s[0][0] for s in spans], [s[0][1] for s in spans], [s[1] for s in spans],
+            [s[2] for s in spans],
         )
-        await conn.execute("TRUNCATE incoming_metrics")
-        return [(row[0].hex, row[1], row[2], row[3], row[4], None, None, None) for row in rows if row[5]]
+        stored: dict[tuple[str, str], dict[tuple, tuple]] = {}
+        for row in rows:
+            series = stored.setdefault((row["run_id"].hex, row["key"]), {})
+            for step, timestamp, value in zip(row["steps"], row["timestamps"], row["metric_values"]):
+                series[_identity(step, timestamp, value)] = (row["model_id"], row["chunk_id"])
+        moved_from: dict[tuple[str, str, int], set] = {}
+        moved_rows: list[tuple] = []
+        for key in keys:
+            known = stored.get(key, {})
+            kept = []
+            for point in by_key[key]:
+                identity = _identity(*point[:3])
+                found = known.get(identity)
+                if found is None:
+                    kept.append(point)
+                elif point[3] is not None and found[0] is None:
+                    kept.append(_Relinked(point))
+                    if found[1] is None:
+                        moved_rows.append((key[0], key[1], *point[:3]))
+                    else:
+                        moved_from.setdefault((key[0], key[1], found[1]), set()).add(identity)
+            by_key[key] = kept
+        if moved_rows:
+            await conn.executemany(_DROP_STORED_ROW, moved_rows)
+        if not moved_from:
+            return []
+        chunk_rows = await conn.fetch(
+            _DELETE_CHUNKS, [k[0] for k in moved_from], [k[1] for k in moved_from], [k[2] for k in moved_from]
+        )
+        rewritten = []
+        for row in chunk_rows:
+            gone = moved_from[(row["run_id"].hex, row["key"], row["chunk_id"])]
+            left = [
+                (s, t, v, row["model_id"], row["dataset_name"], row["dataset_digest"])
+                for s, t, v in zip(row["steps"], row["timestamps"], row["metric_values"])
+                if _identity(s, t, v) not in gone
+            ]
+            if left:
+                rewritten.extend(chunked.chunk_rows(row["run_id"].hex, row["key"], left))
+        return rewritten
 
-    async def _upsert_summaries(self, conn, records: list[tuple]) -> None:
-        summaries = summarise(records)
-        if not summaries:
-            return
-        # Sorted, so two flushes touching the same rows lock them in one order.
+    async def _upsert_summaries(self, conn, summaries: dict[tuple[str, str], chunked.KeySummary]) -> None:
         keys = sorted(summaries)
-        columns = list(zip(*(summaries[k] for k in keys)))
-        await conn.execute(_UPSERT_SUMMARIES, [k[0] for k in keys], [k[1] for k in keys], *map(list, columns))
+        await conn.execute(
+            _UPSERT_SUMMARIES,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [summaries[k].latest[0] for k in keys],
+            [summaries[k].latest[1] for k in keys],
+            [summaries[k].latest[2] for k in keys],
+            [summaries[k].min_value for k in keys],
+            [summaries[k].max_value for k in keys],
+            [summaries[k].count for k in keys],
+        )
+
+
+class _Relinked(tuple):
+    """A point stored before that this flush moves to its logged model's series."""
+
+
+def _identity(step: int, timestamp: int, value: float) -> tuple:
+    return (step, timestamp, True, 0.0) if value != value else (step, timestamp, False, value)

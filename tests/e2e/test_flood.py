@@ -25,7 +25,7 @@ async def stored_points(database_url: str, run_ids: list[str]) -> list[tuple[str
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT run_id, key, step, value FROM metrics WHERE run_id = ANY($1::uuid[])", run_ids
+            "SELECT run_id, key, step, value FROM metric_points WHERE run_id = ANY($1::uuid[])", run_ids
         )
     finally:
         await conn.close()
@@ -41,7 +41,7 @@ async def summaries_match_points(database_url: str) -> None:
                       max(value) FILTER (WHERE value <> 'NaN') AS max_value,
                       (array_agg(step ORDER BY step DESC, timestamp DESC, value DESC))[1] AS step,
                       (array_agg(value ORDER BY step DESC, timestamp DESC, value DESC))[1] AS value
-               FROM metrics GROUP BY run_id, key ORDER BY run_id, key"""
+               FROM metric_points GROUP BY run_id, key ORDER BY run_id, key"""
         )
         actual = await conn.fetch(
             "SELECT run_id, key, point_count, min_value, max_value, step, value FROM metric_summaries ORDER BY run_id, key"
@@ -243,11 +243,11 @@ async def test_an_overload_flood_is_refused_within_the_memory_bound(fresh_databa
 
         sampler = threading.Thread(target=sample)
         sampler.start()
-        # Hold the metrics table so no flush can land: writes pile up to the bound.
+        # Hold the metric chunks table so no flush can land: writes pile up to the bound.
         blocker = await asyncpg.connect(fresh_database_url)
         transaction = blocker.transaction()
         await transaction.start()
-        await blocker.execute("LOCK TABLE metrics IN SHARE MODE")
+        await blocker.execute("LOCK TABLE metric_chunks IN SHARE MODE")
         ledger = Ledger()
         try:
             offered = await overload(

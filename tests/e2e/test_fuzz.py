@@ -164,7 +164,7 @@ def _stored(database_url: str, run_id: str) -> tuple[set, dict, dict]:
     async def query():
         conn = await asyncpg.connect(database_url)
         try:
-            metrics = await conn.fetch("select key from metrics where run_id = $1::uuid", run_id)
+            metrics = await conn.fetch("select key from metric_points where run_id = $1::uuid", run_id)
             params = await conn.fetch("select key, value from params where run_id = $1::uuid", run_id)
             tags = await conn.fetch("select key, value from run_tags where run_id = $1::uuid", run_id)
         finally:

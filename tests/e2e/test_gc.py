@@ -34,20 +34,30 @@ def gc(database_url: str, *args: str, env: dict[str, str] | None = None) -> subp
 
 async def tables_with_column(conn: asyncpg.Connection, column: str) -> list[str]:
     rows = await conn.fetch(
-        "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema() "
-        "AND column_name = $1 ORDER BY table_name",
+        "SELECT c.table_name FROM information_schema.columns c JOIN information_schema.tables t "
+        "ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+        "WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' AND c.column_name = $1 "
+        "ORDER BY c.table_name",
         column,
     )
     return [row["table_name"] for row in rows]
 
 
+# Metric points are counted a point each, through the view over chunks and rows.
+POINT_TABLES = {"metric_chunks", "metric_rows"}
+
+
 async def rows_naming(database_url: str, column: str, ids: list) -> dict[str, int]:
-    """Rows that name any of ``ids`` in every table of the schema with that column."""
+    """Rows that name any of ``ids`` in every table of the schema with that column (metric points
+    as rows of the metric_points view)."""
     conn = await asyncpg.connect(database_url)
     try:
         counts = {}
         cast = {"run_id": "uuid", "model_id": "text"}.get(column, "bigint")
-        for table in await tables_with_column(conn, column):
+        tables = await tables_with_column(conn, column)
+        if POINT_TABLES & set(tables):
+            tables = [t for t in tables if t not in POINT_TABLES] + ["metric_points"]
+        for table in tables:
             counts[table] = await conn.fetchval(
                 f'SELECT count(*) FROM "{table}" WHERE {column} = ANY($1::{cast}[])', ids
             )
@@ -183,7 +193,7 @@ async def test_gc_removes_what_was_deleted_before_the_cutoff_from_every_table(ow
     # What is younger than the cutoff, or was never deleted, is untouched.
     assert api.get_run(live).json() == live_before
     kept = await rows_naming(fresh_database_url, "run_id", [recent_a, recent_c])
-    assert kept == {"metric_summaries": 4, "metrics": 20, "params": 4, "run_dataset_inputs": 2,
+    assert kept == {"metric_summaries": 4, "metric_points": 20, "params": 4, "run_dataset_inputs": 2,
                     "run_model_inputs": 2, "run_model_outputs": 2, "run_tags": 4, "runs": 2}
     assert (await rows_naming(fresh_database_url, "experiment_id", [int(exp_c)]))["experiments"] == 1
 
@@ -374,7 +384,7 @@ async def test_gc_while_a_gateway_ingests_removes_whole_runs_and_loses_no_write(
         assert {p["key"] for p in data["params"]} == {"lr", "layers", "late_param"}
         assert {"late_tag", "stage"} <= {t["key"] for t in data["tags"]}
     counts = await rows_naming(fresh_database_url, "run_id", survivors)
-    assert counts["metrics"] == len(survivors) * 30 and counts["params"] == len(survivors) * 3
+    assert counts["metric_points"] == len(survivors) * 30 and counts["params"] == len(survivors) * 3
     not_raced = [run_id for run_id in doomed if run_id not in set(raced)]
     assert set((await rows_naming(fresh_database_url, "run_id", removed + not_raced)).values()) == {0}
     await summaries_match_points(fresh_database_url)
@@ -414,7 +424,7 @@ async def test_a_write_racing_bulk_delete_lands_whole_or_is_refused(own_gateway,
     assert set(answers.values()) <= {200, 400}
     conn = await asyncpg.connect(fresh_database_url)
     try:
-        for table, key_prefix, per_call in (("metrics", "m", 10), ("params", "p", 1), ("run_tags", "t", 1)):
+        for table, key_prefix, per_call in (("metric_points", "m", 10), ("params", "p", 1), ("run_tags", "t", 1)):
             rows = await conn.fetch(
                 f"SELECT run_id, key, count(*) AS n FROM {table} WHERE run_id = ANY($1::uuid[]) "
                 f"AND key LIKE '{key_prefix}%' GROUP BY run_id, key", run_ids)
@@ -444,7 +454,7 @@ async def test_gc_without_a_database_url_uses_the_embedded_database(tmp_path):
                     "INSERT INTO runs (run_id, experiment_id, start_time, lifecycle_stage, deleted_time) "
                     "VALUES ($1, 0, 0, 'deleted', $2)", run_id, deleted_time)
                 await conn.execute(
-                    "INSERT INTO metrics (run_id, key, step, timestamp, value) VALUES ($1, 'm', 0, 0, 1.0)", run_id)
+                    "INSERT INTO metric_rows (run_id, key, step, timestamp, value) VALUES ($1, 'm', 0, 0, 1.0)", run_id)
             env = {k: v for k, v in os.environ.items() if k != "GATEWAY_DATABASE_URL"}
             done = subprocess.run(
                 [sys.executable, "-m", "gateway", "gc", "--older-than", "1d", "--data-dir", str(tmp_path)],
@@ -453,7 +463,7 @@ async def test_gc_without_a_database_url_uses_the_embedded_database(tmp_path):
             assert done.returncode == 0, done.stderr
             assert done.stdout.splitlines()[-1].startswith(
                 "gc: removed 1 runs, 0 logged models and 0 experiments deleted before ")
-            remaining = await conn.fetch("SELECT run_id FROM runs UNION ALL SELECT run_id FROM metrics")
+            remaining = await conn.fetch("SELECT run_id FROM runs UNION ALL SELECT run_id FROM metric_points")
             assert [row["run_id"].hex for row in remaining] == [recent, recent]
         finally:
             await conn.close()

@@ -150,7 +150,7 @@ async def test_gc_removes_files_of_removed_runs_and_models_and_leaves_live_ones(
     done = gc(fresh_database_url, "--older-than", "30d", "--artifacts-destination", str(destination))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].endswith(
-        f" ({run_rows['metrics']} metric points, {run_rows['metric_summaries']} metric summaries, "
+        f" ({run_rows['metric_points']} metric points, {run_rows['metric_summaries']} metric summaries, "
         f"{run_rows['params']} params, {run_rows['run_tags']} tags, 0 inputs, 1 outputs, "
         f"{model_rows['logged_model_params']} model params, {model_rows['logged_model_tags']} model tags); "
         "artifacts of 4 runs and models removed, 0 failed"
@@ -173,7 +173,7 @@ async def test_gc_removes_files_of_removed_runs_and_models_and_leaves_live_ones(
     # Rows: nothing names a removed run; of a removed model only a live run's output is left.
     assert set((await rows_naming(fresh_database_url, "run_id", doomed_runs)).values()) == {0}
     assert await rows_naming(fresh_database_url, "model_id", doomed_models) == {
-        "logged_model_params": 0, "logged_model_tags": 0, "logged_models": 0, "metrics": 0,
+        "logged_model_params": 0, "logged_model_tags": 0, "logged_models": 0, "metric_points": 0,
         "run_model_inputs": 0, "run_model_outputs": 1,
     }
     assert [client.get_run(run_id).to_dictionary() for run_id in live_runs] == live_before

@@ -2,9 +2,10 @@
 
 MLflow cuts a series, in (step, timestamp, value) order, into ``n`` buckets as
 ntile does and keeps each bucket's first point, plus the series' last point. The
-store probes by step where a series spans enough steps; on a training loop's
-steps (one point a step, no gaps) that must keep exactly MLflow's points, and a
-series crowded onto few steps is sampled by row as MLflow does.
+store places those points in its chunks by their counts and reads them by
+subscript; whatever the series' shape (a training loop's steps, steps with gaps,
+many points a step, chunks overlapping after out-of-order writes) it must keep
+exactly MLflow's points.
 """
 
 from __future__ import annotations
@@ -76,20 +77,27 @@ async def test_a_series_crowded_onto_few_steps_is_sampled_by_row(store):
     assert await sample(tracking, run_id, 100) == mlflow_sample(points, 100, -(2**63), 2**63)
 
 
-async def test_steps_with_gaps_are_sampled_across_their_range(store):
+async def test_steps_with_gaps_keep_mlflows_points(store):
     tracking, writer = store
     run_id = await new_run(tracking)
     steps = sorted(random.Random(7).sample(range(1_000_000), 20_000))
     points = [(step, step, float(step)) for step in steps]
     await log(writer, run_id, points)
-    sampled = await sample(tracking, run_id, 320)
-    assert 300 <= len(sampled) <= 320
-    assert sampled == sorted(set(sampled))
-    assert sampled[0] == points[0] and sampled[-1] == points[-1]
-    assert set(sampled) <= set(points)
-    # each probe lands within one bucket's worth of steps of its neighbours
-    gaps = [b[0] - a[0] for a, b in zip(sampled, sampled[1:])]
-    assert max(gaps) < 2 * (1_000_000 // 320)
+    assert await sample(tracking, run_id, 320) == mlflow_sample(points, 320, -(2**63), 2**63)
+    assert await sample(tracking, run_id, 320, 250_000, 600_000) == mlflow_sample(points, 320, 250_000, 600_000)
+
+
+async def test_out_of_order_writes_keep_mlflows_points(store):
+    """Late points land in chunks whose step ranges overlap the earlier ones'."""
+    tracking, writer = store
+    run_id = await new_run(tracking)
+    rng = random.Random(11)
+    points = [(rng.randrange(5_000), rng.randrange(100), rng.choice([0.5, 1.5, float(rng.random())]))
+              for _ in range(12_000)]
+    for start in range(0, len(points), 700):
+        await log(writer, run_id, points[start:start + 700])
+    for n, low, high in ((320, -(2**63), 2**63 - 1), (1000, 1000, 2000), (7, 4999, 4999)):
+        assert await sample(tracking, run_id, n, low, high) == mlflow_sample(points, n, low, high)
 
 
 @pytest.mark.parametrize("count", [3, 12])  # 12: the probes are shared out over two connections

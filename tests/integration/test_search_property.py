@@ -134,7 +134,7 @@ def as_evaluated(run: dict) -> dict:
 
 async def load(pool: asyncpg.Pool, runs: list[dict]) -> None:
     """Replace the database's runs with ``runs``: attributes directly, the rest through the writer."""
-    await pool.execute("TRUNCATE runs, metrics, metric_summaries, params, run_tags, run_dataset_inputs")
+    await pool.execute("TRUNCATE runs, metric_chunks, metric_summaries, params, run_tags, run_dataset_inputs")
     await pool.executemany(
         "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -79,9 +79,9 @@ async def test_a_bad_write_fails_alone_and_its_neighbours_commit(pool):
     assert isinstance(outcomes[3], NotFound)
     params = {r["key"]: r["value"] for r in await pool.fetch("SELECT key, value FROM params WHERE run_id = $1", live)}
     assert params == {"p": "old", "q": "1"}  # nothing of the failed write, not even its good param "r"
-    points = await pool.fetch("SELECT value FROM metrics WHERE run_id = $1", live)
+    points = await pool.fetch("SELECT value FROM metric_points WHERE run_id = $1", live)
     assert [r["value"] for r in points] == [1.0]
-    assert await pool.fetchval("SELECT count(*) FROM metrics WHERE run_id = $1", deleted) == 0
+    assert await pool.fetchval("SELECT count(*) FROM metric_points WHERE run_id = $1", deleted) == 0
     assert await pool.fetchval("SELECT value FROM run_tags WHERE run_id = $1 AND key = 't'", live) == "v"
 
 
@@ -107,7 +107,7 @@ async def test_duplicate_points_are_stored_once_and_counted_once(pool):
     assert await writer.write_batch([RunWrite(run, metrics=[point, point, nan])]) == [None]
     # A retry of a write already stored takes the slow path and stores nothing twice.
     assert await writer.write_batch([RunWrite(run, metrics=[point, nan, MetricPoint("m", 0.5, 7, 0)])]) == [None]
-    assert await pool.fetchval("SELECT count(*) FROM metrics WHERE run_id = $1", run) == 3
+    assert await pool.fetchval("SELECT count(*) FROM metric_points WHERE run_id = $1", run) == 3
     summary = await pool.fetchrow("SELECT * FROM metric_summaries WHERE run_id = $1", run)
     assert summary["point_count"] == 3
     assert (summary["min_value"], summary["max_value"]) == (0.5, 1.0)
@@ -140,7 +140,7 @@ async def test_summaries_match_a_recomputation_after_concurrent_batches(pool):
                   (array_agg(step ORDER BY step DESC, timestamp DESC, value DESC))[1] AS step,
                   (array_agg(timestamp ORDER BY step DESC, timestamp DESC, value DESC))[1] AS timestamp,
                   (array_agg(value ORDER BY step DESC, timestamp DESC, value DESC))[1] AS value
-           FROM metrics GROUP BY run_id, key ORDER BY run_id, key"""
+           FROM metric_points GROUP BY run_id, key ORDER BY run_id, key"""
     )
     actual = await pool.fetch(
         "SELECT run_id, key, point_count, min_value, max_value, step, timestamp, value "
@@ -163,7 +163,7 @@ async def test_a_stored_point_sent_again_with_its_model_takes_the_model_once(poo
                                       MetricPoint("loss", 0.25, 1, 0),
                                       MetricPoint("loss", 0.5, 2, 1, model_id="m-1")])
     assert await writer.write_batch([again]) == [None]
-    rows = await pool.fetch("SELECT step, model_id FROM metrics WHERE run_id = $1 ORDER BY step", run_id)
+    rows = await pool.fetch("SELECT step, model_id FROM metric_points WHERE run_id = $1 ORDER BY step", run_id)
     assert [tuple(r) for r in rows] == [(0, "m-1"), (1, "m-1")]
     summary = await pool.fetchrow("SELECT point_count, value FROM metric_summaries WHERE run_id = $1", run_id)
     assert tuple(summary) == (2, 0.5)

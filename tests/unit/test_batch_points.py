@@ -11,7 +11,7 @@ from gateway.api import validation as check
 from gateway.api.decoding import metric_point
 from gateway.api.schemas import MetricIn
 from gateway.errors import InvalidParameter
-from gateway.store.writer import summarise
+from gateway.store import points
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 ANY_NUMBER = st.one_of(
@@ -95,15 +95,29 @@ def test_the_shortcut_takes_the_common_batch():
 
 
 def reference_summaries(records):
-    """Summaries as SQL would compute them: latest by (step, timestamp, value with NaN highest)."""
+    """Summaries as SQL would compute them over the distinct points: latest by (step, timestamp,
+    value with NaN highest), min and max without NaN, and the count of distinct points."""
     out = {}
+    groups: dict[tuple, set] = {}
+    for run_id, key, step, timestamp, value in records:
+        groups.setdefault((run_id, key), set()).add((step, timestamp, "nan" if math.isnan(value) else value))
+    for group, distinct in groups.items():
+        latest = max(distinct, key=lambda p: (p[0], p[1], (1, 0.0) if p[2] == "nan" else (0, p[2])))
+        finite = [p[2] for p in distinct if p[2] != "nan"]
+        out[group] = (*latest, min(finite, default=None), max(finite, default=None), len(distinct))
+    return out
+
+
+def flush_summaries(records):
+    """What a flush makes of the records: each (run, key)'s points sorted, made distinct, summarised."""
     groups: dict[tuple, list] = {}
-    for record in records:
-        groups.setdefault(record[:2], []).append(record)
-    for group, rows in groups.items():
-        latest = max(rows, key=lambda r: (r[2], r[3], (1, 0.0) if math.isnan(r[4]) else (0, r[4])))
-        finite = [r[4] for r in rows if not math.isnan(r[4])]
-        out[group] = (latest[2], latest[3], latest[4], min(finite, default=None), max(finite, default=None), len(rows))
+    for run_id, key, step, timestamp, value in records:
+        groups.setdefault((run_id, key), []).append((step, timestamp, value, None, None, None))
+    out = {}
+    for group, found in groups.items():
+        points.sort_points(found, has_nan=any(math.isnan(p[2]) for p in found))
+        summary = points.summary_of(points.distinct_points(found))
+        out[group] = (*summary.latest, summary.min_value, summary.max_value, summary.count)
     return out
 
 
@@ -125,7 +139,6 @@ def comparable(summary):
     )
 )
 def test_summaries_agree_with_a_recomputation(rows):
-    records = [(*row, None, None, None) for row in rows]
-    got = {group: comparable(summary) for group, summary in summarise(records).items()}
-    want = {group: comparable(summary) for group, summary in reference_summaries(records).items()}
+    got = {group: comparable(summary) for group, summary in flush_summaries(rows).items()}
+    want = {group: comparable(summary) for group, summary in reference_summaries(rows).items()}
     assert got == want
