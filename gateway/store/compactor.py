@@ -17,10 +17,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 
 import asyncpg
 
 from gateway import telemetry
+from gateway.store import pgcopy
 from gateway.store import points as chunked
 from gateway.store.errors import translate_transient
 
@@ -45,10 +48,24 @@ JOIN unnest($1::uuid[], $2::text[]) AS w(run_id, key) ON s.run_id = w.run_id AND
 ORDER BY s.run_id, s.key FOR UPDATE OF s SKIP LOCKED
 """
 
-_TAKE_SMALL_CHUNKS = """
-DELETE FROM metric_chunks c USING unnest($1::uuid[], $2::text[]) AS w(run_id, key)
-WHERE c.run_id = w.run_id AND c.key = w.key AND NOT c.sealed
-RETURNING c.run_id, c.key, c.model_id, c.dataset_name, c.dataset_digest, c.steps, c.timestamps, c.metric_values
+# Every chunk of the locked keys, each series in step order.
+_SERIES_CHUNKS = """
+SELECT c.run_id, c.key, c.model_id, c.dataset_name, c.dataset_digest, c.chunk_id, c.first_step, c.last_step,
+       c.point_count, c.sealed
+FROM metric_chunks c JOIN unnest($1::uuid[], $2::text[]) AS w(run_id, key) ON c.run_id = w.run_id AND c.key = w.key
+ORDER BY c.run_id, c.key, c.model_id, c.dataset_name, c.dataset_digest, c.first_step, c.chunk_id
+"""
+
+_SEAL = """
+UPDATE metric_chunks c SET sealed = true FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS w(run_id, key, chunk_id)
+WHERE c.run_id = w.run_id AND c.key = w.key AND c.chunk_id = w.chunk_id
+"""
+
+_TAKE_CHUNKS = """
+DELETE FROM metric_chunks c USING unnest($1::uuid[], $2::text[], $3::bigint[]) AS w(run_id, key, chunk_id)
+WHERE c.run_id = w.run_id AND c.key = w.key AND c.chunk_id = w.chunk_id
+RETURNING c.run_id, c.key, c.chunk_id, c.model_id, c.dataset_name, c.dataset_digest, c.first_step, c.last_step,
+          c.first_timestamp, c.step_offsets, c.timestamp_offsets, c.metric_values
 """
 
 _UNCONVERTED_KEYS = "SELECT DISTINCT run_id, key FROM (SELECT run_id, key FROM metric_rows LIMIT $1) AS unconverted"
@@ -90,7 +107,7 @@ class Compactor:
         pool: the asyncpg pool.
         min_chunks: a (run, key) is compacted once it has this many small chunks.
         batch_keys: (run, key)s per transaction, at most.
-        batch_points: points per transaction, about (a key is never split).
+        batch_points: points per transaction, about.
         chunk_points: points in a sealed chunk.
     """
 
@@ -100,7 +117,7 @@ class Compactor:
         *,
         min_chunks: int = 8,
         batch_keys: int = 64,
-        batch_points: int = 100_000,
+        batch_points: int = 20_000,
         chunk_points: int = chunked.CHUNK_POINTS,
     ):
         self._pool = pool
@@ -126,14 +143,27 @@ class Compactor:
                 keys = await self._lock(conn, chosen)
                 if not keys:
                     return Progress()
-                taken = await conn.fetch(_TAKE_SMALL_CHUNKS, [k[0] for k in keys], [k[1] for k in keys])
-                by_key: dict[tuple, list] = {}
-                for row in taken:
-                    group = by_key.setdefault((row[0].hex, row[1]), [])
-                    series = (row[2], row[3], row[4])
-                    group.extend((s, t, v, *series) for s, t, v in zip(row[5], row[6], row[7]))
-                progress = await self._write(conn, by_key)
-                progress.chunks_merged = len(taken)
+                chunks = await conn.fetch(_SERIES_CHUNKS, [k[0] for k in keys], [k[1] for k in keys])
+                groups, settled = self._plan(chunks)
+                if settled:
+                    await conn.execute(_SEAL, *map(list, zip(*((c["run_id"], c["key"], c["chunk_id"]) for c in settled))))
+                picked = [chunk for group, _ in groups for chunk in group]
+                taken = await conn.fetch(
+                    _TAKE_CHUNKS, [c["run_id"] for c in picked], [c["key"] for c in picked],
+                    [c["chunk_id"] for c in picked],
+                )
+                arrays = {row["chunk_id"]: row for row in taken}
+                rows: list[tuple] = []
+                for group, seal_last in groups:
+                    self._merge(rows, [arrays[chunk["chunk_id"]] for chunk in group], seal_last)
+                if rows:
+                    await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS)
+                points = sum(chunk["point_count"] for chunk in picked)
+                progress = Progress(
+                    keys=len({(c["run_id"], c["key"]) for c in picked}) or len(settled), chunks_merged=len(taken),
+                    chunks_written=len(rows), points=points,
+                )
+        telemetry.COMPACTED_POINTS.inc(progress.points)
         telemetry.COMPACTED_CHUNKS.inc(progress.chunks_merged)
         return progress
 
@@ -150,11 +180,79 @@ class Compactor:
                 taken = await conn.fetch(_TAKE_ROWS, [k[0] for k in keys], [k[1] for k in keys])
                 by_key: dict[tuple, list] = {}
                 for row in taken:
-                    by_key.setdefault((row[0].hex, row[1]), []).append(tuple(row[2:8]))
+                    by_key.setdefault((row["run_id"].hex, row["key"]), []).append(tuple(row[2:8]))
                 progress = await self._write(conn, by_key)
                 progress.rows_converted = len(taken)
         telemetry.CONVERTED_ROWS.inc(progress.rows_converted)
         return progress
+
+    def _plan(self, chunks: list) -> tuple[list[tuple[list, bool]], list]:
+        """What one batch merges: groups of chunks, each with whether its last chunk is sealed;
+        and the chunks to seal as they are.
+
+        A series' chunks are taken in step order. Chunks whose step ranges overlap
+        (points written out of order) are merged together, sealed or not; runs of
+        small chunks between sealed ones are merged into one stretch. So merged
+        chunks never overlap, and a reader can place a point by counts alone. A run
+        followed by a sealed chunk ends sealed; a small chunk alone between sealed
+        ones is sealed as it is; the last run of a series stays open for the writes
+        to come. About ``batch_points`` points are taken in all.
+        """
+        groups: list[tuple[list, bool]] = []
+        settled: list = []
+        room = self._batch_points
+        for _, series in groupby(chunks, key=itemgetter(0, 1, 2, 3, 4)):
+            run: list = []
+            for cluster in chunked.clusters(list(series), itemgetter("first_step"), itemgetter("last_step")):
+                if len(cluster) == 1 and cluster[0]["sealed"]:
+                    if len(run) == 1 and not run[0]["sealed"]:
+                        settled.append(run[0])
+                    elif len(run) > 1:
+                        groups.append((run, True))
+                        room -= sum(chunk["point_count"] for chunk in run)
+                    run = []
+                    if room <= 0:
+                        break
+                else:
+                    run.extend(cluster)
+                    if len(run) > 1 and sum(chunk["point_count"] for chunk in run) >= room:
+                        break  # the rest of this run waits for the next batch
+            if len(run) > 1 and room > 0:
+                groups.append((run, False))
+                room -= sum(chunk["point_count"] for chunk in run)
+            if room <= 0:
+                break
+        return groups, settled
+
+    def _merge(self, rows: list, taken: list, seal_last: bool) -> None:
+        """COPY rows of taken chunks of one series merged: laid end to end in step order,
+        and sorted where their step ranges overlap."""
+        first = taken[0]
+        steps: list = []
+        timestamps: list = []
+        values: list = []
+        for cluster in chunked.clusters(taken, itemgetter("first_step"), itemgetter("last_step")):
+            if len(cluster) == 1:
+                chunk = cluster[0]
+                base_step, base_time = chunk["first_step"], chunk["first_timestamp"]
+                steps += [base_step + offset for offset in chunk["step_offsets"]]
+                timestamps += [base_time + offset for offset in chunk["timestamp_offsets"]]
+                values += chunk["metric_values"]
+                continue
+            points = sorted(
+                (
+                    (chunk["first_step"] + s, chunk["first_timestamp"] + t, v)
+                    for chunk in cluster
+                    for s, t, v in zip(chunk["step_offsets"], chunk["timestamp_offsets"], chunk["metric_values"])
+                ),
+                key=lambda p: chunked.identity(*p),
+            )
+            steps += [p[0] for p in points]
+            timestamps += [p[1] for p in points]
+            values += [p[2] for p in points]
+        kind = (first["model_id"], first["dataset_name"], first["dataset_digest"])
+        chunked.add_chunks(rows, first["run_id"].hex, first["key"], kind, steps, timestamps, values, 0, len(steps),
+                           size=self._chunk_points, seal_last=seal_last)
 
     async def _lock(self, conn: asyncpg.Connection, keys: list[tuple]) -> list[tuple]:
         if not keys:
@@ -163,14 +261,17 @@ class Compactor:
         return [(row["run_id"], row["key"]) for row in rows]
 
     async def _write(self, conn: asyncpg.Connection, by_key: dict[tuple, list]) -> Progress:
-        rows = []
+        rows: list[tuple] = []
         moved = 0
         for (run_id, key), found in by_key.items():
-            chunked.sort_points(found, has_nan=any(p[2] != p[2] for p in found))
-            rows.extend(chunked.chunk_rows(run_id, key, found, size=self._chunk_points))
-            moved += len(found)
+            for kind, points in groupby(sorted(found, key=_series_order), key=itemgetter(3, 4, 5)):
+                points = list(points)
+                steps, timestamps, values = [p[0] for p in points], [p[1] for p in points], [p[2] for p in points]
+                chunked.add_chunks(rows, run_id, key, kind, steps, timestamps, values, 0, len(points),
+                                   size=self._chunk_points)
+                moved += len(points)
         if rows:
-            await conn.copy_records_to_table("metric_chunks", records=rows, columns=chunked.CHUNK_COLUMNS)
+            await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS)
         telemetry.COMPACTED_POINTS.inc(moved)
         return Progress(keys=len(by_key), chunks_written=len(rows), points=moved)
 
@@ -211,3 +312,8 @@ class Compactor:
                 await asyncio.wait_for(stopping.wait(), timeout=interval)
             except TimeoutError:
                 pass
+
+
+def _series_order(row: tuple) -> tuple:
+    """Rows (step, timestamp, value, model_id, dataset_name, dataset_digest) by series, then point order."""
+    return (tuple("" if v is None else "\x00" + v for v in row[3:6]), chunked.identity(*row[:3]))

@@ -1,9 +1,9 @@
 """Metric points as chunks (sql/010_metric_chunks.sql): made from a flush's points, and read back.
 
 A series is a run's points of one key with one logged model and dataset. It is
-stored as chunks: rows holding many points as arrays (steps, timestamps, values)
-in (step, timestamp, value) order, with their step and timestamp ranges and point
-count beside them. Readers plan from those ranges and counts, then open only the
+stored as chunks: rows holding many points as arrays in (step, timestamp, value)
+order (steps and timestamps as 32-bit offsets from the chunk's first ones), with
+their step and timestamp ranges and point count beside them. Readers plan from those ranges and counts, then open only the
 chunks a page or a sample needs: a page of a long history opens the chunks that
 hold it, and a sampled chart reads its few hundred points by array subscript.
 
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from math import isnan
+from operator import attrgetter, le
 
 import asyncpg
 
-from gateway.model import Metric
+from gateway.model import Metric, MetricPoint
 
 # A sealed chunk holds this many points; the compactor merges smaller ones up to it.
 CHUNK_POINTS = 4096
@@ -29,105 +30,180 @@ CHUNK_POINTS = 4096
 CHUNK_COLUMNS = (
     "run_id", "key", "model_id", "dataset_name", "dataset_digest", "first_step", "last_step",
     "first_timestamp", "last_timestamp", "min_value", "max_value", "point_count", "sealed",
-    "steps", "timestamps", "metric_values",
+    "step_offsets", "timestamp_offsets", "metric_values",
 )
+# Offsets are int4: a chunk spans less than this many steps, and milliseconds.
+_SPAN = 2**31
 
-# A point in a flush or a chunk: (step, timestamp, value, model_id, dataset_name, dataset_digest).
-_BY_POINT = itemgetter(0, 1, 2)
+_ORDER = attrgetter("step", "timestamp", "value")
 
 
 def _nan_aware(point) -> tuple:
-    value = point[2]
-    return (point[0], point[1], True, 0.0) if value != value else (point[0], point[1], False, value)
+    """A sort key of a point (any object with step, timestamp and value) in PostgreSQL's order."""
+    value = point.value
+    return (point.step, point.timestamp, True, 0.0) if value != value else (point.step, point.timestamp, False, value)
 
 
-def _same(a, b) -> bool:
-    """Equal (step, timestamp, value), a NaN equal to a NaN."""
-    return a[0] == b[0] and a[1] == b[1] and (a[2] == b[2] or (a[2] != a[2] and b[2] != b[2]))
+def identity(step: int, timestamp: int, value: float) -> tuple:
+    """What makes two points the same point: equal step, timestamp and value, a NaN equal to a NaN."""
+    return (step, timestamp, True, 0.0) if value != value else (step, timestamp, False, value)
 
 
-def point_order(point) -> tuple:
-    """A sort key of (step, timestamp, value, ...) tuples in PostgreSQL's order (NaN highest)."""
-    return _nan_aware(point)
+def arrange(points: list[MetricPoint]) -> list[MetricPoint]:
+    """The points of one (run, key) in (step, timestamp, value) order, each distinct point once.
 
-
-def sort_points(points: list, has_nan: bool) -> None:
-    """Sort points in place by (step, timestamp, value); ties keep a point naming a model first."""
-    if has_nan:
-        points.sort(key=lambda p: (*_nan_aware(p), p[3] is None))
-    else:
-        points.sort(key=lambda p: (p[0], p[1], p[2], p[3] is None))
-
-
-def distinct_points(points: list) -> list:
-    """Sorted points with exact duplicates left out (the first of each kept)."""
-    if len(points) < 2:
+    Of two equal points the one naming a logged model is kept. Sorts in place.
+    """
+    has_nan = any(map(isnan, [p.value for p in points]))
+    points.sort(key=_nan_aware if has_nan else _ORDER)
+    steps = [p.step for p in points]
+    if len(set(steps)) == len(steps):
         return points
     kept = [points[0]]
-    previous = points[0]
+    last = identity(points[0].step, points[0].timestamp, points[0].value)
     for point in points[1:]:
-        if not _same(point, previous):
+        this = identity(point.step, point.timestamp, point.value)
+        if this != last:
             kept.append(point)
-            previous = point
+            last = this
+        elif kept[-1].model_id is None and point.model_id is not None:
+            kept[-1] = point
     return kept
 
 
 @dataclass(frozen=True, slots=True)
 class KeySummary:
-    """What a flush adds to a (run, key): its first and latest point, min and max (NaN left out), count."""
+    """What a flush adds to a (run, key): its latest point, min and max (NaN left out), count."""
 
-    first: tuple
     latest: tuple
     min_value: float | None
     max_value: float | None
     count: int
 
 
-def summary_of(points: Sequence) -> KeySummary:
-    """The summary of sorted, distinct points (at least one)."""
-    values = [p[2] for p in points]
-    finite = [v for v in values if v == v]
+def summary_of(points: Sequence[MetricPoint]) -> KeySummary:
+    """The summary of arranged points (at least one)."""
+    values = [p.value for p in points]
+    if any(map(isnan, values)):
+        values = [v for v in values if v == v]
+    last = points[-1]
     return KeySummary(
-        first=points[0][:3],
-        latest=points[-1][:3],
-        min_value=min(finite) if finite else None,
-        max_value=max(finite) if finite else None,
+        latest=(last.step, last.timestamp, last.value),
+        min_value=min(values) if values else None,
+        max_value=max(values) if values else None,
         count=len(points),
     )
 
 
-def after(point: tuple, stored: tuple) -> bool:
-    """Whether ``point`` (step, timestamp, value) orders after ``stored``."""
-    return _nan_aware(point) > _nan_aware(stored)
+def after(point: MetricPoint, stored: tuple) -> bool:
+    """Whether ``point`` orders after the ``stored`` (step, timestamp, value)."""
+    return _nan_aware(point) > identity(*stored)
 
 
-def chunk_rows(run_id: str, key: str, points: Sequence, *, size: int = CHUNK_POINTS) -> list[tuple]:
-    """COPY rows for sorted points of one (run, key): a chunk per series and ``size`` points.
+def stretches(steps: list[int]) -> list[int]:
+    """Where sorted steps break into stretches: the indexes that start one, and the length at the end.
 
-    Points of one series go together; a full chunk is sealed, a smaller one is left
-    for the compactor.
+    A break is a step gap far wider than the series' usual one (eight times the
+    median): a flush carrying two clients' batches of steps 500-599 and 1200-1299
+    lands them as two chunks, so a later flush with steps 600-699 meets neither.
     """
-    series: dict[tuple, list] = {}
-    for point in points:
-        series.setdefault(point[3:6], []).append(point)
-    rows = []
-    for (model_id, dataset_name, dataset_digest), members in series.items():
-        for start in range(0, len(members), size):
-            piece = members[start : start + size]
-            rows.append(_chunk_row(run_id, key, model_id, dataset_name, dataset_digest, piece, len(piece) >= size))
+    if len(steps) < 3:
+        return [0, len(steps)]
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    wide = max(1, sorted(gaps)[len(gaps) // 2]) * 8
+    return [0, *[index + 1 for index, gap in enumerate(gaps) if gap > wide], len(steps)]
+
+
+def chunk_rows(run_id: str, key: str, points: Sequence[MetricPoint], *, size: int = CHUNK_POINTS) -> list[tuple]:
+    """COPY rows for arranged points of one (run, key): a chunk per series and stretch, ``size`` points at most.
+
+    A full chunk is sealed; smaller ones are left for the compactor.
+    """
+    kinds = {(p.model_id, p.dataset_name, p.dataset_digest) for p in points}
+    if len(kinds) == 1:
+        series = {kinds.pop(): points}
+    else:
+        series = {}
+        for point in points:
+            series.setdefault((point.model_id, point.dataset_name, point.dataset_digest), []).append(point)
+    rows: list[tuple] = []
+    for kind, members in series.items():
+        steps = [p.step for p in members]
+        timestamps = [p.timestamp for p in members]
+        values = [p.value for p in members]
+        cuts = stretches(steps)
+        for begin, end in zip(cuts, cuts[1:]):
+            add_chunks(rows, run_id, key, kind, steps, timestamps, values, begin, end, size=size)
     return rows
 
 
-def _chunk_row(run_id, key, model_id, dataset_name, dataset_digest, points, sealed: bool) -> tuple:
-    steps = [p[0] for p in points]
-    timestamps = [p[1] for p in points]
-    values = [p[2] for p in points]
-    finite = [v for v in values if v == v]
-    return (
-        run_id, key, model_id, dataset_name, dataset_digest, steps[0], steps[-1], min(timestamps), max(timestamps),
-        min(finite) if finite else None, max(finite) if finite else None, len(points), sealed,
-        steps, timestamps, values,
-    )
+def add_chunks(
+    rows: list, run_id: str, key: str, kind: tuple, steps: list, timestamps: list, values: list, start: int,
+    stop: int, *, size: int = CHUNK_POINTS, seal_last: bool = False,
+) -> None:
+    """Append COPY rows for points ``start`` to ``stop`` of a series' arrays (in point order), ``size`` a chunk.
+
+    Full chunks are sealed, and the last one when ``seal_last`` (a chunk that can
+    merge with nothing after it). ``kind`` is (model_id, dataset_name, dataset_digest).
+    """
+    for begin in range(start, stop, size):
+        end = min(begin + size, stop)
+        _add_chunk(rows, run_id, key, kind, steps, timestamps, values, begin, end,
+                   end - begin >= size or (seal_last and end == stop))
+
+
+def _add_chunk(rows, run_id, key, kind, steps, timestamps, values, start, stop, sealed) -> None:
+    first_step = steps[start]
+    stamps = timestamps[start:stop]
+    first_timestamp, last_timestamp = min(stamps), max(stamps)
+    if (steps[stop - 1] - first_step >= _SPAN or last_timestamp - first_timestamp >= _SPAN) and stop - start > 1:
+        # Too wide for 32-bit offsets (rare): halves, sealed, as merging them again could not help.
+        middle = (start + stop) // 2
+        _add_chunk(rows, run_id, key, kind, steps, timestamps, values, start, middle, True)
+        _add_chunk(rows, run_id, key, kind, steps, timestamps, values, middle, stop, True)
+        return
+    piece = values[start:stop]
+    finite = [v for v in piece if v == v] if any(map(isnan, piece)) else piece
+    rows.append((
+        run_id, key, *kind, first_step, steps[stop - 1], first_timestamp, last_timestamp,
+        min(finite) if finite else None, max(finite) if finite else None, stop - start, sealed,
+        [s - first_step for s in steps[start:stop]], [t - first_timestamp for t in stamps], piece,
+    ))
+
+
+@dataclass(slots=True)
+class KeyBatch:
+    """A flush's new points of one (run, key), arranged, with their COPY rows and summary.
+
+    ``moved`` holds the identities of points stored before that move to their
+    logged model's series: written again, not counted again.
+    """
+
+    points: list[MetricPoint]
+    rows: list[tuple]
+    summary: KeySummary | None
+
+    @classmethod
+    def of(cls, run_id: str, key: str, points: list[MetricPoint], moved: set | None = None) -> KeyBatch:
+        if not points:
+            return cls(points, [], None)
+        new = [p for p in points if identity(p.step, p.timestamp, p.value) not in moved] if moved else points
+        return cls(points, chunk_rows(run_id, key, points), summary_of(new) if new else None)
+
+
+def batch_by_key(writes: Iterable) -> dict[tuple[str, str], KeyBatch]:
+    """The metric points of RunWrites as a KeyBatch per (run, key)."""
+    by_key: dict[tuple[str, str], list[MetricPoint]] = {}
+    get = by_key.get
+    for write in writes:
+        run_id = write.run_id
+        for point in write.metrics:
+            group = get((run_id, point.key))
+            if group is None:
+                by_key[(run_id, point.key)] = [point]
+            else:
+                group.append(point)
+    return {key: KeyBatch.of(key[0], key[1], arrange(points)) for key, points in by_key.items()}
 
 
 # ---- reading ------------------------------------------------------------------------
@@ -147,34 +223,46 @@ class Chunk:
     first_timestamp: int
     last_timestamp: int
     point_count: int
-    steps: list | None = None
-    timestamps: list | None = None
+    # Once opened: the points' steps and timestamps as offsets from these bases (a stored
+    # chunk's first step and timestamp; 0 for rows of metric_rows), and their values.
+    step_offsets: list | None = None
+    timestamp_offsets: list | None = None
     values: list | None = None
+    step_base: int = 0
+    timestamp_base: int = 0
+
+    @property
+    def steps(self) -> list[int]:
+        base = self.step_base
+        return [base + offset for offset in self.step_offsets]
+
+    @property
+    def timestamps(self) -> list[int]:
+        base = self.timestamp_base
+        return [base + offset for offset in self.timestamp_offsets]
 
     def points(self) -> list[tuple]:
         """The chunk's points as (step, timestamp, value, chunk), in (step, timestamp, value) order."""
         return [(s, t, v, self) for s, t, v in zip(self.steps, self.timestamps, self.values)]
 
 
+# Stored chunks come without their arrays; rows of metric_rows with theirs (absolute values).
 _CHUNKS = """
 SELECT run_id, chunk_id, model_id, dataset_name, dataset_digest, first_step, last_step,
-       first_timestamp, last_timestamp, point_count,
-       CASE WHEN chunk_id IS NULL THEN steps END AS steps,
-       CASE WHEN chunk_id IS NULL THEN timestamps END AS timestamps,
-       CASE WHEN chunk_id IS NULL THEN metric_values END AS metric_values
+       first_timestamp, last_timestamp, point_count, steps, timestamps, metric_values
 FROM metric_series WHERE run_id = ANY($1::uuid[]) AND key = $2
 """
 
 _ARRAYS = """
-SELECT c.chunk_id, c.steps, c.timestamps, c.metric_values
+SELECT c.chunk_id, c.step_offsets, c.timestamp_offsets, c.metric_values
 FROM unnest($1::uuid[], $3::bigint[]) AS w(run_id, chunk_id)
 JOIN metric_chunks c ON c.run_id = w.run_id AND c.key = $2 AND c.chunk_id = w.chunk_id
 """
 
 # One point of a chunk by its place (1-based): a chart's sample opens each array once.
 _ELEMENTS = """
-SELECT w.chunk_id, w.place, c.steps[w.place] AS step, c.timestamps[w.place] AS timestamp,
-       c.metric_values[w.place] AS value
+SELECT w.chunk_id, w.place, c.first_step + c.step_offsets[w.place] AS step,
+       c.first_timestamp + c.timestamp_offsets[w.place] AS timestamp, c.metric_values[w.place] AS value
 FROM unnest($1::uuid[], $3::bigint[], $4::integer[]) AS w(run_id, chunk_id, place)
 JOIN metric_chunks c ON c.run_id = w.run_id AND c.key = $2 AND c.chunk_id = w.chunk_id
 """
@@ -191,13 +279,14 @@ async def chunks_of(conn: asyncpg.Connection, run_ids: Sequence[str], key: str) 
 
 async def open_chunks(conn: asyncpg.Connection, key: str, chunks: Iterable[Chunk]) -> None:
     """Read the arrays of the chunks not yet opened."""
-    closed = {chunk.chunk_id: chunk for chunk in chunks if chunk.steps is None}
+    closed = {chunk.chunk_id: chunk for chunk in chunks if chunk.values is None}
     if not closed:
         return
     rows = await conn.fetch(_ARRAYS, [c.run_id for c in closed.values()], key, list(closed))
-    for chunk_id, steps, timestamps, values in rows:
+    for chunk_id, step_offsets, timestamp_offsets, values in rows:
         chunk = closed[chunk_id]
-        chunk.steps, chunk.timestamps, chunk.values = steps, timestamps, values
+        chunk.step_offsets, chunk.timestamp_offsets, chunk.values = step_offsets, timestamp_offsets, values
+        chunk.step_base, chunk.timestamp_base = chunk.first_step, chunk.first_timestamp
 
 
 def clusters(chunks: Iterable[Chunk], low, high) -> list[list[Chunk]]:
@@ -224,15 +313,17 @@ def _by_time(point) -> tuple:
 
 
 def _in_time_order(group: list[Chunk]) -> list[tuple]:
-    """A group's points in get-history's order: timestamp, step, value."""
+    """A group's points in get-history's order (timestamp, step, value), as runs of one chunk:
+    (chunk, step offsets, timestamp offsets, values, step base, timestamp base)."""
     if len(group) == 1:
-        timestamps = group[0].timestamps
+        chunk = group[0]
+        offsets = chunk.timestamp_offsets
         # A chunk is in step order; where its timestamps never go back, that is time order too.
-        if all(a <= b for a, b in zip(timestamps, timestamps[1:])):
-            return group[0].points()
+        if all(map(le, offsets, offsets[1:])):
+            return [(chunk, chunk.step_offsets, offsets, chunk.values, chunk.step_base, chunk.timestamp_base)]
     merged = [point for chunk in group for point in chunk.points()]
     merged.sort(key=_by_time)
-    return merged
+    return [(point[3], [point[0]], [point[1]], [point[2]], 0, 0) for point in merged]
 
 
 def _first_time(chunk: Chunk) -> int:
@@ -244,12 +335,14 @@ def _last_time(chunk: Chunk) -> int:
 
 
 async def history(
-    conn: asyncpg.Connection, chunks: list[Chunk], key: str, offset: int, limit: int | None
-) -> list[tuple]:
-    """Points ``offset`` to ``offset + limit`` of a series in (timestamp, step, value) order.
+    conn: asyncpg.Connection, chunks: list[Chunk], key: str, offset: int, limit: int | None,
+    run_id: str | None = None, *, with_series: bool = True,
+) -> list[Metric]:
+    """Points ``offset`` to ``offset + limit`` of a series in (timestamp, step, value) order, as MLflow
+    shows them (with the run id if given; with their model and dataset when ``with_series``).
 
     Only the groups of chunks holding that stretch are opened, so a page costs the
-    same wherever it starts. Points are (step, timestamp, value, chunk).
+    same wherever it starts.
     """
     wanted: list[list[Chunk]] = []
     start = 0
@@ -265,20 +358,39 @@ async def history(
         if end is not None and start >= end:
             break
     await open_chunks(conn, key, [chunk for group in wanted for chunk in group])
-    points = [point for group in wanted for point in _in_time_order(group)]
-    return points[skip : None if limit is None else skip + limit]
+    left = None if limit is None else limit
+    metrics: list[Metric] = []
+    for group in wanted:
+        for chunk, steps, timestamps, values, step_base, time_base in _in_time_order(group):
+            if skip >= len(steps):
+                skip -= len(steps)
+                continue
+            stop = len(steps) if left is None else min(len(steps), skip + left)
+            if skip or stop < len(steps):
+                steps, timestamps, values = steps[skip:stop], timestamps[skip:stop], values[skip:stop]
+            skip = 0
+            metrics += _metrics(
+                key, run_id, chunk if with_series else None, steps, timestamps, values, step_base, time_base
+            )
+            if left is not None:
+                left -= len(steps)
+                if left <= 0:
+                    return metrics
+    return metrics
 
 
-def metric_of(key: str, point: tuple, run_id: str | None = None, *, with_series: bool = True) -> Metric:
-    """A stored point (step, timestamp, value, chunk) as MLflow shows it."""
-    step, timestamp, value, chunk = point
-    if with_series:
-        return Metric(
-            key, "NaN" if value != value else value, timestamp, step,
-            dataset_name=chunk.dataset_name, dataset_digest=chunk.dataset_digest, model_id=chunk.model_id,
-            run_id=run_id,
-        )
-    return Metric(key, "NaN" if value != value else value, timestamp, step, run_id=run_id)
+def _metrics(
+    key: str, run_id, chunk: Chunk | None, steps: list, timestamps: list, values: list, step_base: int, time_base: int
+) -> list[Metric]:
+    """Points as MLflow shows them; steps and timestamps are offsets from the bases."""
+    if any(map(isnan, values)):
+        values = ["NaN" if v != v else v for v in values]  # as protobuf's JSON writes it
+    name, digest, model_id = (None, None, None) if chunk is None else (
+        chunk.dataset_name, chunk.dataset_digest, chunk.model_id)
+    return [
+        Metric(key, v, time_base + t, step_base + s, name, digest, model_id, run_id)
+        for s, t, v in zip(steps, timestamps, values)
+    ]
 
 
 # ---- a chart's sample (MLflow's get-history-bulk-interval) ----------------------------
@@ -290,6 +402,10 @@ def _first_step(chunk: Chunk) -> int:
 
 def _last_step(chunk: Chunk) -> int:
     return chunk.last_step
+
+
+def _tuple_order(point: tuple) -> tuple:
+    return identity(point[0], point[1], point[2])
 
 
 def _bucket_starts(total: int, buckets: int) -> list[int]:
@@ -332,12 +448,12 @@ async def sample(
     for run_id, layout in layouts.items():
         segments = []
         for group, whole in layout:
-            if whole and group[0].steps is None:
+            if whole and group[0].values is None:
                 segments.append((group[0].point_count, group[0]))
                 continue
             points = [p for chunk in group for p in chunk.points() if low <= p[0] <= high]
             if len(group) > 1:
-                points.sort(key=_nan_aware)
+                points.sort(key=_tuple_order)
             segments.append((len(points), points))
         segments_of[run_id] = segments
         total_of[run_id] = sum(count for count, _ in segments)

@@ -676,7 +676,7 @@ class TrackingStore:
         if max_results is not None and len(page) > max_results:
             page = page[:max_results]
             token = _offset_token(offset + max_results)
-        return [points.metric_of(key, point) for point in page], token
+        return page, token
 
     async def get_metric_history_bulk(self, run_ids: Sequence[str], key: str, max_results: int) -> list[Metric]:
         """A key's points over several runs, by run id and then as get-history orders them, at most
@@ -689,8 +689,9 @@ class TrackingStore:
                 for run_id in ids:
                     if len(result) >= max_results or run_id not in chunks_by_run:
                         continue
-                    page = await points.history(conn, chunks_by_run[run_id], key, 0, max_results - len(result))
-                    result.extend(points.metric_of(key, point, run_id, with_series=False) for point in page)
+                    result += await points.history(
+                        conn, chunks_by_run[run_id], key, 0, max_results - len(result), run_id, with_series=False
+                    )
         return result
 
     async def get_metric_history_sampled(

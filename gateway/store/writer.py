@@ -25,7 +25,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from gateway.errors import GatewayError, InvalidParameter, NotFound, TransientStoreError
-from gateway.model import RunWrite
+from gateway.model import MetricPoint, RunWrite
+from gateway.store import pgcopy
 from gateway.store import points as chunked
 from gateway.store.errors import translate_transient
 
@@ -50,7 +51,7 @@ ON CONFLICT (run_id, key) DO UPDATE SET
 # Lock the summary rows of a flush's keys in order, making those of new keys first
 # (a placeholder that orders before every point, with no points); rows made by this
 # statement come back without a latest point. A row another flush made while this
-# statement waited for it comes back in neither part (_LOCK_STORED_SUMMARIES reads it).
+# statement waited for it comes back in neither part.
 _LOCK_SUMMARIES = """
 WITH wanted AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(run_id, key)),
 made AS (
@@ -68,29 +69,26 @@ UNION ALL
 SELECT run_id, key, step, timestamp, value FROM stored
 """
 
-_LOCK_STORED_SUMMARIES = """
-SELECT s.run_id, s.key, s.step, s.timestamp, s.value
-FROM metric_summaries s JOIN unnest($1::uuid[], $2::text[]) AS w(run_id, key) ON s.run_id = w.run_id AND s.key = w.key
-ORDER BY s.run_id, s.key FOR UPDATE OF s
+# The chunks of (run, key)s whose step ranges meet the given ones.
+_STORED_CHUNKS = """
+SELECT c.run_id, c.key, c.chunk_id, c.model_id, c.dataset_name, c.dataset_digest, c.first_step, c.first_timestamp,
+       c.step_offsets, c.timestamp_offsets, c.metric_values
+FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS w(run_id, key, lo, hi)
+JOIN metric_chunks c ON c.run_id = w.run_id AND c.key = w.key AND c.last_step >= w.lo AND c.first_step <= w.hi
 """
 
-# The stored points of each (run, key) in a step range: chunks whose range meets it,
-# and rows not yet converted to chunks, a row each (chunk_id NULL).
-_STORED_POINTS = """
-WITH wanted AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS w(run_id, key, lo, hi))
-SELECT c.run_id, c.key, c.chunk_id, c.model_id, c.steps, c.timestamps, c.metric_values
-FROM wanted w JOIN metric_chunks c
-  ON c.run_id = w.run_id AND c.key = w.key AND c.first_step <= w.hi AND c.last_step >= w.lo
-UNION ALL
-SELECT m.run_id, m.key, NULL, m.model_id, ARRAY[m.step], ARRAY[m.timestamp], ARRAY[m.value]
-FROM wanted w JOIN metric_rows m ON m.run_id = w.run_id AND m.key = w.key AND m.step BETWEEN w.lo AND w.hi
+# The rows of earlier releases (not yet moved into chunks) in the same ranges.
+_STORED_ROWS = """
+SELECT m.run_id, m.key, m.model_id, m.step, m.timestamp, m.value
+FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS w(run_id, key, lo, hi)
+JOIN metric_rows m ON m.run_id = w.run_id AND m.key = w.key AND m.step BETWEEN w.lo AND w.hi
 """
 
 _DELETE_CHUNKS = """
 DELETE FROM metric_chunks c USING unnest($1::uuid[], $2::text[], $3::bigint[]) AS w(run_id, key, chunk_id)
 WHERE c.run_id = w.run_id AND c.key = w.key AND c.chunk_id = w.chunk_id
-RETURNING c.run_id, c.key, c.chunk_id, c.model_id, c.dataset_name, c.dataset_digest, c.steps, c.timestamps,
-          c.metric_values
+RETURNING c.run_id, c.key, c.chunk_id, c.model_id, c.dataset_name, c.dataset_digest, c.first_step, c.first_timestamp,
+          c.step_offsets, c.timestamp_offsets, c.metric_values
 """
 
 _DROP_STORED_ROW = """
@@ -152,6 +150,7 @@ class BatchWriter:
 
     def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
+        self._rows_left = True  # rows of the row-per-point release may be left (metric_rows)
 
     async def write_batch(self, writes: Sequence[RunWrite]) -> list[GatewayError | None]:
         """Commit ``writes`` in one transaction.
@@ -162,11 +161,18 @@ class BatchWriter:
             TransientStoreError: the database could not be reached; nothing committed,
                 the caller may retry the whole batch.
         """
+        # The points are arranged into chunks before the transaction, so the summary
+        # rows it locks are held for its statements only.
+        batches = chunked.batch_by_key(writes)
         with translate_transient():
             async with self._pool.acquire() as conn:
                 try:
-                    async with conn.transaction():
-                        return await self._write(conn, writes)
+                    while True:
+                        try:
+                            async with conn.transaction():
+                                return await self._write(conn, writes, batches)
+                        except _LockedOutOfOrder:
+                            continue
                 except Exception as exc:
                     if conn.is_closed() and not isinstance(exc, GatewayError):
                         # The connection died under the flush (asyncpg may report it
@@ -174,13 +180,17 @@ class BatchWriter:
                         raise TransientStoreError(f"connection lost: {type(exc).__name__}") from exc
                     raise
 
-    async def _write(self, conn: asyncpg.Connection, writes: Sequence[RunWrite]) -> list[GatewayError | None]:
+    async def _write(
+        self, conn: asyncpg.Connection, writes: Sequence[RunWrite], batches: dict
+    ) -> list[GatewayError | None]:
         outcome: list[GatewayError | None] = [None] * len(writes)
         await self._check_runs(conn, writes, outcome)
         await self._insert_params(conn, writes, outcome)
         live = [w for w, error in zip(writes, outcome) if error is None]
         await self._upsert_tags(conn, live)
-        await self._insert_metrics(conn, live)
+        if len(live) < len(writes):
+            batches = chunked.batch_by_key(live)
+        await self._insert_metrics(conn, batches)
         return outcome
 
     async def _check_runs(self, conn, writes, outcome) -> None:
@@ -255,102 +265,87 @@ class BatchWriter:
         if renamed:
             await conn.execute(_RENAME_RUNS, [r[0] for r in renamed], [r[1] for r in renamed])
 
-    async def _insert_metrics(self, conn, writes: list[RunWrite]) -> None:
-        by_key: dict[tuple[str, str], list] = {}
-        has_nan = False
-        for write in writes:
-            run_id = write.run_id
-            for p in write.metrics:
-                point = (p.step, p.timestamp, p.value, p.model_id, p.dataset_name, p.dataset_digest)
-                group = by_key.get((run_id, p.key))
-                if group is None:
-                    by_key[(run_id, p.key)] = [point]
-                else:
-                    group.append(point)
-                if p.value != p.value:
-                    has_nan = True
-        if not by_key:
+    async def _insert_metrics(self, conn, batches: dict[tuple[str, str], chunked.KeyBatch]) -> None:
+        if not batches:
             return
         # Sorted, so two flushes touching the same summary rows lock them in one order.
-        keys = sorted(by_key)
-        for key in keys:
-            group = by_key[key]
-            chunked.sort_points(group, has_nan)
-            by_key[key] = chunked.distinct_points(group)
+        keys = sorted(batches)
         stored_latest = await self._lock_summaries(conn, keys)
-        known = [k for k in keys if stored_latest.get(k) is not None and not chunked.after(by_key[k][0], stored_latest[k])]
-        rewritten: list[tuple] = []
+        known = [
+            k for k in keys if stored_latest[k] is not None and not chunked.after(batches[k].points[0], stored_latest[k])
+        ]
+        rows: list[tuple] = []
         if known:
-            rewritten = await self._leave_out_stored(conn, known, by_key)
-        rows = list(rewritten)
-        summaries = {}
-        checked = set(known)
+            batches = dict(batches)
+            rows = await self._leave_out_stored(conn, known, batches)
         for key in keys:
-            group = by_key[key]
-            new = [p for p in group if type(p) is not _Relinked] if key in checked else group
-            if new:
-                summaries[key] = chunked.summary_of(new)
-            if group:
-                rows.extend(chunked.chunk_rows(key[0], key[1], group))
+            rows.extend(batches[key].rows)
         if rows:
-            await conn.copy_records_to_table("metric_chunks", records=rows, columns=chunked.CHUNK_COLUMNS)
+            await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS)
+        summaries = {key: batches[key].summary for key in keys if batches[key].summary is not None}
         if summaries:
             await self._upsert_summaries(conn, summaries)
 
     async def _lock_summaries(self, conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple | None]:
         """Lock the summary row of each (run, key), making the missing ones; their stored latest point.
 
-        A key whose row this flush made has no stored point (None).
+        A key whose row this flush made has no stored point (None). If another flush
+        made a row while this one waited for it, its lock would come out of order:
+        the flush is then done again from the start (rare: two flushes making one key's
+        row at once).
         """
-        run_ids = [k[0] for k in keys]
-        names = [k[1] for k in keys]
-        rows = await conn.fetch(_LOCK_SUMMARIES, run_ids, names)
-        latest: dict[tuple[str, str], tuple | None] = {}
-        for row in rows:
-            latest[(row[0].hex, row[1])] = None if row[2] is None else (row[2], row[3], row[4])
-        missing = [k for k in keys if k not in latest]
-        if missing:
-            # Made by a flush that committed while this statement waited for it.
-            rows = await conn.fetch(_LOCK_STORED_SUMMARIES, [k[0] for k in missing], [k[1] for k in missing])
-            for row in rows:
-                latest[(row[0].hex, row[1])] = (row[2], row[3], row[4])
-        return latest
+        rows = await conn.fetch(_LOCK_SUMMARIES, [k[0] for k in keys], [k[1] for k in keys])
+        if len(rows) < len(keys):
+            raise _LockedOutOfOrder
+        return {(row[0].hex, row[1]): None if row[2] is None else (row[2], row[3], row[4]) for row in rows}
 
-    async def _leave_out_stored(self, conn, keys: list[tuple[str, str]], by_key: dict) -> list[tuple]:
-        """Drop the new points of ``keys`` that are stored already, in place.
+    async def _leave_out_stored(self, conn, keys: list[tuple[str, str]], batches: dict) -> list[tuple]:
+        """Replace the batches of ``keys`` by batches without the points stored already.
 
-        A stored point may come again naming the logged model it belongs to (log_model
-        re-sends the run's metrics with model_id): the point then moves to the model's
-        series and is not counted again; it is marked so. Returns the COPY rows of the
-        chunks rewritten without the points that moved (their old rows are deleted).
+        Only chunks whose step range meets a stretch of the new points are read.
+        A stored point may come again naming the logged model it belongs to
+        (log_model re-sends the run's metrics with model_id): it then moves to the
+        model's series and is not counted again. Returns the COPY rows of the chunks
+        rewritten without the points that moved (their old rows are deleted).
         """
-        spans = [(k, by_key[k][0][0], by_key[k][-1][0]) for k in keys]
-        rows = await conn.fetch(
-            _STORED_POINTS, [s[0][0] for s in spans], [s[0][1] for s in spans], [s[1] for s in spans],
-            [s[2] for s in spans],
-        )
+        wanted: list[tuple] = []
+        for key in keys:
+            steps = [p.step for p in batches[key].points]
+            cuts = chunked.stretches(steps)
+            wanted.extend((key[0], key[1], steps[a], steps[b - 1]) for a, b in zip(cuts, cuts[1:]))
+        ranges = list(map(list, zip(*wanted)))
         stored: dict[tuple[str, str], dict[tuple, tuple]] = {}
-        for row in rows:
+        for row in await conn.fetch(_STORED_CHUNKS, *ranges):
             series = stored.setdefault((row["run_id"].hex, row["key"]), {})
-            for step, timestamp, value in zip(row["steps"], row["timestamps"], row["metric_values"]):
-                series[_identity(step, timestamp, value)] = (row["model_id"], row["chunk_id"])
+            for step, timestamp, value in _points_of(row):
+                series[chunked.identity(step, timestamp, value)] = (row["model_id"], row["chunk_id"])
+        if self._rows_left:
+            for row in await conn.fetch(_STORED_ROWS, *ranges):
+                series = stored.setdefault((row["run_id"].hex, row["key"]), {})
+                series[chunked.identity(row["step"], row["timestamp"], row["value"])] = (row["model_id"], None)
+            # Nothing writes rows there any more: once converted, the table stays empty.
+            self._rows_left = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM metric_rows)")
         moved_from: dict[tuple[str, str, int], set] = {}
         moved_rows: list[tuple] = []
         for key in keys:
-            known = stored.get(key, {})
+            known = stored.get(key)
+            if not known:
+                continue
             kept = []
-            for point in by_key[key]:
-                identity = _identity(*point[:3])
+            moved = set()
+            for point in batches[key].points:
+                identity = chunked.identity(point.step, point.timestamp, point.value)
                 found = known.get(identity)
                 if found is None:
                     kept.append(point)
-                elif point[3] is not None and found[0] is None:
-                    kept.append(_Relinked(point))
+                elif point.model_id is not None and found[0] is None:
+                    kept.append(point)
+                    moved.add(identity)
                     if found[1] is None:
-                        moved_rows.append((key[0], key[1], *point[:3]))
+                        moved_rows.append((key[0], key[1], point.step, point.timestamp, point.value))
                     else:
                         moved_from.setdefault((key[0], key[1], found[1]), set()).add(identity)
-            by_key[key] = kept
+            batches[key] = chunked.KeyBatch.of(key[0], key[1], kept, moved)
         if moved_rows:
             await conn.executemany(_DROP_STORED_ROW, moved_rows)
         if not moved_from:
@@ -362,9 +357,9 @@ class BatchWriter:
         for row in chunk_rows:
             gone = moved_from[(row["run_id"].hex, row["key"], row["chunk_id"])]
             left = [
-                (s, t, v, row["model_id"], row["dataset_name"], row["dataset_digest"])
-                for s, t, v in zip(row["steps"], row["timestamps"], row["metric_values"])
-                if _identity(s, t, v) not in gone
+                MetricPoint(row["key"], v, t, s, row["model_id"], row["dataset_name"], row["dataset_digest"])
+                for s, t, v in _points_of(row)
+                if chunked.identity(s, t, v) not in gone
             ]
             if left:
                 rewritten.extend(chunked.chunk_rows(row["run_id"].hex, row["key"], left))
@@ -385,9 +380,15 @@ class BatchWriter:
         )
 
 
-class _Relinked(tuple):
-    """A point stored before that this flush moves to its logged model's series."""
+class _LockedOutOfOrder(Exception):
+    """A flush met a summary row made while it waited; it rolls back and starts again."""
 
 
-def _identity(step: int, timestamp: int, value: float) -> tuple:
-    return (step, timestamp, True, 0.0) if value != value else (step, timestamp, False, value)
+def _points_of(row) -> zip:
+    """A stored chunk row's points as (step, timestamp, value)."""
+    first_step, first_timestamp = row["first_step"], row["first_timestamp"]
+    return zip(
+        [first_step + offset for offset in row["step_offsets"]],
+        [first_timestamp + offset for offset in row["timestamp_offsets"]],
+        row["metric_values"],
+    )

@@ -73,7 +73,8 @@ async def everything_read(store: TrackingStore, pool, run_ids: list[str], keys: 
 
 async def chunk_shapes(pool) -> list[tuple]:
     return [tuple(r) for r in await pool.fetch(
-        "SELECT run_id, key, model_id, sealed, point_count FROM metric_chunks ORDER BY run_id, key, model_id, first_step"
+        "SELECT run_id, key, model_id, sealed, point_count, first_step, last_step FROM metric_chunks "
+        "ORDER BY run_id, key, model_id, first_step"
     )]
 
 
@@ -108,14 +109,15 @@ async def test_compaction_merges_small_chunks_and_changes_no_answer(pool):
     assert done.chunks_merged >= small_before - 2 * len(runs)
     assert await everything_read(store, pool, runs, ["loss", "acc"]) == before
     shapes = await chunk_shapes(pool)
-    # at most one small chunk a series is left; sealed chunks are full
-    per_series: dict = {}
-    for run_id, key, model_id, sealed, count in shapes:
-        if sealed:
-            assert count == CHUNK_POINTS
-        else:
-            per_series[(run_id, key, model_id)] = per_series.get((run_id, key, model_id), 0) + 1
-    assert set(per_series.values()) <= {1}
+    # A series' chunks follow one another without overlapping, all full but the ones
+    # sealed before a late stretch, and the last, which stays open.
+    by_series: dict = {}
+    for run_id, key, model_id, sealed, count, first_step, last_step in shapes:
+        by_series.setdefault((run_id, key, model_id), []).append((sealed, count, first_step, last_step))
+    for chunks in by_series.values():
+        assert all(a[3] < b[2] for a, b in zip(chunks, chunks[1:]))
+        assert all(sealed for sealed, *_ in chunks[:-1])
+        assert sum(count < CHUNK_POINTS for _, count, *_ in chunks[:-1]) <= 2
     # a second pass finds nothing to do
     assert not (await Compactor(pool).until_done()).did_work
     assert await chunk_shapes(pool) == shapes

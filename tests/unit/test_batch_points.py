@@ -11,6 +11,7 @@ from gateway.api import validation as check
 from gateway.api.decoding import metric_point
 from gateway.api.schemas import MetricIn
 from gateway.errors import InvalidParameter
+from gateway.model import MetricPoint
 from gateway.store import points
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -112,11 +113,10 @@ def flush_summaries(records):
     """What a flush makes of the records: each (run, key)'s points sorted, made distinct, summarised."""
     groups: dict[tuple, list] = {}
     for run_id, key, step, timestamp, value in records:
-        groups.setdefault((run_id, key), []).append((step, timestamp, value, None, None, None))
+        groups.setdefault((run_id, key), []).append(MetricPoint(key, value, timestamp, step))
     out = {}
     for group, found in groups.items():
-        points.sort_points(found, has_nan=any(math.isnan(p[2]) for p in found))
-        summary = points.summary_of(points.distinct_points(found))
+        summary = points.summary_of(points.arrange(found))
         out[group] = (*summary.latest, summary.min_value, summary.max_value, summary.count)
     return out
 
