@@ -3,9 +3,10 @@
 A series is a run's points of one key with one logged model and dataset. It is
 stored as chunks: rows holding many points as arrays in (step, timestamp, value)
 order (steps and timestamps as 32-bit offsets from the chunk's first ones), with
-their step and timestamp ranges and point count beside them. Readers plan from those ranges and counts, then open only the
-chunks a page or a sample needs: a page of a long history opens the chunks that
-hold it, and a sampled chart reads its few hundred points by array subscript.
+their step and timestamp ranges and point count beside them. Readers plan from
+those ranges and counts, then open only the chunks a page or a sample needs: a
+page of a long history opens the chunks that hold it, and a sampled chart reads
+its few hundred points by array subscript.
 
 Points order as PostgreSQL orders them: by step, timestamp, then value, NaN
 above every number and equal to itself. Rows of the table of earlier releases
@@ -38,15 +39,14 @@ _SPAN = 2**31
 _ORDER = attrgetter("step", "timestamp", "value")
 
 
-def _nan_aware(point) -> tuple:
-    """A sort key of a point (any object with step, timestamp and value) in PostgreSQL's order."""
-    value = point.value
-    return (point.step, point.timestamp, True, 0.0) if value != value else (point.step, point.timestamp, False, value)
-
-
 def identity(step: int, timestamp: int, value: float) -> tuple:
-    """What makes two points the same point: equal step, timestamp and value, a NaN equal to a NaN."""
+    """What makes two points the same point (equal step, timestamp and value, a NaN equal to a
+    NaN), which also sorts points in PostgreSQL's order (NaN above every number)."""
     return (step, timestamp, True, 0.0) if value != value else (step, timestamp, False, value)
+
+
+def _nan_aware(point: MetricPoint) -> tuple:
+    return identity(point.step, point.timestamp, point.value)
 
 
 def arrange(points: list[MetricPoint]) -> list[MetricPoint]:
@@ -307,9 +307,9 @@ def clusters(chunks: Iterable[Chunk], low, high) -> list[list[Chunk]]:
     return groups
 
 
-def _by_time(point) -> tuple:
-    value = point[2]
-    return (point[1], point[0], True, 0.0) if value != value else (point[1], point[0], False, value)
+def _by_time(point: tuple) -> tuple:
+    """A sort key of (step, timestamp, value, ...) in get-history's order: timestamp, step, value."""
+    return identity(point[1], point[0], point[2])
 
 
 def _in_time_order(group: list[Chunk]) -> list[tuple]:
@@ -408,6 +408,10 @@ def _tuple_order(point: tuple) -> tuple:
     return identity(point[0], point[1], point[2])
 
 
+# More places than this in one chunk, and the chunk is read whole rather than by subscript.
+_SUBSCRIPTS = 8
+
+
 def _bucket_starts(total: int, buckets: int) -> list[int]:
     """Where each of ``buckets`` buckets over ``total`` ordered rows starts, as SQL's ntile() cuts them."""
     size, extra = divmod(total, buckets)
@@ -469,11 +473,10 @@ async def sample(
             places = _bucket_starts(total, max_results)
             places[-1] = total - 1
             wanted_of[run_id] = places
-    found: dict[str, list] = {}
-    reads: list[tuple[str, int, int, int]] = []  # run, chunk id, 1-based place, index in the answer
+    # (run, index in the answer, source, place in the source)
+    located: list[tuple[str, int, object, int]] = []
+    per_chunk: dict[int, int] = {}
     for run_id, places in wanted_of.items():
-        answer: list = [None] * len(places)
-        found[run_id] = answer
         segments = segments_of[run_id]
         segment, seen = 0, 0
         for index, place in enumerate(places):
@@ -481,10 +484,25 @@ async def sample(
                 seen += segments[segment][0]
                 segment += 1
             source = segments[segment][1]
-            if isinstance(source, list):
-                answer[index] = source[place - seen][:3]
-            else:
-                reads.append((run_id, source.chunk_id, place - seen + 1, index))
+            located.append((run_id, index, source, place - seen))
+            if isinstance(source, Chunk):
+                per_chunk[source.chunk_id] = per_chunk.get(source.chunk_id, 0) + 1
+    # Each subscript reads the chunk's arrays anew: a chunk many places fall in is read whole.
+    crowded = {id(s) for _, _, s, _ in located if isinstance(s, Chunk) and per_chunk[s.chunk_id] > _SUBSCRIPTS}
+    await open_chunks(conn, key, [s for _, _, s, _ in located if id(s) in crowded])
+    opened: dict[int, list] = {}
+    found: dict[str, list] = {run_id: [None] * len(places) for run_id, places in wanted_of.items()}
+    reads: list[tuple[str, int, int, int]] = []  # run, chunk id, 1-based place, index in the answer
+    for run_id, index, source, place in located:
+        if isinstance(source, list):
+            found[run_id][index] = source[place][:3]
+        elif source.values is not None:
+            points = opened.get(id(source))
+            if points is None:
+                points = opened[id(source)] = source.points()
+            found[run_id][index] = points[place][:3]
+        else:
+            reads.append((run_id, source.chunk_id, place + 1, index))
     if reads:
         rows = await conn.fetch(
             _ELEMENTS, [r[0] for r in reads], key, [r[1] for r in reads], [r[2] for r in reads]

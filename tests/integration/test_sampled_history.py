@@ -59,7 +59,10 @@ async def sample(store: TrackingStore, run_id: str, n: int, low: int | None = No
     return [(m.step, m.timestamp, m.value) for m in metrics]
 
 
-@pytest.mark.parametrize("count, n", [(10_000, 320), (10_007, 320), (5_000, 2500), (641, 320), (320, 320)])
+# (100,000, 50): a few points a chunk, read by subscript; the others read chunks whole.
+@pytest.mark.parametrize(
+    "count, n", [(10_000, 320), (10_007, 320), (5_000, 2500), (641, 320), (320, 320), (100_000, 50)]
+)
 async def test_a_training_loop_keeps_mlflows_points(store, count, n):
     tracking, writer = store
     run_id = await new_run(tracking)
