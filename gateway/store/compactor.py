@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
@@ -32,15 +33,22 @@ log = logging.getLogger(__name__)
 # Any constant works; it only has to be the same in every gateway process.
 _COMPACTOR_LOCK_ID = 0x6D6C636F6D70  # "mlcomp"
 
-# The (run, key)s with a series of at least $1 small chunks, with how many points their
-# small chunks hold.
+# The (run, key)s with a series of at least $1 small chunks, none newer than chunk id $3
+# (NULL: any), with how many points their small chunks hold.
 _CANDIDATES = """
 SELECT run_id, key, sum(points) AS points FROM (
     SELECT run_id, key, sum(point_count) AS points FROM metric_chunks WHERE NOT sealed
-    GROUP BY run_id, key, model_id, dataset_name, dataset_digest HAVING count(*) >= $1
+    GROUP BY run_id, key, model_id, dataset_name, dataset_digest
+    HAVING count(*) >= $1 AND ($3::bigint IS NULL OR max(chunk_id) <= $3)
     LIMIT $2) AS series
 GROUP BY run_id, key
 """
+
+# The last chunk id handed out (written or not): a mark of "now" in chunk ids.
+_LAST_CHUNK_ID = "SELECT last_value FROM metric_chunk_id_seq"
+
+# A series that took no new chunk for this long has its small chunks merged however few.
+QUIET_SECONDS = 10.0
 
 _LOCK_KEYS = """
 SELECT s.run_id, s.key FROM metric_summaries s
@@ -126,14 +134,15 @@ class Compactor:
         self._batch_points = batch_points
         self._chunk_points = chunk_points
 
-    async def merge_round(self, *, min_chunks: int | None = None) -> Progress:
-        """Merge the small chunks of one batch of (run, key)s having at least ``min_chunks``."""
+    async def merge_round(self, *, min_chunks: int | None = None, quiet_since: int | None = None) -> Progress:
+        """Merge the small chunks of one batch of (run, key)s having at least ``min_chunks``
+        (and, with ``quiet_since``, no chunk written after that chunk id)."""
         needed = self._min_chunks if min_chunks is None else max(2, min_chunks)
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACTOR_LOCK_ID):
                     return Progress()
-                found = await conn.fetch(_CANDIDATES, needed, self._batch_keys * 4)
+                found = await conn.fetch(_CANDIDATES, needed, self._batch_keys * 4, quiet_since)
                 chosen, total = [], 0
                 for row in found:
                     if chosen and (len(chosen) >= self._batch_keys or total + row["points"] > self._batch_points):
@@ -286,24 +295,29 @@ class Compactor:
                 return done
             done.add(step)
 
-    async def run(self, interval: float, stopping: asyncio.Event) -> None:
+    async def run(self, interval: float, stopping: asyncio.Event, *, quiet: float = QUIET_SECONDS) -> None:
         """Compact in the background until ``stopping`` is set.
 
         Each tick works while it finds work, up to about ``interval`` seconds, then
         rests ``interval``: series with ``min_chunks`` small chunks first, rows of
-        metric_rows next, and when neither is left, every series with two or more
-        small chunks (a quiet series).
+        metric_rows next, and when neither is left, series with two small chunks or
+        more that took no new chunk for ``quiet`` seconds.
         """
+        marks: deque[tuple[float, int]] = deque()  # (when, the chunk id sequence then)
         while not stopping.is_set():
             started = time.monotonic()
             try:
+                marks.append((started, await self._pool.fetchval(_LAST_CHUNK_ID)))
+                while len(marks) > 1 and marks[1][0] <= started - quiet:
+                    marks.popleft()
+                quiet_since = marks[0][1] if marks[0][0] <= started - quiet else None
                 while time.monotonic() - started < interval and not stopping.is_set():
                     with telemetry.COMPACTION_SECONDS.time():
                         step = await self.merge_round()
                         if not step.did_work:
                             step = await self.convert_round()
-                        if not step.did_work:
-                            step = await self.merge_round(min_chunks=2)
+                        if not step.did_work and quiet_since is not None:
+                            step = await self.merge_round(min_chunks=2, quiet_since=quiet_since)
                     if not step.did_work:
                         break
             except Exception:  # a failed round is retried next tick; ingestion goes on

@@ -212,3 +212,37 @@ async def test_a_database_of_the_row_release_is_read_written_and_converted(fresh
         assert await everything_read(store, pool, runs, ["loss"]) == before
     finally:
         await pool.close()
+
+
+async def test_the_background_compactor_merges_busy_series_at_once_and_quiet_ones_later(pool):
+    writer = BatchWriter(pool)
+    busy, quiet = await new_run(pool), await new_run(pool)
+    for step in range(12):  # twelve flushes: past min_chunks
+        await log(writer, busy, [(step, step, 1.0)])
+    for step in range(3):  # three: merged only once the series has been quiet
+        await log(writer, quiet, [(step, step, 2.0)])
+
+    async def small_chunks(run_id: str) -> int:
+        return await pool.fetchval(
+            "SELECT count(*) FROM metric_chunks WHERE run_id = $1 AND NOT sealed", uuid.UUID(run_id))
+
+    stopping = asyncio.Event()
+    compacting = asyncio.create_task(Compactor(pool, min_chunks=8).run(0.05, stopping, quiet=2.0))
+    try:
+        for _ in range(200):
+            if await small_chunks(busy) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await small_chunks(busy) == 1
+        assert await small_chunks(quiet) == 3  # not quiet for long enough yet
+        for _ in range(200):
+            if await small_chunks(quiet) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await small_chunks(quiet) == 1
+    finally:
+        stopping.set()
+        await compacting
+    points = await pool.fetch("SELECT run_id, step, value FROM metric_points ORDER BY run_id, step")
+    assert sorted((r["run_id"].hex, r["step"], r["value"]) for r in points) == sorted(
+        [(busy, s, 1.0) for s in range(12)] + [(quiet, s, 2.0) for s in range(3)])
