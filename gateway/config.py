@@ -90,8 +90,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Requests logged (JSON lines on stderr): all, errors (status 400 or more) or off."""
     compact_interval_s: float = 1.0
     """Seconds between the compactor's rounds, which merge small metric chunks; 0 turns it off (see `gateway compact`)."""
-    compact_min_chunks: int = 8
-    """Small chunks a series gathers before the compactor merges them while writes go on."""
+    compact_min_chunks: int = 64
+    """While writes go on, a series' small chunks are merged once they fill a sealed chunk (4,096 points) or number this many."""
 
     def artifacts_location(self) -> str:
         """The artifacts destination in effect: the setting, else ``<data_dir>/artifacts``."""

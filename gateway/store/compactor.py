@@ -1,14 +1,16 @@
 """The compactor: merges each series' small chunks into sealed ones, and moves the rows of
 earlier releases' row-per-point table (metric_rows) into chunks.
 
-Work goes a batch of (run, key)s at a time, each batch one short transaction. It
-first takes the batch's metric_summaries rows FOR UPDATE SKIP LOCKED: the rows every
-flush locks before it decides which of its points are stored already, so a flush
-never sees a series half merged, and a key a flush holds is left for a later round
-rather than waited for. A batch rolls back whole if it is interrupted (even by
-SIGKILL), so nothing is lost or stored twice, and the next round takes it again.
-One compactor works on a database at a time (a transaction-level advisory lock);
-the others skip their round.
+A batch is planned from the chunks' ranges and counts, its chunks read and
+merged, all in a read-only transaction that locks nothing. The merged chunks
+then replace the old ones in a short transaction that first takes the batch's
+metric_summaries rows FOR UPDATE (the rows every flush locks before it decides
+which of its points are stored already, so a flush never sees a series half
+merged) and deletes exactly the chunks read, or gives up if one of them changed.
+A batch rolls back whole if it is interrupted (even by SIGKILL), so nothing is
+lost or stored twice, and the next round plans it again. One compactor swaps
+chunks in a database at a time (a transaction-level advisory lock); the others
+skip their round.
 """
 
 from __future__ import annotations
@@ -33,16 +35,25 @@ log = logging.getLogger(__name__)
 # Any constant works; it only has to be the same in every gateway process.
 _COMPACTOR_LOCK_ID = 0x6D6C636F6D70  # "mlcomp"
 
-# The (run, key)s with a series of at least $1 small chunks, none newer than chunk id $3
-# (NULL: any), with how many points their small chunks hold.
+# The (run, key)s with a series whose unsealed chunks of fewer than $5 points hold at
+# least $1 points or number at least $2 (and none of whose chunks is newer than chunk
+# id $4, unless NULL), with how many points their unsealed chunks hold.
 _CANDIDATES = """
 SELECT run_id, key, sum(points) AS points FROM (
     SELECT run_id, key, sum(point_count) AS points FROM metric_chunks WHERE NOT sealed
     GROUP BY run_id, key, model_id, dataset_name, dataset_digest
-    HAVING count(*) >= $1 AND ($3::bigint IS NULL OR max(chunk_id) <= $3)
-    LIMIT $2) AS series
+    HAVING count(*) FILTER (WHERE point_count < $5) >= 2
+       AND (sum(point_count) FILTER (WHERE point_count < $5) >= $1
+            OR count(*) FILTER (WHERE point_count < $5) >= $2)
+       AND ($4::bigint IS NULL OR max(chunk_id) <= $4)
+    LIMIT $3) AS series
 GROUP BY run_id, key
 """
+
+# While writes go on, chunks of at least this many points are left as they are: a point
+# of theirs takes at most about 23 bytes (16 in the arrays, the row's share of the rest),
+# so merging them would cost a rewrite for little. A quiet series is merged whole.
+WORTH_MERGING_BELOW = 100
 
 # The last chunk id handed out (written or not): a mark of "now" in chunk ids.
 _LAST_CHUNK_ID = "SELECT last_value FROM metric_chunk_id_seq"
@@ -53,13 +64,13 @@ QUIET_SECONDS = 10.0
 _LOCK_KEYS = """
 SELECT s.run_id, s.key FROM metric_summaries s
 JOIN unnest($1::uuid[], $2::text[]) AS w(run_id, key) ON s.run_id = w.run_id AND s.key = w.key
-ORDER BY s.run_id, s.key FOR UPDATE OF s SKIP LOCKED
+ORDER BY s.run_id, s.key FOR UPDATE OF s
 """
 
-# Every chunk of the locked keys, each series in step order.
+# Every chunk of the keys, each series in step order.
 _SERIES_CHUNKS = """
 SELECT c.run_id, c.key, c.model_id, c.dataset_name, c.dataset_digest, c.chunk_id, c.first_step, c.last_step,
-       c.point_count, c.sealed
+       c.first_timestamp, c.last_timestamp, c.point_count, c.sealed
 FROM metric_chunks c JOIN unnest($1::uuid[], $2::text[]) AS w(run_id, key) ON c.run_id = w.run_id AND c.key = w.key
 ORDER BY c.run_id, c.key, c.model_id, c.dataset_name, c.dataset_digest, c.first_step, c.chunk_id
 """
@@ -69,12 +80,23 @@ UPDATE metric_chunks c SET sealed = true FROM unnest($1::uuid[], $2::text[], $3:
 WHERE c.run_id = w.run_id AND c.key = w.key AND c.chunk_id = w.chunk_id
 """
 
-_TAKE_CHUNKS = """
-DELETE FROM metric_chunks c USING unnest($1::uuid[], $2::text[], $3::bigint[]) AS w(run_id, key, chunk_id)
-WHERE c.run_id = w.run_id AND c.key = w.key AND c.chunk_id = w.chunk_id
-RETURNING c.run_id, c.key, c.chunk_id, c.model_id, c.dataset_name, c.dataset_digest, c.first_step, c.last_step,
-          c.first_timestamp, c.step_offsets, c.timestamp_offsets, c.metric_values
+_READ_CHUNKS = """
+SELECT c.chunk_id, c.first_step, c.first_timestamp, c.step_offsets, c.timestamp_offsets, c.metric_values
+FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS w(run_id, key, chunk_id)
+JOIN metric_chunks c ON c.run_id = w.run_id AND c.key = w.key AND c.chunk_id = w.chunk_id
 """
+
+# How many of the chunks are deleted (all of them, unless one changed since it was read).
+_TAKE_CHUNKS = """
+WITH taken AS (
+    DELETE FROM metric_chunks c USING unnest($1::uuid[], $2::text[], $3::bigint[]) AS w(run_id, key, chunk_id)
+    WHERE c.run_id = w.run_id AND c.key = w.key AND c.chunk_id = w.chunk_id
+    RETURNING 1)
+SELECT count(*) FROM taken
+"""
+
+# A flush holds a key's lock for a few statements; a compaction waits that long at most.
+_LOCK_WAIT = "SET LOCAL lock_timeout = '250ms'"
 
 _UNCONVERTED_KEYS = "SELECT DISTINCT run_id, key FROM (SELECT run_id, key FROM metric_rows LIMIT $1) AS unconverted"
 
@@ -113,7 +135,8 @@ class Compactor:
 
     Args:
         pool: the asyncpg pool.
-        min_chunks: a (run, key) is compacted once it has this many small chunks.
+        min_chunks: while writes go on, a series' run of small chunks is merged once
+            it holds a sealed chunk's worth of points, or numbers this many chunks.
         batch_keys: (run, key)s per transaction, at most.
         batch_points: points per transaction, about.
         chunk_points: points in a sealed chunk.
@@ -123,9 +146,9 @@ class Compactor:
         self,
         pool: asyncpg.Pool,
         *,
-        min_chunks: int = 8,
+        min_chunks: int = 64,
         batch_keys: int = 64,
-        batch_points: int = 20_000,
+        batch_points: int = 50_000,
         chunk_points: int = chunked.CHUNK_POINTS,
     ):
         self._pool = pool
@@ -134,44 +157,60 @@ class Compactor:
         self._batch_points = batch_points
         self._chunk_points = chunk_points
 
-    async def merge_round(self, *, min_chunks: int | None = None, quiet_since: int | None = None) -> Progress:
-        """Merge the small chunks of one batch of (run, key)s having at least ``min_chunks``
-        (and, with ``quiet_since``, no chunk written after that chunk id)."""
-        needed = self._min_chunks if min_chunks is None else max(2, min_chunks)
+    async def merge_round(self, *, complete: bool = False, quiet_since: int | None = None) -> Progress:
+        """Merge the small chunks of one batch of (run, key)s.
+
+        Without ``complete`` (while writes go on), only runs of chunks smaller than
+        WORTH_MERGING_BELOW that fill a sealed chunk or reach ``min_chunks`` are
+        merged, so a point is rewritten about once; with it, every run of two chunks or
+        more, of the series that took no chunk newer than ``quiet_since`` if given.
+        """
+        points_needed, chunks_needed, below = (
+            (0, 2, self._chunk_points) if complete
+            else (self._chunk_points, self._min_chunks, WORTH_MERGING_BELOW)
+        )
         with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACTOR_LOCK_ID):
-                    return Progress()
-                found = await conn.fetch(_CANDIDATES, needed, self._batch_keys * 4, quiet_since)
-                chosen, total = [], 0
-                for row in found:
-                    if chosen and (len(chosen) >= self._batch_keys or total + row["points"] > self._batch_points):
-                        break
-                    chosen.append((row["run_id"], row["key"]))
-                    total += row["points"]
-                keys = await self._lock(conn, chosen)
-                if not keys:
-                    return Progress()
-                chunks = await conn.fetch(_SERIES_CHUNKS, [k[0] for k in keys], [k[1] for k in keys])
-                groups, settled = self._plan(chunks)
-                if settled:
-                    await conn.execute(_SEAL, *map(list, zip(*((c["run_id"], c["key"], c["chunk_id"]) for c in settled))))
-                picked = [chunk for group, _ in groups for chunk in group]
-                taken = await conn.fetch(
-                    _TAKE_CHUNKS, [c["run_id"] for c in picked], [c["key"] for c in picked],
-                    [c["chunk_id"] for c in picked],
-                )
-                arrays = {row["chunk_id"]: row for row in taken}
+            async with self._pool.acquire() as conn:
+                # Planned from ranges and counts, without a lock: no flush waits for this part.
+                async with conn.transaction(readonly=True, isolation="repeatable_read"):
+                    found = await conn.fetch(
+                        _CANDIDATES, points_needed, chunks_needed, self._batch_keys * 4, quiet_since, below)
+                    chosen, total = [], 0
+                    for row in found:
+                        if chosen and (len(chosen) >= self._batch_keys or total + row["points"] > self._batch_points):
+                            break
+                        chosen.append((row["run_id"], row["key"]))
+                        total += row["points"]
+                    if not chosen:
+                        return Progress()
+                    chunks = await conn.fetch(_SERIES_CHUNKS, [k[0] for k in chosen], [k[1] for k in chosen])
+                    groups, settled = self._plan(chunks, complete)
+                    if not groups and not settled:
+                        return Progress()
+                    picked = [chunk for group, _ in groups for chunk in group]
+                    arrays = {row["chunk_id"]: row for row in await conn.fetch(_READ_CHUNKS, *_ids(picked))}
                 rows: list[tuple] = []
                 for group, seal_last in groups:
-                    self._merge(rows, [arrays[chunk["chunk_id"]] for chunk in group], seal_last)
-                if rows:
-                    await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS)
-                points = sum(chunk["point_count"] for chunk in picked)
-                progress = Progress(
-                    keys=len({(c["run_id"], c["key"]) for c in picked}) or len(settled), chunks_merged=len(taken),
-                    chunks_written=len(rows), points=points,
-                )
+                    self._merge(rows, group, arrays, seal_last)
+                touched = sorted({(c["run_id"], c["key"]) for c in picked + settled})
+                try:
+                    async with conn.transaction():
+                        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACTOR_LOCK_ID):
+                            return Progress()
+                        await conn.execute(_LOCK_WAIT)
+                        await conn.fetch(_LOCK_KEYS, [k[0] for k in touched], [k[1] for k in touched])
+                        if picked and await conn.fetchval(_TAKE_CHUNKS, *_ids(picked)) != len(picked):
+                            raise _Changed
+                        if settled:
+                            await conn.execute(_SEAL, *_ids(settled))
+                        if rows:
+                            await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS)
+                except (_Changed, asyncpg.LockNotAvailableError):
+                    return Progress()  # rolled back (a chunk changed, or a flush held a key): planned again later
+        progress = Progress(
+            keys=len(touched), chunks_merged=len(picked), chunks_written=len(rows),
+            points=sum(chunk["point_count"] for chunk in picked),
+        )
         telemetry.COMPACTED_POINTS.inc(progress.points)
         telemetry.COMPACTED_CHUNKS.inc(progress.chunks_merged)
         return progress
@@ -179,23 +218,29 @@ class Compactor:
     async def convert_round(self) -> Progress:
         """Move one batch of (run, key)s from metric_rows into chunks."""
         with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACTOR_LOCK_ID):
-                    return Progress()
-                found = await conn.fetch(_UNCONVERTED_KEYS, self._batch_points)
-                keys = await self._lock(conn, [(row["run_id"], row["key"]) for row in found][: self._batch_keys])
-                if not keys:
-                    return Progress()
-                taken = await conn.fetch(_TAKE_ROWS, [k[0] for k in keys], [k[1] for k in keys])
-                by_key: dict[tuple, list] = {}
-                for row in taken:
-                    by_key.setdefault((row["run_id"].hex, row["key"]), []).append(tuple(row[2:8]))
-                progress = await self._write(conn, by_key)
-                progress.rows_converted = len(taken)
+            async with self._pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACTOR_LOCK_ID):
+                            return Progress()
+                        found = await conn.fetch(_UNCONVERTED_KEYS, self._batch_points)
+                        await conn.execute(_LOCK_WAIT)
+                        keys = await self._lock(
+                            conn, [(row["run_id"], row["key"]) for row in found][: self._batch_keys])
+                        if not keys:
+                            return Progress()
+                        taken = await conn.fetch(_TAKE_ROWS, [k[0] for k in keys], [k[1] for k in keys])
+                        by_key: dict[tuple, list] = {}
+                        for row in taken:
+                            by_key.setdefault((row["run_id"].hex, row["key"]), []).append(tuple(row[2:8]))
+                        progress = await self._write(conn, by_key)
+                        progress.rows_converted = len(taken)
+                except asyncpg.LockNotAvailableError:
+                    return Progress()  # a flush held a key too long: the next round tries again
         telemetry.CONVERTED_ROWS.inc(progress.rows_converted)
         return progress
 
-    def _plan(self, chunks: list) -> tuple[list[tuple[list, bool]], list]:
+    def _plan(self, chunks: list, complete: bool) -> tuple[list[tuple[list, bool]], list]:
         """What one batch merges: groups of chunks, each with whether its last chunk is sealed;
         and the chunks to seal as they are.
 
@@ -205,44 +250,68 @@ class Compactor:
         chunks never overlap, and a reader can place a point by counts alone. A run
         followed by a sealed chunk ends sealed; a small chunk alone between sealed
         ones is sealed as it is; the last run of a series stays open for the writes
-        to come. About ``batch_points`` points are taken in all.
+        to come. Without ``complete``, a chunk of WORTH_MERGING_BELOW points or more
+        bounds a run as a sealed one does, and a run that neither overlaps nor fills a
+        sealed chunk nor numbers ``min_chunks`` waits. A run whose steps or times span more
+        than 32-bit offsets hold is sealed chunk by chunk instead. About
+        ``batch_points`` points are taken in all.
         """
         groups: list[tuple[list, bool]] = []
         settled: list = []
         room = self._batch_points
+
+        def close(run: list, overlapping: bool, seal_last: bool) -> None:
+            nonlocal room
+            points = sum(chunk["point_count"] for chunk in run)
+            if len(run) == 1:
+                if seal_last and not run[0]["sealed"]:
+                    settled.append(run[0])
+            elif _too_wide(run):
+                settled.extend(chunk for chunk in run if not chunk["sealed"])
+            elif complete or overlapping or points >= self._chunk_points or len(run) >= self._min_chunks:
+                groups.append((run, seal_last))
+                room -= points
+
         for _, series in groupby(chunks, key=itemgetter(0, 1, 2, 3, 4)):
             run: list = []
+            overlapping = False
             for cluster in chunked.clusters(list(series), itemgetter("first_step"), itemgetter("last_step")):
                 if len(cluster) == 1 and cluster[0]["sealed"]:
-                    if len(run) == 1 and not run[0]["sealed"]:
-                        settled.append(run[0])
-                    elif len(run) > 1:
-                        groups.append((run, True))
-                        room -= sum(chunk["point_count"] for chunk in run)
-                    run = []
+                    if run:
+                        close(run, overlapping, True)
+                    run, overlapping = [], False
                     if room <= 0:
                         break
-                else:
-                    run.extend(cluster)
-                    if len(run) > 1 and sum(chunk["point_count"] for chunk in run) >= room:
-                        break  # the rest of this run waits for the next batch
-            if len(run) > 1 and room > 0:
-                groups.append((run, False))
-                room -= sum(chunk["point_count"] for chunk in run)
+                    continue
+                if not complete and len(cluster) == 1 and cluster[0]["point_count"] >= WORTH_MERGING_BELOW:
+                    if run:
+                        close(run, overlapping, False)
+                    run, overlapping = [], False
+                    if room <= 0:
+                        break
+                    continue
+                run.extend(cluster)
+                overlapping = overlapping or len(cluster) > 1
+                if len(run) > 1 and sum(chunk["point_count"] for chunk in run) >= room:
+                    close(run, overlapping, False)  # the rest of this run waits for the next batch
+                    run = []
+                    break
+            if run and room > 0:
+                close(run, overlapping, False)
             if room <= 0:
                 break
         return groups, settled
 
-    def _merge(self, rows: list, taken: list, seal_last: bool) -> None:
-        """COPY rows of taken chunks of one series merged: laid end to end in step order,
+    def _merge(self, rows: list, group: list, arrays: dict, seal_last: bool) -> None:
+        """COPY rows of a group of one series' chunks merged: laid end to end in step order,
         and sorted where their step ranges overlap."""
-        first = taken[0]
         steps: list = []
         timestamps: list = []
         values: list = []
-        for cluster in chunked.clusters(taken, itemgetter("first_step"), itemgetter("last_step")):
-            if len(cluster) == 1:
-                chunk = cluster[0]
+        for cluster in chunked.clusters(group, itemgetter("first_step"), itemgetter("last_step")):
+            read = [arrays[chunk["chunk_id"]] for chunk in cluster]
+            if len(read) == 1:
+                chunk = read[0]
                 base_step, base_time = chunk["first_step"], chunk["first_timestamp"]
                 steps += [base_step + offset for offset in chunk["step_offsets"]]
                 timestamps += [base_time + offset for offset in chunk["timestamp_offsets"]]
@@ -251,7 +320,7 @@ class Compactor:
             points = sorted(
                 (
                     (chunk["first_step"] + s, chunk["first_timestamp"] + t, v)
-                    for chunk in cluster
+                    for chunk in read
                     for s, t, v in zip(chunk["step_offsets"], chunk["timestamp_offsets"], chunk["metric_values"])
                 ),
                 key=lambda p: chunked.identity(*p),
@@ -259,6 +328,7 @@ class Compactor:
             steps += [p[0] for p in points]
             timestamps += [p[1] for p in points]
             values += [p[2] for p in points]
+        first = group[0]
         kind = (first["model_id"], first["dataset_name"], first["dataset_digest"])
         chunked.add_chunks(rows, first["run_id"].hex, first["key"], kind, steps, timestamps, values, 0, len(steps),
                            size=self._chunk_points, seal_last=seal_last)
@@ -290,7 +360,7 @@ class Compactor:
         while True:
             step = await self.convert_round()
             if not step.did_work:
-                step = await self.merge_round(min_chunks=2)
+                step = await self.merge_round(complete=True)
             if not step.did_work:
                 return done
             done.add(step)
@@ -299,9 +369,9 @@ class Compactor:
         """Compact in the background until ``stopping`` is set.
 
         Each tick works while it finds work, up to about ``interval`` seconds, then
-        rests ``interval``: series with ``min_chunks`` small chunks first, rows of
-        metric_rows next, and when neither is left, series with two small chunks or
-        more that took no new chunk for ``quiet`` seconds.
+        rests ``interval``: runs of small chunks that fill a sealed chunk (or number
+        ``min_chunks``) first, rows of metric_rows next, and when neither is left,
+        the small chunks of series that took no new chunk for ``quiet`` seconds.
         """
         marks: deque[tuple[float, int]] = deque()  # (when, the chunk id sequence then)
         while not stopping.is_set():
@@ -317,7 +387,7 @@ class Compactor:
                         if not step.did_work:
                             step = await self.convert_round()
                         if not step.did_work and quiet_since is not None:
-                            step = await self.merge_round(min_chunks=2, quiet_since=quiet_since)
+                            step = await self.merge_round(complete=True, quiet_since=quiet_since)
                     if not step.did_work:
                         break
             except Exception:  # a failed round is retried next tick; ingestion goes on
@@ -331,3 +401,20 @@ class Compactor:
 def _series_order(row: tuple) -> tuple:
     """Rows (step, timestamp, value, model_id, dataset_name, dataset_digest) by series, then point order."""
     return (tuple("" if v is None else "\x00" + v for v in row[3:6]), chunked.identity(*row[:3]))
+
+
+class _Changed(Exception):
+    """A chunk read for a merge changed before the swap; the batch is rolled back."""
+
+
+def _ids(chunks: list) -> tuple[list, list, list]:
+    """The (run ids, keys, chunk ids) of chunk rows, as the statements take them."""
+    return [c["run_id"] for c in chunks], [c["key"] for c in chunks], [c["chunk_id"] for c in chunks]
+
+
+def _too_wide(run: list) -> bool:
+    """Whether merged chunks of the run might need offsets past 32 bits (steps or milliseconds)."""
+    return (
+        max(c["last_step"] for c in run) - min(c["first_step"] for c in run) >= 2**31
+        or max(c["last_timestamp"] for c in run) - min(c["first_timestamp"] for c in run) >= 2**31
+    )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from math import isnan
 from operator import attrgetter, le
 
@@ -37,6 +38,11 @@ CHUNK_COLUMNS = (
 _SPAN = 2**31
 
 _ORDER = attrgetter("step", "timestamp", "value")
+_STEP = attrgetter("step")
+_TIMESTAMP = attrgetter("timestamp")
+_VALUE = attrgetter("value")
+_KIND = attrgetter("model_id", "dataset_name", "dataset_digest")
+_KEY = attrgetter("key")
 
 
 def identity(step: int, timestamp: int, value: float) -> tuple:
@@ -54,11 +60,13 @@ def arrange(points: list[MetricPoint]) -> list[MetricPoint]:
 
     Of two equal points the one naming a logged model is kept. Sorts in place.
     """
-    has_nan = any(map(isnan, [p.value for p in points]))
-    points.sort(key=_nan_aware if has_nan else _ORDER)
-    steps = [p.step for p in points]
+    steps = list(map(_STEP, points))
     if len(set(steps)) == len(steps):
+        # Distinct steps (a training loop's case): the step alone orders them.
+        points.sort(key=_STEP)
         return points
+    has_nan = any(map(isnan, map(_VALUE, points)))
+    points.sort(key=_nan_aware if has_nan else _ORDER)
     kept = [points[0]]
     last = identity(points[0].step, points[0].timestamp, points[0].value)
     for point in points[1:]:
@@ -83,7 +91,7 @@ class KeySummary:
 
 def summary_of(points: Sequence[MetricPoint]) -> KeySummary:
     """The summary of arranged points (at least one)."""
-    values = [p.value for p in points]
+    values = list(map(_VALUE, points))
     if any(map(isnan, values)):
         values = [v for v in values if v == v]
     last = points[-1]
@@ -103,15 +111,17 @@ def after(point: MetricPoint, stored: tuple) -> bool:
 def stretches(steps: list[int]) -> list[int]:
     """Where sorted steps break into stretches: the indexes that start one, and the length at the end.
 
-    A break is a step gap far wider than the series' usual one (eight times the
-    median): a flush carrying two clients' batches of steps 500-599 and 1200-1299
-    lands them as two chunks, so a later flush with steps 600-699 meets neither.
+    A break is a step gap far wider than the series' mean one (eight times): a
+    flush carrying two clients' batches of steps 500-599 and 1200-1299 lands them as
+    two chunks, so a later flush with steps 600-699 meets neither. Steps that run
+    without gaps (a training loop's) make one stretch at no cost.
     """
-    if len(steps) < 3:
-        return [0, len(steps)]
-    gaps = [b - a for a, b in zip(steps, steps[1:])]
-    wide = max(1, sorted(gaps)[len(gaps) // 2]) * 8
-    return [0, *[index + 1 for index, gap in enumerate(gaps) if gap > wide], len(steps)]
+    count = len(steps)
+    span = steps[-1] - steps[0] if count else 0
+    if count < 3 or span < count:
+        return [0, count]
+    wide = 8 * span // (count - 1)
+    return [0, *[index for index in range(1, count) if steps[index] - steps[index - 1] > wide], count]
 
 
 def chunk_rows(run_id: str, key: str, points: Sequence[MetricPoint], *, size: int = CHUNK_POINTS) -> list[tuple]:
@@ -119,18 +129,18 @@ def chunk_rows(run_id: str, key: str, points: Sequence[MetricPoint], *, size: in
 
     A full chunk is sealed; smaller ones are left for the compactor.
     """
-    kinds = {(p.model_id, p.dataset_name, p.dataset_digest) for p in points}
+    kinds = set(map(_KIND, points))
     if len(kinds) == 1:
         series = {kinds.pop(): points}
     else:
         series = {}
         for point in points:
-            series.setdefault((point.model_id, point.dataset_name, point.dataset_digest), []).append(point)
+            series.setdefault(_KIND(point), []).append(point)
     rows: list[tuple] = []
     for kind, members in series.items():
-        steps = [p.step for p in members]
-        timestamps = [p.timestamp for p in members]
-        values = [p.value for p in members]
+        steps = list(map(_STEP, members))
+        timestamps = list(map(_TIMESTAMP, members))
+        values = list(map(_VALUE, members))
         cuts = stretches(steps)
         for begin, end in zip(cuts, cuts[1:]):
             add_chunks(rows, run_id, key, kind, steps, timestamps, values, begin, end, size=size)
@@ -194,15 +204,14 @@ class KeyBatch:
 def batch_by_key(writes: Iterable) -> dict[tuple[str, str], KeyBatch]:
     """The metric points of RunWrites as a KeyBatch per (run, key)."""
     by_key: dict[tuple[str, str], list[MetricPoint]] = {}
-    get = by_key.get
     for write in writes:
         run_id = write.run_id
-        for point in write.metrics:
-            group = get((run_id, point.key))
+        for key, points in groupby(sorted(write.metrics, key=_KEY), _KEY):
+            group = by_key.get((run_id, key))
             if group is None:
-                by_key[(run_id, point.key)] = [point]
+                by_key[(run_id, key)] = list(points)
             else:
-                group.append(point)
+                group.extend(points)
     return {key: KeyBatch.of(key[0], key[1], arrange(points)) for key, points in by_key.items()}
 
 

@@ -154,7 +154,7 @@ async def test_a_compaction_racing_writers_loses_and_doubles_nothing(pool):
 
     async def compact(stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await compactor.merge_round(min_chunks=2)
+            await compactor.merge_round(complete=True)
             await asyncio.sleep(0)
 
     stop = asyncio.Event()
