@@ -6,12 +6,14 @@ One flush is one transaction:
    lands either before it (and the writes are refused) or after it;
 2. insert params write-once, deciding conflicts in the database;
 3. upsert tags (last write wins, in arrival order);
-4. lock the summary row of every (run, key) it carries points of (creating the
-   rows of new keys), in order; a key whose new points all order after its
-   stored latest point (a training loop's case) needs no other check, the
-   others are compared with their stored points in the new points' step range,
-   so an exact duplicate point is stored once;
-5. COPY the new points as one chunk per series (binary, store/points.py);
+4. COPY the new points as chunks, one per series and stretch of steps (binary,
+   store/pgcopy.py; the chunks were made before the transaction, store/points.py);
+5. lock the summary row of every (run, key) it carries points of (creating the
+   rows of new keys), in order, and read the stored chunks its steps meet, in
+   one statement; a key whose new points all order after its stored latest point
+   (a training loop's case) needs no other check, the others are compared with
+   those chunks, and a key's chunks are written again without the points that
+   were stored already, so an exact duplicate point is stored once;
 6. update one summary row per (run, key) from a batch pre-aggregated here.
 
 A request whose run vanished or whose param conflicts fails alone, with
@@ -49,10 +51,14 @@ ON CONFLICT (run_id, key) DO UPDATE SET
 """
 
 # Lock the summary rows of a flush's keys in order, making those of new keys first
-# (a placeholder that orders before every point, with no points); rows made by this
-# statement come back without a latest point. A row another flush made while this
-# statement waited for it comes back in neither part.
-_LOCK_SUMMARIES = """
+# (a placeholder that orders before every point, with no points), and read the stored
+# chunks the new points' step ranges meet, in one statement. Rows (kind, run_id, key,
+# ...): kind 0, a key whose row this statement made (nothing stored); kind 1, a key's
+# stored latest point, and whether its row changed after the statement's snapshot was
+# taken (it waited for a flush of the key: the chunks it read may miss that flush's);
+# kind 2, a chunk. A row another flush made while this statement waited for it comes
+# back in neither of the first two kinds.
+_LOCK_AND_LOOK = """
 WITH wanted AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(run_id, key)),
 made AS (
     INSERT INTO metric_summaries (run_id, key, step, timestamp, value, min_value, max_value, point_count)
@@ -61,12 +67,30 @@ made AS (
     ON CONFLICT (run_id, key) DO NOTHING
     RETURNING run_id, key),
 stored AS (
-    SELECT s.run_id, s.key, s.step, s.timestamp, s.value
+    SELECT s.run_id, s.key, s.step, s.timestamp, s.value, s.point_count
     FROM metric_summaries s JOIN wanted ON s.run_id = wanted.run_id AND s.key = wanted.key
-    ORDER BY s.run_id, s.key FOR UPDATE OF s)
-SELECT run_id, key, NULL::bigint, NULL::bigint, NULL::float8 FROM made
+    ORDER BY s.run_id, s.key FOR UPDATE OF s),
+seen AS (
+    SELECT s.run_id, s.key, s.point_count
+    FROM metric_summaries s JOIN wanted ON s.run_id = wanted.run_id AND s.key = wanted.key),
+near AS (
+    SELECT DISTINCT ON (c.run_id, c.key, c.chunk_id) c.*
+    FROM unnest($3::uuid[], $4::text[], $5::bigint[], $6::bigint[]) AS w(run_id, key, lo, hi)
+    JOIN metric_chunks c ON c.run_id = w.run_id AND c.key = w.key AND c.last_step >= w.lo AND c.first_step <= w.hi
+    WHERE c.xmin <> pg_current_xact_id()::xid)
+SELECT 0 AS kind, run_id, key, NULL::bigint AS step, NULL::bigint AS timestamp, NULL::float8 AS value,
+       NULL::boolean AS changed, NULL::bigint AS chunk_id, NULL::text AS model_id, NULL::bigint AS first_step,
+       NULL::bigint AS first_timestamp, NULL::integer[] AS step_offsets, NULL::integer[] AS timestamp_offsets,
+       NULL::float8[] AS metric_values
+FROM made
 UNION ALL
-SELECT run_id, key, step, timestamp, value FROM stored
+SELECT 1, stored.run_id, stored.key, stored.step, stored.timestamp, stored.value,
+       seen.point_count IS DISTINCT FROM stored.point_count, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM stored LEFT JOIN seen ON seen.run_id = stored.run_id AND seen.key = stored.key
+UNION ALL
+SELECT 2, run_id, key, NULL, NULL, NULL, NULL, chunk_id, model_id, first_step, first_timestamp, step_offsets,
+       timestamp_offsets, metric_values
+FROM near
 """
 
 # The chunks of (run, key)s whose step ranges meet the given ones.
@@ -75,6 +99,13 @@ SELECT c.run_id, c.key, c.chunk_id, c.model_id, c.dataset_name, c.dataset_digest
        c.step_offsets, c.timestamp_offsets, c.metric_values
 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS w(run_id, key, lo, hi)
 JOIN metric_chunks c ON c.run_id = w.run_id AND c.key = w.key AND c.last_step >= w.lo AND c.first_step <= w.hi
+WHERE c.xmin <> pg_current_xact_id()::xid
+"""
+
+# The chunks this transaction wrote for some keys (written again without their stored points).
+_DELETE_OWN_CHUNKS = """
+DELETE FROM metric_chunks c USING unnest($1::uuid[], $2::text[]) AS w(run_id, key)
+WHERE c.run_id = w.run_id AND c.key = w.key AND c.xmin = pg_current_xact_id()::xid
 """
 
 # The rows of earlier releases (not yet moved into chunks) in the same ranges.
@@ -268,58 +299,77 @@ class BatchWriter:
     async def _insert_metrics(self, conn, batches: dict[tuple[str, str], chunked.KeyBatch]) -> None:
         if not batches:
             return
-        # Sorted, so two flushes touching the same summary rows lock them in one order.
         keys = sorted(batches)
-        stored_latest = await self._lock_summaries(conn, keys)
+        # The chunks land before the keys are locked, so flushes of the same keys copy
+        # side by side and hold the locks for the last statements only.
+        await pgcopy.copy_chunks(conn, [row for key in keys for row in batches[key].rows], chunked.CHUNK_COLUMNS)
+        stored_latest, changed, near = await self._lock_summaries(conn, keys, batches)
         known = [
             k for k in keys if stored_latest[k] is not None and not chunked.after(batches[k].points[0], stored_latest[k])
         ]
-        rows: list[tuple] = []
         if known:
             batches = dict(batches)
-            rows = await self._leave_out_stored(conn, known, batches)
-        for key in keys:
-            rows.extend(batches[key].rows)
-        if rows:
-            await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS)
+            await self._leave_out_stored(conn, known, batches, near, changed)
         summaries = {key: batches[key].summary for key in keys if batches[key].summary is not None}
         if summaries:
             await self._upsert_summaries(conn, summaries)
 
-    async def _lock_summaries(self, conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple | None]:
-        """Lock the summary row of each (run, key), making the missing ones; their stored latest point.
+    async def _lock_summaries(self, conn, keys: list[tuple[str, str]], batches: dict) -> tuple[dict, set, dict]:
+        """Lock the summary row of each (run, key), making the missing ones.
 
-        A key whose row this flush made has no stored point (None). If another flush
-        made a row while this one waited for it, its lock would come out of order:
-        the flush is then done again from the start (rare: two flushes making one key's
-        row at once).
+        Returns each key's stored latest point (None for a key whose row this flush
+        made: nothing is stored), the keys whose rows changed while this flush waited
+        for them, and the stored chunks the batches' step ranges meet, by key. If
+        another flush made a row while this one waited for it, its lock would come
+        out of order: the flush is then done again from the start (rare: two flushes
+        making one key's row at once).
         """
-        rows = await conn.fetch(_LOCK_SUMMARIES, [k[0] for k in keys], [k[1] for k in keys])
-        if len(rows) < len(keys):
+        ranges = [(key[0], key[1], row[5], row[6]) for key in keys for row in batches[key].rows]
+        rows = await conn.fetch(
+            _LOCK_AND_LOOK, [k[0] for k in keys], [k[1] for k in keys], *(map(list, zip(*ranges)) if ranges else [[]] * 4)
+        )
+        latest: dict[tuple[str, str], tuple | None] = {}
+        changed: set = set()
+        near: dict[tuple[str, str], list] = {}
+        for row in rows:
+            key = (row["run_id"].hex, row["key"])
+            if row["kind"] == 0:
+                latest[key] = None
+            elif row["kind"] == 1:
+                latest[key] = (row["step"], row["timestamp"], row["value"])
+                if row["changed"]:
+                    changed.add(key)
+            else:
+                near.setdefault(key, []).append(row)
+        if len(latest) < len(keys):
             raise _LockedOutOfOrder
-        return {(row[0].hex, row[1]): None if row[2] is None else (row[2], row[3], row[4]) for row in rows}
+        return latest, changed, near
 
-    async def _leave_out_stored(self, conn, keys: list[tuple[str, str]], batches: dict) -> list[tuple]:
+    async def _leave_out_stored(
+        self, conn, keys: list[tuple[str, str]], batches: dict, near: dict, changed: set
+    ) -> None:
         """Replace the batches of ``keys`` by batches without the points stored already.
 
-        Only chunks whose step range meets a stretch of the new points are read.
+        Only chunks whose step range meets a stretch of the new points are read:
+        those read under the lock (``near``), or read again for a key that changed
+        while the lock was awaited.
         A stored point may come again naming the logged model it belongs to
         (log_model re-sends the run's metrics with model_id): it then moves to the
-        model's series and is not counted again. Returns the COPY rows of the chunks
-        rewritten without the points that moved (their old rows are deleted).
+        model's series and is not counted again. The chunks this flush wrote for a
+        key that had stored points are written again without them, and stored
+        chunks that lost a point to its model are rewritten.
         """
-        wanted: list[tuple] = []
-        for key in keys:
-            steps = [p.step for p in batches[key].points]
-            cuts = chunked.stretches(steps)
-            wanted.extend((key[0], key[1], steps[a], steps[b - 1]) for a, b in zip(cuts, cuts[1:]))
-        ranges = list(map(list, zip(*wanted)))
         stored: dict[tuple[str, str], dict[tuple, tuple]] = {}
-        for row in await conn.fetch(_STORED_CHUNKS, *ranges):
+        again = [(key[0], key[1], row[5], row[6]) for key in keys if key in changed for row in batches[key].rows]
+        found = [row for key in keys if key not in changed for row in near.get(key, ())]
+        if again:
+            found += await conn.fetch(_STORED_CHUNKS, *map(list, zip(*again)))
+        for row in found:
             series = stored.setdefault((row["run_id"].hex, row["key"]), {})
             for step, timestamp, value in _points_of(row):
                 series[chunked.identity(step, timestamp, value)] = (row["model_id"], row["chunk_id"])
-        if self._rows_left:
+        ranges = list(map(list, zip(*[(key[0], key[1], row[5], row[6]) for key in keys for row in batches[key].rows])))
+        if self._rows_left and ranges:
             for row in await conn.fetch(_STORED_ROWS, *ranges):
                 series = stored.setdefault((row["run_id"].hex, row["key"]), {})
                 series[chunked.identity(row["step"], row["timestamp"], row["value"])] = (row["model_id"], None)
@@ -327,6 +377,7 @@ class BatchWriter:
             self._rows_left = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM metric_rows)")
         moved_from: dict[tuple[str, str, int], set] = {}
         moved_rows: list[tuple] = []
+        doubled: list[tuple[str, str]] = []  # keys whose chunks of this flush held stored points
         for key in keys:
             known = stored.get(key)
             if not known:
@@ -345,15 +396,20 @@ class BatchWriter:
                         moved_rows.append((key[0], key[1], point.step, point.timestamp, point.value))
                     else:
                         moved_from.setdefault((key[0], key[1], found[1]), set()).add(identity)
+            if len(kept) < len(batches[key].points):
+                doubled.append(key)
             batches[key] = chunked.KeyBatch.of(key[0], key[1], kept, moved)
         if moved_rows:
             await conn.executemany(_DROP_STORED_ROW, moved_rows)
-        if not moved_from:
-            return []
-        chunk_rows = await conn.fetch(
-            _DELETE_CHUNKS, [k[0] for k in moved_from], [k[1] for k in moved_from], [k[2] for k in moved_from]
-        )
         rewritten = []
+        if doubled:
+            await conn.execute(_DELETE_OWN_CHUNKS, [k[0] for k in doubled], [k[1] for k in doubled])
+            rewritten += [row for key in doubled for row in batches[key].rows]
+        chunk_rows = []
+        if moved_from:
+            chunk_rows = await conn.fetch(
+                _DELETE_CHUNKS, [k[0] for k in moved_from], [k[1] for k in moved_from], [k[2] for k in moved_from]
+            )
         for row in chunk_rows:
             gone = moved_from[(row["run_id"].hex, row["key"], row["chunk_id"])]
             left = [
@@ -363,7 +419,8 @@ class BatchWriter:
             ]
             if left:
                 rewritten.extend(chunked.chunk_rows(row["run_id"].hex, row["key"], left))
-        return rewritten
+        if rewritten:
+            await pgcopy.copy_chunks(conn, rewritten, chunked.CHUNK_COLUMNS)
 
     async def _upsert_summaries(self, conn, summaries: dict[tuple[str, str], chunked.KeySummary]) -> None:
         keys = sorted(summaries)
