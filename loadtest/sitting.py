@@ -215,7 +215,8 @@ def table(by_server: dict[str, list[dict]], ceiling: list[float]) -> str:
         "| scenario | " + " | ".join(SERVERS[n].label for n in names) + " | gateway (best) / mlflow |",
         "|---" * (len(names) + 2) + "|",
     ]
-    for scenario in SCENARIOS:
+    measured = {r.get("scenario") for reports in by_server.values() for report in reports for r in report["scenarios"]}
+    for scenario in (s for s in SCENARIOS if s in measured):
         cells, medians = [], {}
         for name in names:
             rounds = [s for report in by_server[name] for s in report["scenarios"] if s.get("scenario") == scenario]
