@@ -417,17 +417,21 @@ def _anchor_clause(clauses: list[Comparison], view_type: str) -> Comparison | No
     ]
     for comparators in _ANCHOR_PREFERENCE:
         for clause in keyed:
-            if clause.comparator in comparators:
+            if clause.comparator in comparators and (
+                clause.comparator not in (ast.LIKE, ast.ILIKE) or _decided_by_prefix(clause.value)
+            ):
                 return clause
     return None
 
 
 # Which clauses may anchor a search, best first. An equality reads its key's
-# rows of one value, already in the default order. A pattern or IS NOT NULL
-# reads all rows of its key in the experiment (from the index alone when the
-# pattern looks only at the stored prefix) and sorts the matches; that bounds
-# the statement by the experiment's size, where probing each run in order for
-# the key ran through every run when few match.
+# rows of one value, already in the default order. A pattern that looks only
+# at the stored prefix, or IS NOT NULL, reads the rows of its key in the
+# experiment from the index alone (LIKE 'abc%' a range of it) and sorts the
+# matches; that bounds the statement by the experiment's size, where probing
+# each run in order for the key ran through every run when few match. Other
+# patterns need each value from the table: as an anchor, PostgreSQL scanned the
+# whole table matching the pattern first, so they stay an EXISTS.
 _ANCHOR_PREFERENCE = ((ast.EQ,), (ast.LIKE, ast.ILIKE), (ast.IS_NOT_NULL,))
 
 

@@ -411,7 +411,7 @@ def test_keyed_head_follows_its_index_for_the_default_tiebreak():
         ("params.a != 'x' AND params.b = 'y' AND datasets.name = 'd'", ["tags.t"], "ACTIVE_ONLY", "params"),
         # Without an equality, a pattern or IS NOT NULL anchors the search.
         ("params.a LIKE 'x%' AND tags.t != 'y'", None, "ACTIVE_ONLY", "params"),
-        ("tags.t != 'y' AND tags.u ILIKE '%x%'", ["metrics.m"], "ALL", "run_tags"),
+        ("tags.t != 'y' AND tags.u ILIKE 'x_%'", ["metrics.m"], "ALL", "run_tags"),
         ("params.a IS NULL AND tags.u IS NOT NULL", None, "ACTIVE_ONLY", "run_tags"),
         ("tags.u IS NOT NULL AND params.a LIKE 'x'", None, "ACTIVE_ONLY", "params"),
     ],
@@ -438,6 +438,9 @@ def test_an_equality_on_a_param_or_tag_is_where_the_runs_are_read(filter_string,
         ("tags.`mlflow.runName` LIKE 'x%'", None, "ACTIVE_ONLY"),
         ("params.a LIKE 'x%' AND attributes.user_id = 'u'", None, "ACTIVE_ONLY"),
         ("params.a != 'x' AND params.b IS NULL", None, "ACTIVE_ONLY"),
+        # A pattern that needs the whole value stays an EXISTS.
+        ("params.a LIKE '%x'", None, "ACTIVE_ONLY"),
+        ("tags.t ILIKE '%x%'", None, "ACTIVE_ONLY"),
     ],
 )
 def test_a_search_that_reads_more_of_a_run_reads_runs(filter_string, order_by, view_type):
