@@ -409,10 +409,9 @@ def test_keyed_head_follows_its_index_for_the_default_tiebreak():
         ("tags.t = 'x' AND params.a = 'y'", ["metrics.m DESC", "params.p"], "ACTIVE_ONLY", "run_tags"),
         ("metrics.m > 1 AND tags.t = 'x'", ["attributes.start_time"], "ALL", "run_tags"),
         ("params.a != 'x' AND params.b = 'y' AND datasets.name = 'd'", ["tags.t"], "ACTIVE_ONLY", "params"),
-        # Without an equality, a pattern or IS NOT NULL anchors the search.
+        # Without an equality, LIKE with a prefix the index holds anchors the search.
         ("params.a LIKE 'x%' AND tags.t != 'y'", None, "ACTIVE_ONLY", "params"),
-        ("tags.t != 'y' AND tags.u ILIKE 'x_%'", ["metrics.m"], "ALL", "run_tags"),
-        ("params.a IS NULL AND tags.u IS NOT NULL", None, "ACTIVE_ONLY", "run_tags"),
+        ("tags.t != 'y' AND tags.u LIKE 'x_%'", ["metrics.m"], "ALL", "run_tags"),
         ("tags.u IS NOT NULL AND params.a LIKE 'x'", None, "ACTIVE_ONLY", "params"),
     ],
 )
@@ -438,9 +437,11 @@ def test_an_equality_on_a_param_or_tag_is_where_the_runs_are_read(filter_string,
         ("tags.`mlflow.runName` LIKE 'x%'", None, "ACTIVE_ONLY"),
         ("params.a LIKE 'x%' AND attributes.user_id = 'u'", None, "ACTIVE_ONLY"),
         ("params.a != 'x' AND params.b IS NULL", None, "ACTIVE_ONLY"),
-        # A pattern that needs the whole value stays an EXISTS.
+        # A pattern that needs the whole value, or no range of the index, stays an EXISTS.
         ("params.a LIKE '%x'", None, "ACTIVE_ONLY"),
-        ("tags.t ILIKE '%x%'", None, "ACTIVE_ONLY"),
+        ("params.a LIKE '_x%'", None, "ACTIVE_ONLY"),
+        ("tags.t ILIKE 'x%'", None, "ACTIVE_ONLY"),
+        ("tags.t IS NOT NULL", None, "ACTIVE_ONLY"),
     ],
 )
 def test_a_search_that_reads_more_of_a_run_reads_runs(filter_string, order_by, view_type):
