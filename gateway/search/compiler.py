@@ -387,10 +387,11 @@ def _run_condition(clause: Comparison, bind: _Binder, experiment_ids: list[int])
 # A run search reads its runs as ``r``: the runs table, or the rows of one param
 # or tag key. A filter that asks for a param or tag by equality or by a LIKE
 # prefix (the anchor, see below) matches at most one row of that key per run,
-# and the row carries its run's id, experiment and start time (sql/005). When the search reads
-# nothing else of a run, it starts from those rows, found by the (experiment,
-# key, value) index, and reads runs only to skip deleted ones, from an index of
-# those alone (sql/008); otherwise the anchor is an EXISTS like any clause.
+# and the row carries its run's id, experiment and start time (sql/005). When
+# the search reads nothing else of a run, it starts from those rows, found by
+# the (experiment, key, value) index, and reads runs only to skip deleted ones,
+# from an index of those alone (sql/008); otherwise the anchor is an EXISTS
+# like any clause.
 _ANCHORED_COLUMNS = frozenset({"run_id", "experiment_id", "start_time"})
 _RUN_COLUMN = re.compile(r"\br\.([a-z_]+)")
 # MLflow's two lifecycle stages: a run is active unless it is deleted.
