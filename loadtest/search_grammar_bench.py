@@ -109,7 +109,8 @@ class GrammarData:
         for run_id in self.run_ids:
             for key in METRIC_KEYS:
                 latest = round(rng.random(), 3)
-                yield run_id, key, latest, round(latest * rng.random(), 3), round(latest + (1 - latest) * rng.random(), 3)
+                lowest = round(latest * rng.random(), 3)
+                yield run_id, key, latest, lowest, round(latest + (1 - latest) * rng.random(), 3)
 
     def params(self):
         rng = random.Random(self.seed + 2)
