@@ -221,13 +221,14 @@ async def load_mlflow(url: str, data: DataSet) -> float:
 class Server:
     """A server subprocess in its own process group, answering /health."""
 
-    def __init__(self, name: str, command: list[str], url: str, log_path: Path, timeout: float = 600):
+    def __init__(self, name: str, command: list[str], url: str, log_path: Path, timeout: float = 600,
+                 root: Path = ROOT):
         self.name = name
         self.url = url
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                            cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

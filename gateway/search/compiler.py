@@ -251,12 +251,42 @@ def _keyed_row_conditions(clause: Comparison, alias: str, bind: _Binder) -> list
             conditions.append(f"{alias}.value_prefix = {value}")
         else:
             conditions.append(f"{alias}.value_prefix = left({value}, {_INDEXED_PREFIX}) AND {alias}.value = {value}")
+    elif clause.comparator in (ast.LIKE, ast.ILIKE) and _decided_by_prefix(clause.value):
+        # The pattern only looks at the first characters of a value, all within
+        # the stored prefix, so matching the prefix is matching the value: the
+        # search index holds it, and a search reads no table row for it (and
+        # LIKE 'abc%' on the "C"-collated prefix is a range of that index).
+        # ILIKE lower-cases by the collation, so it reads the prefix in the
+        # value's (the database's default) collation.
+        if clause.comparator == ast.LIKE:
+            conditions.append(f"{alias}.value_prefix LIKE {value}")
+        else:
+            conditions.append(f'{alias}.value_prefix COLLATE "default" ILIKE {value}')
     else:
         conditions.append(f"{alias}.value {_SQL_OPERATOR[clause.comparator]} {value}")
     return conditions
 
 
-def _keyed_condition(clause: Comparison, bind: _Binder) -> str:
+def _decided_by_prefix(pattern: str) -> bool:
+    """Whether a LIKE pattern matches a value exactly when it matches the value's indexed prefix.
+
+    True for a pattern of fixed-width items (characters, ``_``, escaped
+    characters) followed by ``%`` only, whose items fit in the prefix; also for
+    one without ``%`` shorter than the prefix (a longer value cannot match it).
+    """
+    width = 0
+    characters = iter(pattern)
+    for character in characters:
+        if character == "%":
+            rest = "".join(characters)
+            return rest.strip("%") == "" and width <= _INDEXED_PREFIX
+        if character == "\\" and next(characters, None) is None:
+            return False  # a lone backslash at the end: left to the database as it is
+        width += 1
+    return width < _INDEXED_PREFIX
+
+
+def _keyed_condition(clause: Comparison, bind: _Binder, experiment_ids: list[int]) -> str:
     if clause.entity is Entity.TAG and clause.key == RUN_NAME_TAG:
         if clause.comparator == ast.IS_NULL:
             return "FALSE"
@@ -268,7 +298,16 @@ def _keyed_condition(clause: Comparison, bind: _Binder) -> str:
     # key, value) index finds the matching rows of the experiment alone.
     row_of_run = f"SELECT 1 FROM {table} k WHERE k.run_id = r.run_id AND k.experiment_id = r.experiment_id"
     if clause.comparator == ast.IS_NULL:
-        return f"NOT EXISTS ({row_of_run} AND k.key = {bind(clause.key, 'text')})"
+        # Runs without the key are found by a hash anti join against the key's
+        # rows (an index-only scan): OFFSET 0 keeps that subquery whole, so the
+        # join cannot probe it once per run. Probing every run of a large
+        # experiment in order is what PostgreSQL picked otherwise, expecting
+        # to stop at the page size, and it reads them all when few lack the key.
+        experiments = _experiment_condition_sql(experiment_ids, bind, "h.experiment_id")
+        return (
+            f"NOT EXISTS (SELECT 1 FROM (SELECT h.run_id FROM {table} h WHERE {experiments} "
+            f"AND h.key = {bind(clause.key, 'text')} OFFSET 0) k WHERE k.run_id = r.run_id)"
+        )
     if clause.comparator == ast.IS_NOT_NULL:
         return f"EXISTS ({row_of_run} AND k.key = {bind(clause.key, 'text')})"
     return f"EXISTS ({row_of_run} AND {' AND '.join(_keyed_row_conditions(clause, 'k', bind))})"
@@ -332,11 +371,11 @@ def _dataset_condition(clause: Comparison, bind: _Binder) -> str:
     )
 
 
-def _run_condition(clause: Comparison, bind: _Binder) -> str:
+def _run_condition(clause: Comparison, bind: _Binder, experiment_ids: list[int]) -> str:
     if clause.entity is Entity.METRIC:
         return _metric_condition(clause, bind)
     if clause.entity in (Entity.PARAM, Entity.TAG):
-        return _keyed_condition(clause, bind)
+        return _keyed_condition(clause, bind, experiment_ids)
     if clause.entity is Entity.ATTRIBUTE:
         return _attribute_condition(clause, bind)
     return _dataset_condition(clause, bind)
@@ -346,12 +385,13 @@ def _run_condition(clause: Comparison, bind: _Binder) -> str:
 # Where a run search reads its runs from
 
 # A run search reads its runs as ``r``: the runs table, or the rows of one param
-# or tag key. A filter that asks for a param or tag by equality (the first such
-# clause, the anchor) matches one row of that key per run, and the row carries
-# its run's id, experiment and start time (sql/005). When the search reads
-# nothing else of a run, it starts from those rows, found by the (experiment,
-# key, value) index, and reads runs only to skip deleted ones, from an index of
-# those alone (sql/008); otherwise the anchor is an EXISTS like any clause.
+# or tag key. A filter that asks for a param or tag by equality or by a LIKE
+# prefix (the anchor, see below) matches at most one row of that key per run,
+# and the row carries its run's id, experiment and start time (sql/005). When
+# the search reads nothing else of a run, it starts from those rows, found by
+# the (experiment, key, value) index, and reads runs only to skip deleted ones,
+# from an index of those alone (sql/008); otherwise the anchor is an EXISTS
+# like any clause.
 _ANCHORED_COLUMNS = frozenset({"run_id", "experiment_id", "start_time"})
 _RUN_COLUMN = re.compile(r"\br\.([a-z_]+)")
 # MLflow's two lifecycle stages: a run is active unless it is deleted.
@@ -360,6 +400,16 @@ _NOT_DELETED = (
 )
 
 
+# An equality anchors a search first: it reads its key's rows of one value,
+# already in the default order. Without one, LIKE with a pattern that starts
+# with a character and that the stored prefix decides ('abc%') reads its
+# matches as a range of the key's search index, and sorts them: a page of a
+# 100,000-run experiment took 1-4 ms instead of 39-63 ms (probing each run in
+# order, or hashing every row of the key). Other comparisons stay an EXISTS:
+# as anchors they read every row of their key (ILIKE 'abc%' too, which cannot
+# be a range), and a 100-run page of ILIKE 'V2%' took 38 ms instead of 3 ms,
+# of IS NOT NULL 17 ms instead of 1.5 ms (PostgreSQL probes runs in order and
+# stops at the page size).
 def _anchor_clause(clauses: list[Comparison], view_type: str) -> Comparison | None:
     """The filter clause a search may read its runs from (see above), if any.
 
@@ -367,10 +417,19 @@ def _anchor_clause(clauses: list[Comparison], view_type: str) -> Comparison | No
     """
     if view_type == "DELETED_ONLY":
         return None
-    for clause in clauses:
-        if clause.entity in _KEYED_TABLE and clause.comparator == ast.EQ:
-            if clause.entity is Entity.TAG and clause.key == RUN_NAME_TAG:
-                continue  # the run name lives on runs
+    keyed = [
+        clause
+        for clause in clauses
+        # the run name lives on runs
+        if clause.entity in _KEYED_TABLE and not (clause.entity is Entity.TAG and clause.key == RUN_NAME_TAG)
+    ]
+    for clause in keyed:
+        if clause.comparator == ast.EQ:
+            return clause
+    for clause in keyed:
+        if clause.comparator == ast.LIKE and clause.value[:1] not in ("", "%", "_") and _decided_by_prefix(
+            clause.value
+        ):
             return clause
     return None
 
@@ -789,7 +848,7 @@ def compile_run_search(
         conditions = [
             _experiment_condition_sql(ids, bind),
             *order_conditions,
-            *(_run_condition(clause, bind) for clause in other_clauses if clause is not anchor),
+            *(_run_condition(clause, bind, ids) for clause in other_clauses if clause is not anchor),
         ]
         if anchor is not None and _reads_anchored_columns_only(joins, conditions, sort_keys):
             table = f"{_KEYED_TABLE[anchor.entity]} r"
@@ -800,7 +859,7 @@ def compile_run_search(
             table = "runs r"
             conditions.append(f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}")
             if anchor is not None:
-                conditions.append(_run_condition(anchor, bind))
+                conditions.append(_run_condition(anchor, bind, ids))
         return _assemble(
             id_column="r.run_id",
             table=table,
@@ -867,7 +926,7 @@ def compile_run_filter(
     clauses = parse_run_filter(filter_string)
     bind = _Binder()
     conditions = [_experiment_condition_sql(ids, bind), f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}"]
-    conditions.extend(_run_condition(clause, bind) for clause in clauses)
+    conditions.extend(_run_condition(clause, bind, ids) for clause in clauses)
     sql = "SELECT r.run_id\nFROM runs r\nWHERE " + "\n  AND ".join(conditions)
     return CompiledQuery(sql=sql, args=bind.args, sort_columns=[])
 

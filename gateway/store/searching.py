@@ -14,8 +14,16 @@ from gateway.search import CompiledQuery
 # - without merge joins, which a page of a search has no use for (its joins are
 #   index probes or hash joins), planning a filter on a metric, a param and a tag
 #   ordered by two keys takes about 3.7 ms instead of 5.9 ms, a search's largest
-#   cost after the reading.
-PLANNER_SETTINGS = "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_mergejoin = off"
+#   cost after the reading;
+# - without parallel workers: starting one cost about 10 ms on a 2-core host
+#   (a 1000-run page of metrics.m1 > 0.8 over 100,000 runs: 42 ms with a worker,
+#   28 ms without), and the workers compete with the gateway and other searches
+#   for the same cores. Over the grammar benchmark's 47 searches the statements
+#   took 906 ms in all without workers against 979 ms with them.
+PLANNER_SETTINGS = (
+    "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_mergejoin = off; "
+    "SET LOCAL max_parallel_workers_per_gather = 0"
+)
 
 
 async def fetch_page(conn: asyncpg.Connection, query: CompiledQuery) -> list[asyncpg.Record]:

@@ -521,3 +521,35 @@ def test_values_longer_than_the_indexed_prefix(database, long_key):
         ]
         assert found == expected, (filter_string, order_by)
         assert len(found) == count, (filter_string, order_by)
+
+
+def test_patterns_matched_on_the_indexed_prefix_match_as_on_the_whole_value(database):
+    """A LIKE/ILIKE pattern that looks only at a value's first characters is matched on
+    the stored 400-character prefix; it must find exactly the runs whose whole value
+    matches, at the prefix's edge and for ILIKE's case folding outside ASCII."""
+    loop, pool = database
+    experiment = EXPERIMENT
+    values = ["\u00c9clair", "\u00e9clair", "x" * 400 + "tail", "x" * 400, "x" * 399, "ab%c", "AB_cd", "abc"]
+    runs = [
+        {
+            "run_id": uuid.UUID(int=0x7000 + index).hex, "experiment_id": experiment, "name": f"run-{index}",
+            "status": "FINISHED", "user_id": "", "artifact_uri": "", "lifecycle_stage": "active",
+            "start_time": index, "end_time": None, "points": {},
+            "params": {"w": value}, "tags": {"w": value}, "datasets": [],
+        }
+        for index, value in enumerate(values)
+    ]
+    loop.run_until_complete(load(pool, runs))
+    patterns = ["\u00e9%", "\u00c9%", "x" * 400, "x" * 399 + "%", "x" * 400 + "%", "x" * 399, "ab\\%%", "a_%",
+                "AB_c", "abc", "%"]
+    for entity, table in (("params", "params"), ("tags", "run_tags")):
+        for comparator in ("LIKE", "ILIKE"):
+            for pattern in patterns:
+                filter_string = f"{entity}.w {comparator} '{pattern}'"
+                search = {"filter_string": filter_string, "order_by": None, "run_view_type": "ALL", "page_size": 3}
+                found = [run_id for page in loop.run_until_complete(paged_search(pool, search)) for run_id in page]
+                rows = loop.run_until_complete(pool.fetch(
+                    f"SELECT run_id FROM {table} WHERE experiment_id = $1 AND key = 'w' AND value {comparator} $2"
+                    " ORDER BY start_time DESC", experiment, pattern,
+                ))
+                assert found == [row["run_id"].hex for row in rows], filter_string

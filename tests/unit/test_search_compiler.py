@@ -409,6 +409,10 @@ def test_keyed_head_follows_its_index_for_the_default_tiebreak():
         ("tags.t = 'x' AND params.a = 'y'", ["metrics.m DESC", "params.p"], "ACTIVE_ONLY", "run_tags"),
         ("metrics.m > 1 AND tags.t = 'x'", ["attributes.start_time"], "ALL", "run_tags"),
         ("params.a != 'x' AND params.b = 'y' AND datasets.name = 'd'", ["tags.t"], "ACTIVE_ONLY", "params"),
+        # Without an equality, LIKE with a prefix the index holds anchors the search.
+        ("params.a LIKE 'x%' AND tags.t != 'y'", None, "ACTIVE_ONLY", "params"),
+        ("tags.t != 'y' AND tags.u LIKE 'x_%'", ["metrics.m"], "ALL", "run_tags"),
+        ("tags.u IS NOT NULL AND params.a LIKE 'x'", None, "ACTIVE_ONLY", "params"),
     ],
 )
 def test_an_equality_on_a_param_or_tag_is_where_the_runs_are_read(filter_string, order_by, view_type, table):
@@ -430,7 +434,14 @@ def test_an_equality_on_a_param_or_tag_is_where_the_runs_are_read(filter_string,
         ("params.a = 'x'", ["attributes.run_name"], "ACTIVE_ONLY"),
         ("params.a = 'x'", ["attributes.end_time DESC"], "ALL"),
         ("tags.`mlflow.runName` = 'x'", None, "ACTIVE_ONLY"),
-        ("params.a LIKE 'x%' AND tags.t != 'y'", None, "ACTIVE_ONLY"),
+        ("tags.`mlflow.runName` LIKE 'x%'", None, "ACTIVE_ONLY"),
+        ("params.a LIKE 'x%' AND attributes.user_id = 'u'", None, "ACTIVE_ONLY"),
+        ("params.a != 'x' AND params.b IS NULL", None, "ACTIVE_ONLY"),
+        # A pattern that needs the whole value, or no range of the index, stays an EXISTS.
+        ("params.a LIKE '%x'", None, "ACTIVE_ONLY"),
+        ("params.a LIKE '_x%'", None, "ACTIVE_ONLY"),
+        ("tags.t ILIKE 'x%'", None, "ACTIVE_ONLY"),
+        ("tags.t IS NOT NULL", None, "ACTIVE_ONLY"),
     ],
 )
 def test_a_search_that_reads_more_of_a_run_reads_runs(filter_string, order_by, view_type):
@@ -611,3 +622,49 @@ def test_experiment_token_round_trip():
         experiment_search("name LIKE 'b%'", ["name"], page_token=token)
     with pytest.raises(InvalidParameter, match="Invalid page token"):
         run_search(page_token=token)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "decided"),
+    [
+        ("abc%", True),
+        ("a_c%%", True),
+        ("%", True),
+        (r"a\%b%", True),  # an escaped % is one character
+        ("abc", True),  # no % and shorter than the prefix: a longer value cannot match
+        ("x" * 400 + "%", True),
+        ("x" * 399, True),
+        ("x" * 400, False),  # a longer value's prefix would match where the value does not
+        ("x" * 401 + "%", False),
+        ("%abc", False),
+        ("a%c", False),
+        ("a%c%", False),
+        ("abc\\", False),  # a lone trailing backslash is left to the database (no filter string holds one)
+    ],
+)
+def test_a_pattern_is_matched_on_the_prefix_only_where_the_prefix_decides(pattern, decided):
+    assert compiler._decided_by_prefix(pattern) is decided
+    if pattern.endswith("\\"):
+        return
+    for comparator in ("LIKE", "ILIKE"):
+        as_exists = run_search(f"params.a {comparator} '{pattern}' AND attributes.status = 'RUNNING'", None)
+        if not decided:
+            assert f"k.value {comparator} $" in as_exists.sql and "value_prefix" not in as_exists.sql
+        elif comparator == "LIKE":
+            # The "C"-collated prefix: LIKE 'abc%' is a range of its index.
+            assert "k.value_prefix LIKE $" in as_exists.sql
+        else:
+            # ILIKE lower-cases by the collation: the value's, not the prefix's "C".
+            assert 'k.value_prefix COLLATE "default" ILIKE $' in as_exists.sql
+
+
+def test_is_null_is_an_anti_join_against_the_keys_rows_of_the_experiments():
+    one = run_search("params.a IS NULL", None)
+    assert (
+        "NOT EXISTS (SELECT 1 FROM (SELECT h.run_id FROM params h WHERE h.experiment_id = $2::bigint "
+        "AND h.key = $3::text OFFSET 0) k WHERE k.run_id = r.run_id)"
+    ) in one.sql
+    assert one.args[:3] == [1, 1, "a"]
+    several = run_search("tags.t IS NULL", None, experiment_ids=[1, 2])
+    assert "FROM run_tags h WHERE h.experiment_id = ANY($" in several.sql
+    assert_only_placeholders(one)
