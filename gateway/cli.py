@@ -146,9 +146,10 @@ def migrate_command(args: argparse.Namespace) -> None:
             embedded.stop()
 
 
-async def _compact(url: str) -> str:
+async def _compact(url: str, settings: Settings) -> str:
     from gateway.store.compactor import Compactor
 
+    await _migrate(url)
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     try:
         done = await Compactor(pool).until_done()
@@ -161,13 +162,18 @@ async def _compact(url: str) -> str:
 
 
 def compact_command(args: argparse.Namespace) -> None:
+    _print_with_database(args, "compact", _compact)
+
+
+def _print_with_database(args: argparse.Namespace, command: str, work) -> None:
+    """Run ``work(database_url, settings)`` on the command's database (the embedded one started
+    and stopped around it when no URL is given) and print what it returns; a GatewayError exits."""
     settings = _settings(args)
     database_url, embedded = _resolve_database(settings)
     try:
-        asyncio.run(_migrate(database_url))
-        print(asyncio.run(_compact(database_url)))
+        print(asyncio.run(work(database_url, settings)))
     except GatewayError as exc:
-        sys.exit(f"gateway compact: {exc.message}")
+        sys.exit(f"gateway {command}: {exc.message}")
     finally:
         if embedded is not None:
             embedded.stop()
@@ -303,15 +309,7 @@ async def _collect_garbage(database_url: str, args: argparse.Namespace, settings
 
 
 def gc_command(args: argparse.Namespace) -> None:
-    settings = _settings(args)
-    database_url, embedded = _resolve_database(settings)
-    try:
-        print(asyncio.run(_collect_garbage(database_url, args, settings)))
-    except GatewayError as exc:
-        sys.exit(f"gateway gc: {exc.message}")
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    _print_with_database(args, "gc", lambda url, settings: _collect_garbage(url, args, settings))
 
 
 def export_runs_csv_command(args: argparse.Namespace) -> None:

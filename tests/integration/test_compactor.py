@@ -13,7 +13,6 @@ import random
 import uuid
 
 import asyncpg
-import pytest
 
 from gateway.model import MetricPoint, RunWrite
 from gateway.store.compactor import Compactor
@@ -76,15 +75,6 @@ async def chunk_shapes(pool) -> list[tuple]:
         "SELECT run_id, key, model_id, sealed, point_count, first_step, last_step FROM metric_chunks "
         "ORDER BY run_id, key, model_id, first_step"
     )]
-
-
-@pytest.fixture
-async def pool(fresh_database_url):
-    pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=6)
-    async with pool.acquire() as conn:
-        await migrate(conn)
-    yield pool
-    await pool.close()
 
 
 async def test_compaction_merges_small_chunks_and_changes_no_answer(pool):

@@ -8,21 +8,11 @@ import random
 import uuid
 
 import asyncpg
-import pytest
 
 from gateway.errors import InvalidParameter, NotFound
 from gateway.model import KeyValue, MetricPoint, RunWrite
 from gateway.store.migrations import migrate
 from gateway.store.writer import BatchWriter
-
-
-@pytest.fixture
-async def pool(fresh_database_url):
-    pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=6)
-    async with pool.acquire() as conn:
-        await migrate(conn)
-    yield pool
-    await pool.close()
 
 
 async def new_run(pool, stage: str = "active") -> str:
