@@ -129,6 +129,19 @@ async def vacuum(conn) -> None:
     await conn.execute("VACUUM (ANALYZE)")
 
 
+async def insert_mlflow_experiments(conn, name: str) -> None:
+    """MLflow's Default experiment and the benchmark's (EXPERIMENT_ID) in MLflow's own tables."""
+    await conn.execute(
+        "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time,"
+        " last_update_time) VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', $1, $1),"
+        " ($2, $3, 'mlflow-artifacts:/1', 'active', $1, $1)",
+        START_TIME,
+        EXPERIMENT_ID,
+        name,
+    )
+    await conn.execute("SELECT setval(pg_get_serial_sequence('experiments', 'experiment_id'), 1)")
+
+
 async def copy_in_chunks(conn, table: str, columns: list[str], records, chunk: int = 200_000) -> int:
     total = 0
     batch = []
@@ -185,14 +198,7 @@ async def load_mlflow(url: str, data: DataSet) -> float:
     started = time.perf_counter()
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(
-            "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time,"
-            " last_update_time) VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', $1, $1),"
-            " ($2, 'search-bench', 'mlflow-artifacts:/1', 'active', $1, $1)",
-            START_TIME,
-            EXPERIMENT_ID,
-        )
-        await conn.execute("SELECT setval(pg_get_serial_sequence('experiments', 'experiment_id'), 1)")
+        await insert_mlflow_experiments(conn, "search-bench")
         await copy_in_chunks(
             conn, "runs",
             ["run_uuid", "name", "source_type", "source_name", "entry_point_name", "user_id", "status",

@@ -58,18 +58,20 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_bench import (  # noqa: E402
+    EXPERIMENT_ID,
     ROOT,
+    START_TIME,
     Server,
     copy_in_chunks,
     create_database,
     drop_database,
     free_port,
+    insert_mlflow_experiments,
     percentile,
+    vacuum,
     with_database,
 )
 
-EXPERIMENT_ID = 1
-START_TIME = 1_700_000_000_000
 METRIC_KEYS = [f"m{k}" for k in range(10)]
 PARAM_KEYS = [f"p{k}" for k in range(10)]
 TAG_KEYS = [f"t{k}" for k in range(10)]
@@ -196,10 +198,6 @@ def queries(data: GrammarData) -> dict[str, tuple[str | None, list[str]]]:
 # Loading each server's tables
 
 
-async def vacuum(conn) -> None:
-    await conn.execute("VACUUM (ANALYZE)")
-
-
 async def load_gateway(url: str, data: GrammarData, root: Path) -> float:
     # The migrations of the checkout being timed (the baseline's may differ).
     code = (
@@ -257,14 +255,7 @@ async def load_mlflow(url: str, data: GrammarData) -> float:
     started = time.perf_counter()
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(
-            "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time,"
-            " last_update_time) VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', $1, $1),"
-            " ($2, 'search-grammar', 'mlflow-artifacts:/1', 'active', $1, $1)",
-            START_TIME,
-            EXPERIMENT_ID,
-        )
-        await conn.execute("SELECT setval(pg_get_serial_sequence('experiments', 'experiment_id'), 1)")
+        await insert_mlflow_experiments(conn, "search-grammar")
         await copy_in_chunks(
             conn, "runs",
             ["run_uuid", "name", "source_type", "source_name", "entry_point_name", "user_id", "status",

@@ -276,16 +276,10 @@ class Compactor:
             run: list = []
             overlapping = False
             for cluster in chunked.clusters(list(series), itemgetter("first_step"), itemgetter("last_step")):
-                if len(cluster) == 1 and cluster[0]["sealed"]:
-                    if run:
-                        close(run, overlapping, True)
-                    run, overlapping = [], False
-                    if room <= 0:
-                        break
-                    continue
-                if not complete and len(cluster) == 1 and cluster[0]["point_count"] >= WORTH_MERGING_BELOW:
-                    if run:
-                        close(run, overlapping, False)
+                sealed = len(cluster) == 1 and cluster[0]["sealed"]
+                if sealed or (not complete and len(cluster) == 1 and cluster[0]["point_count"] >= WORTH_MERGING_BELOW):
+                    if run:  # a run before a sealed chunk ends sealed; one before a big open chunk, open
+                        close(run, overlapping, sealed)
                     run, overlapping = [], False
                     if room <= 0:
                         break
