@@ -8,13 +8,14 @@ One flush is one transaction:
 3. upsert tags (last write wins, in arrival order);
 4. COPY the new points as chunks, one per series and stretch of steps (binary,
    store/pgcopy.py; the chunks were made before the transaction, store/points.py);
-5. lock the summary row of every (run, key) it carries points of (creating the
-   rows of new keys), in order, and read the stored chunks its steps meet, in
-   one statement; a key whose new points all order after its stored latest point
-   (a training loop's case) needs no other check, the others are compared with
-   those chunks, and a key's chunks are written again without the points that
-   were stored already, so an exact duplicate point is stored once;
-6. update one summary row per (run, key) from a batch pre-aggregated here.
+5. lock the summary row of every (run, key) it carries points of, in order, in
+   one statement that also makes the rows of new keys and updates the rows of
+   keys whose new points all order after their stored latest point (a training
+   loop's case: no other check is needed), and reads the stored chunks that the
+   other keys' new steps meet;
+6. for those other keys, leave out the points stored already (a key's chunks of
+   this flush are written again without them, so an exact duplicate point is
+   stored once) and update their summary rows.
 
 A request whose run vanished or whose param conflicts fails alone, with
 MLflow's error; the requests beside it commit.
@@ -50,19 +51,26 @@ ON CONFLICT (run_id, key) DO UPDATE SET
     point_count = s.point_count + EXCLUDED.point_count
 """
 
-# Lock the summary rows of a flush's keys in order, making those of new keys first
-# (a placeholder that orders before every point, with no points), and read the stored
-# chunks the new points' step ranges meet, in one statement. Rows (kind, run_id, key,
-# ...): kind 0, a key whose row this statement made (nothing stored); kind 1, a key's
-# stored latest point, and whether its row changed after the statement's snapshot was
-# taken (it waited for a flush of the key: the chunks it read may miss that flush's);
-# kind 2, a chunk. A row another flush made while this statement waited for it comes
-# back in neither of the first two kinds.
-_LOCK_AND_LOOK = """
-WITH wanted AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(run_id, key)),
+# Lock the summary rows of a flush's keys in order and update those that need no
+# other check, in one statement. A new key's row is made with its summary. A key
+# whose new points all order after its stored latest point (a training loop's
+# case) is updated at once. The other keys stay locked, unchanged, for the flush
+# to compare their new points with the stored chunks their steps meet, which the
+# statement also reads. Rows (kind, run_id, key, ...): kind 0, a key whose row this
+# statement made; kind 1, a stored key, with its latest point, whether its row
+# changed after the statement's snapshot was taken (it waited for a flush of the
+# key: the chunks it read may miss that flush's) and whether it was updated here;
+# kind 2, a chunk of a key left unchanged. A row another flush made while this
+# statement waited for it comes back in neither of the first two kinds.
+_LOCK_AND_APPLY = """
+WITH wanted AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[], $5::float8[], $6::float8[], $7::float8[],
+                         $8::int8[], $9::int8[], $10::int8[], $11::float8[])
+        AS w(run_id, key, step, timestamp, value, min_value, max_value, point_count, first_step, first_timestamp,
+             first_value)),
 made AS (
     INSERT INTO metric_summaries (run_id, key, step, timestamp, value, min_value, max_value, point_count)
-    SELECT run_id, key, -9223372036854775808, -9223372036854775808, '-Infinity', NULL, NULL, 0
+    SELECT run_id, key, step, timestamp, value, min_value, max_value, point_count
     FROM wanted ORDER BY run_id, key
     ON CONFLICT (run_id, key) DO NOTHING
     RETURNING run_id, key),
@@ -70,25 +78,37 @@ stored AS (
     SELECT s.run_id, s.key, s.step, s.timestamp, s.value, s.point_count
     FROM metric_summaries s JOIN wanted ON s.run_id = wanted.run_id AND s.key = wanted.key
     ORDER BY s.run_id, s.key FOR UPDATE OF s),
+applied AS (
+    UPDATE metric_summaries s
+    SET step = w.step, timestamp = w.timestamp, value = w.value, min_value = LEAST(s.min_value, w.min_value),
+        max_value = GREATEST(s.max_value, w.max_value), point_count = s.point_count + w.point_count
+    FROM stored l JOIN wanted w ON w.run_id = l.run_id AND w.key = l.key
+    WHERE s.run_id = l.run_id AND s.key = l.key
+      AND (w.first_step, w.first_timestamp, w.first_value) > (l.step, l.timestamp, l.value)
+    RETURNING s.run_id, s.key),
 seen AS (
     SELECT s.run_id, s.key, s.point_count
     FROM metric_summaries s JOIN wanted ON s.run_id = wanted.run_id AND s.key = wanted.key),
 near AS (
     SELECT DISTINCT ON (c.run_id, c.key, c.chunk_id) c.*
-    FROM unnest($3::uuid[], $4::text[], $5::bigint[], $6::bigint[]) AS w(run_id, key, lo, hi)
+    FROM unnest($12::uuid[], $13::text[], $14::bigint[], $15::bigint[]) AS w(run_id, key, lo, hi)
     JOIN metric_chunks c ON c.run_id = w.run_id AND c.key = w.key AND c.last_step >= w.lo AND c.first_step <= w.hi
-    WHERE c.xmin <> pg_current_xact_id()::xid)
+    WHERE c.xmin <> pg_current_xact_id()::xid
+      AND EXISTS (SELECT 1 FROM stored l WHERE l.run_id = w.run_id AND l.key = w.key)
+      AND NOT EXISTS (SELECT 1 FROM applied a WHERE a.run_id = w.run_id AND a.key = w.key))
 SELECT 0 AS kind, run_id, key, NULL::bigint AS step, NULL::bigint AS timestamp, NULL::float8 AS value,
-       NULL::boolean AS changed, NULL::bigint AS chunk_id, NULL::text AS model_id, NULL::bigint AS first_step,
-       NULL::bigint AS first_timestamp, NULL::integer[] AS step_offsets, NULL::integer[] AS timestamp_offsets,
-       NULL::float8[] AS metric_values
+       NULL::boolean AS changed, NULL::boolean AS applied, NULL::bigint AS chunk_id, NULL::text AS model_id,
+       NULL::bigint AS first_step, NULL::bigint AS first_timestamp, NULL::integer[] AS step_offsets,
+       NULL::integer[] AS timestamp_offsets, NULL::float8[] AS metric_values
 FROM made
 UNION ALL
 SELECT 1, stored.run_id, stored.key, stored.step, stored.timestamp, stored.value,
-       seen.point_count IS DISTINCT FROM stored.point_count, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+       seen.point_count IS DISTINCT FROM stored.point_count, applied.key IS NOT NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM stored LEFT JOIN seen ON seen.run_id = stored.run_id AND seen.key = stored.key
+     LEFT JOIN applied ON applied.run_id = stored.run_id AND applied.key = stored.key
 UNION ALL
-SELECT 2, run_id, key, NULL, NULL, NULL, NULL, chunk_id, model_id, first_step, first_timestamp, step_offsets,
+SELECT 2, run_id, key, NULL, NULL, NULL, NULL, NULL, chunk_id, model_id, first_step, first_timestamp, step_offsets,
        timestamp_offsets, metric_values
 FROM near
 """
@@ -303,47 +323,61 @@ class BatchWriter:
         # The chunks land before the keys are locked, so flushes of the same keys copy
         # side by side and hold the locks for the last statements only.
         await pgcopy.copy_chunks(conn, [row for key in keys for row in batches[key].rows], chunked.CHUNK_COLUMNS)
-        stored_latest, changed, near = await self._lock_summaries(conn, keys, batches)
-        known = [
-            k for k in keys if stored_latest[k] is not None and not chunked.after(batches[k].points[0], stored_latest[k])
-        ]
+        known, changed, near = await self._lock_and_apply(conn, keys, batches)
         if known:
             batches = dict(batches)
             await self._leave_out_stored(conn, known, batches, near, changed)
-        summaries = {key: batches[key].summary for key in keys if batches[key].summary is not None}
-        if summaries:
-            await self._upsert_summaries(conn, summaries)
+            summaries = {key: batches[key].summary for key in known if batches[key].summary is not None}
+            if summaries:
+                await self._upsert_summaries(conn, summaries)
 
-    async def _lock_summaries(self, conn, keys: list[tuple[str, str]], batches: dict) -> tuple[dict, set, dict]:
-        """Lock the summary row of each (run, key), making the missing ones.
+    async def _lock_and_apply(self, conn, keys: list[tuple[str, str]], batches: dict) -> tuple[list, set, dict]:
+        """Lock the summary row of each (run, key) and update those whose new points all follow the stored ones.
 
-        Returns each key's stored latest point (None for a key whose row this flush
-        made: nothing is stored), the keys whose rows changed while this flush waited
-        for them, and the stored chunks the batches' step ranges meet, by key. If
+        Returns the keys left to compare with their stored points (their rows locked,
+        unchanged), in order; the keys whose rows changed while this flush waited for
+        them; and the stored chunks the batches' step ranges meet, by key left. If
         another flush made a row while this one waited for it, its lock would come
         out of order: the flush is then done again from the start (rare: two flushes
         making one key's row at once).
         """
+        summaries = [batches[key].summary for key in keys]
+        firsts = [batches[key].points[0] for key in keys]
         ranges = [(key[0], key[1], row[5], row[6]) for key in keys for row in batches[key].rows]
         rows = await conn.fetch(
-            _LOCK_AND_LOOK, [k[0] for k in keys], [k[1] for k in keys], *(map(list, zip(*ranges)) if ranges else [[]] * 4)
+            _LOCK_AND_APPLY,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [s.latest[0] for s in summaries],
+            [s.latest[1] for s in summaries],
+            [s.latest[2] for s in summaries],
+            [s.min_value for s in summaries],
+            [s.max_value for s in summaries],
+            [s.count for s in summaries],
+            [p.step for p in firsts],
+            [p.timestamp for p in firsts],
+            [p.value for p in firsts],
+            *(map(list, zip(*ranges)) if ranges else [[]] * 4),
         )
-        latest: dict[tuple[str, str], tuple | None] = {}
+        answered = 0
+        known: list[tuple[str, str]] = []
         changed: set = set()
         near: dict[tuple[str, str], list] = {}
         for row in rows:
-            key = (row["run_id"].hex, row["key"])
-            if row["kind"] == 0:
-                latest[key] = None
-            elif row["kind"] == 1:
-                latest[key] = (row["step"], row["timestamp"], row["value"])
+            kind = row["kind"]
+            if kind == 2:
+                near.setdefault((row["run_id"].hex, row["key"]), []).append(row)
+                continue
+            answered += 1
+            if kind == 1 and not row["applied"]:
+                key = (row["run_id"].hex, row["key"])
+                known.append(key)
                 if row["changed"]:
                     changed.add(key)
-            else:
-                near.setdefault(key, []).append(row)
-        if len(latest) < len(keys):
+        if answered < len(keys):
             raise _LockedOutOfOrder
-        return latest, changed, near
+        known.sort()
+        return known, changed, near
 
     async def _leave_out_stored(
         self, conn, keys: list[tuple[str, str]], batches: dict, near: dict, changed: set

@@ -123,6 +123,30 @@ async def test_summaries_match_a_recomputation_after_concurrent_batches(pool):
     results = await asyncio.gather(*[writer.write_batch(b) for b in batches])
     assert all(outcome is None for result in results for outcome in result)
 
+    await assert_summaries_recomputed(pool)
+
+
+async def test_interleaved_appends_and_retries_keep_every_point_once(pool):
+    """Flushes of one key from two gateways: steps interleave, some batches arrive twice."""
+    writers = [BatchWriter(pool), BatchWriter(pool)]
+    run = await new_run(pool)
+    batches = []
+    for round_number in range(40):
+        for lane in range(2):
+            first = round_number * 20 + lane * 10
+            points = [MetricPoint(key, float(step) / 7, 1000 + step, step)
+                      for step in range(first, first + 10) for key in ("loss", "acc")]
+            batches.append((lane, [RunWrite(run, metrics=points)]))
+    sent = batches + [batches[index] for index in range(3, len(batches), 7)]
+    random.Random(3).shuffle(sent)
+    results = await asyncio.gather(*[writers[lane].write_batch(writes) for lane, writes in sent])
+    assert all(outcome is None for result in results for outcome in result)
+    assert await pool.fetchval("SELECT count(*) FROM metric_points WHERE run_id = $1", run) == 2 * 800
+    await assert_summaries_recomputed(pool)
+
+
+async def assert_summaries_recomputed(pool):
+    """Every summary row equals the one recomputed from the stored points."""
     expected = await pool.fetch(
         """SELECT run_id, key, count(*) AS point_count,
                   min(value) FILTER (WHERE value <> 'NaN') AS min_value,
