@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import groupby, islice
 from math import isnan
-from operator import attrgetter, le
+from operator import attrgetter, le, lt
 
 import asyncpg
 
@@ -42,6 +42,9 @@ _STEP = attrgetter("step")
 _TIMESTAMP = attrgetter("timestamp")
 _VALUE = attrgetter("value")
 _KIND = attrgetter("model_id", "dataset_name", "dataset_digest")
+_MODEL_ID = attrgetter("model_id")
+_DATASET_NAME = attrgetter("dataset_name")
+_DATASET_DIGEST = attrgetter("dataset_digest")
 _KEY = attrgetter("key")
 
 
@@ -60,11 +63,20 @@ def arrange(points: list[MetricPoint]) -> list[MetricPoint]:
 
     Of two equal points the one naming a logged model is kept. Sorts in place.
     """
+    return _arranged(points)[0]
+
+
+def _arranged(points: list[MetricPoint]) -> tuple[list[MetricPoint], list[int]]:
+    """:func:`arrange`, and the arranged points' steps."""
     steps = list(map(_STEP, points))
+    if all(map(lt, steps, islice(steps, 1, None))):
+        # Steps already rising (a training loop's batches): nothing to sort or merge.
+        return points, steps
     if len(set(steps)) == len(steps):
-        # Distinct steps (a training loop's case): the step alone orders them.
+        # Distinct steps: the step alone orders them.
         points.sort(key=_STEP)
-        return points
+        steps.sort()
+        return points, steps
     has_nan = any(map(isnan, map(_VALUE, points)))
     points.sort(key=_nan_aware if has_nan else _ORDER)
     kept = [points[0]]
@@ -76,7 +88,7 @@ def arrange(points: list[MetricPoint]) -> list[MetricPoint]:
             last = this
         elif kept[-1].model_id is None and point.model_id is not None:
             kept[-1] = point
-    return kept
+    return kept, list(map(_STEP, kept))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +103,17 @@ class KeySummary:
 
 def summary_of(points: Sequence[MetricPoint]) -> KeySummary:
     """The summary of arranged points (at least one)."""
-    values = list(map(_VALUE, points))
-    if any(map(isnan, values)):
-        values = [v for v in values if v == v]
     last = points[-1]
+    return _summary((last.step, last.timestamp, last.value), list(map(_VALUE, points)))
+
+
+def _summary(latest: tuple, values: list[float]) -> KeySummary:
+    finite = [v for v in values if v == v] if any(map(isnan, values)) else values
     return KeySummary(
-        latest=(last.step, last.timestamp, last.value),
-        min_value=min(values) if values else None,
-        max_value=max(values) if values else None,
-        count=len(points),
+        latest=latest,
+        min_value=min(finite) if finite else None,
+        max_value=max(finite) if finite else None,
+        count=len(values),
     )
 
 
@@ -129,16 +143,21 @@ def chunk_rows(run_id: str, key: str, points: Sequence[MetricPoint], *, size: in
 
     A full chunk is sealed; smaller ones are left for the compactor.
     """
-    kinds = set(map(_KIND, points))
-    if len(kinds) == 1:
-        series = {kinds.pop(): points}
-    else:
-        series = {}
+    return _chunk_rows(run_id, key, points, list(map(_STEP, points)), size)
+
+
+def _chunk_rows(run_id: str, key: str, points: Sequence[MetricPoint], steps: list[int], size: int) -> list[tuple]:
+    rows: list[tuple] = []
+    if any(map(_MODEL_ID, points)) or any(map(_DATASET_NAME, points)) or any(map(_DATASET_DIGEST, points)):
+        series: dict[tuple, list[MetricPoint]] = {}
         for point in points:
             series.setdefault(_KIND(point), []).append(point)
-    rows: list[tuple] = []
+    else:
+        # No logged model or dataset (the common case): one series, whose steps are known.
+        series = {(None, None, None): points}
     for kind, members in series.items():
-        steps = list(map(_STEP, members))
+        if members is not points:
+            steps = list(map(_STEP, members))
         timestamps = list(map(_TIMESTAMP, members))
         values = list(map(_VALUE, members))
         cuts = stretches(steps)
@@ -195,10 +214,19 @@ class KeyBatch:
 
     @classmethod
     def of(cls, run_id: str, key: str, points: list[MetricPoint], moved: set | None = None) -> KeyBatch:
+        """The batch of arranged points (see :func:`arrange`)."""
+        return cls._of(run_id, key, points, list(map(_STEP, points)), moved)
+
+    @classmethod
+    def _of(cls, run_id: str, key: str, points: list[MetricPoint], steps: list[int], moved: set | None) -> KeyBatch:
         if not points:
             return cls(points, [], None)
-        new = [p for p in points if identity(p.step, p.timestamp, p.value) not in moved] if moved else points
-        return cls(points, chunk_rows(run_id, key, points), summary_of(new) if new else None)
+        rows = _chunk_rows(run_id, key, points, steps, CHUNK_POINTS)
+        if moved:
+            new = [p for p in points if identity(p.step, p.timestamp, p.value) not in moved]
+            return cls(points, rows, summary_of(new) if new else None)
+        last = points[-1]
+        return cls(points, rows, _summary((last.step, last.timestamp, last.value), list(map(_VALUE, points))))
 
 
 def batch_by_key(writes: Iterable) -> dict[tuple[str, str], KeyBatch]:
@@ -212,7 +240,7 @@ def batch_by_key(writes: Iterable) -> dict[tuple[str, str], KeyBatch]:
                 by_key[(run_id, key)] = list(points)
             else:
                 group.extend(points)
-    return {key: KeyBatch.of(key[0], key[1], arrange(points)) for key, points in by_key.items()}
+    return {key: KeyBatch._of(key[0], key[1], *_arranged(points), None) for key, points in by_key.items()}
 
 
 # ---- reading ------------------------------------------------------------------------
