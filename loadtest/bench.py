@@ -34,6 +34,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -562,6 +563,14 @@ def _proc_children(pid: int) -> list[int]:
     return kids
 
 
+def named_pid(text: str) -> tuple[str, int]:
+    """NAME=PID, as --cpu-of takes it."""
+    name, _, pid = text.partition("=")
+    if not name or not pid.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=PID, got {text!r}")
+    return name, int(pid)
+
+
 def process_tree(pid: int) -> list[int]:
     """The process and all its descendants."""
     if psutil is not None:
@@ -631,6 +640,38 @@ class MemorySampler:
         return self.peak / 2**20
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process, 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds a process tree spends between :meth:`start` and :meth:`stop`.
+
+    Processes started in between count from zero; a process that exits in
+    between loses what it spent since the start.
+    """
+
+    def __init__(self, name: str, pid: int) -> None:
+        self.name = name
+        self.pid = pid
+        self._at_start: dict[int, float] = {}
+
+    def start(self) -> None:
+        self._at_start = {p: cpu_seconds(p) for p in process_tree(self.pid)}
+
+    def stop(self) -> float:
+        return sum(max(0.0, cpu_seconds(p) - self._at_start.get(p, 0.0)) for p in process_tree(self.pid))
+
+
 # --- the flood ---------------------------------------------------------------
 
 
@@ -645,6 +686,8 @@ class FloodStats:
     warmup_requests: int = 0
     elapsed: float = 0.0
     cpu_seconds: float = 0.0
+    # CPU seconds of each --cpu-of process tree over the measured window
+    tree_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -663,6 +706,7 @@ async def flood(
     warmup: float,
     duration: float,
     max_requests: int | None,
+    meters: Sequence[CpuMeter] = (),
 ) -> FloodStats:
     """Run `concurrency` workers for warmup + duration seconds and collect stats.
 
@@ -711,6 +755,8 @@ async def flood(
     async def mark_measure_start() -> None:
         await asyncio.sleep(max(0.0, measure_from - perf_counter()))
         cpu_at_measure.append(time.process_time())
+        for meter in meters:
+            meter.start()
 
     marker = asyncio.get_running_loop().create_task(mark_measure_start())
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
@@ -718,6 +764,9 @@ async def flood(
     if not marker.done():  # every worker stopped before the warmup ended
         marker.cancel()
         cpu_at_measure.append(time.process_time())
+        for meter in meters:
+            meter.start()
+    stats.tree_cpu_seconds = {meter.name: meter.stop() for meter in meters}
     stats.elapsed = max(finished - measure_from, 1e-9)
     stats.cpu_seconds = time.process_time() - cpu_at_measure[0]
     return stats
@@ -763,6 +812,12 @@ class ScenarioResult:
                 None if self.peak_rss_verify_mb is None else round(self.peak_rss_verify_mb, 1)
             ),
             "driver_cpu_percent": round(100 * s.cpu_seconds / s.elapsed, 1),
+            "cpu_percent": {name: round(100 * cpu / s.elapsed, 1) for name, cpu in s.tree_cpu_seconds.items()},
+            "cpu_us_per_point": {
+                name: round(1e6 * cpu / (s.ok * self.points_per_request), 2)
+                for name, cpu in {"driver": s.cpu_seconds, **s.tree_cpu_seconds}.items()
+                if s.ok and self.points_per_request
+            },
             "verification": self.verification.as_dict(),
         }
 
@@ -782,7 +837,8 @@ class ScenarioResult:
             f"req/s={d['requests_per_s']:.1f} points/s={points} "
             f"p50={lat['p50']:.1f} p90={lat['p90']:.1f} p99={lat['p99']:.1f} max={lat['max']:.1f} ms "
             f"server_peak={mem} driver_cpu={d['driver_cpu_percent']:.0f}% "
-            f"{self.verification.summary()}"
+            + "".join(f"{name}_cpu={percent:.0f}% " for name, percent in d["cpu_percent"].items())
+            + self.verification.summary()
         )
 
 
@@ -816,6 +872,7 @@ async def run_scenario(
         args.warmup,
         args.duration,
         args.max_requests,
+        [CpuMeter(name, pid) for name, pid in args.cpu_of],
     )
     peak = await sampler.stop() if sampler else None
 
@@ -927,6 +984,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"runs per scenario, workers spread over them (default: one per {WORKERS_PER_RUN} workers)",
     )
     parser.add_argument("--server-pid", type=int, default=None, help="sample this process tree's RSS")
+    parser.add_argument(
+        "--cpu-of", type=named_pid, action="append", default=[], metavar="NAME=PID",
+        help="report the CPU this process tree spends over the measured window (repeatable), "
+        "e.g. gateway=1234 postgres=5678",
+    )
     parser.add_argument("--json", default=None, help="write the results to this file")
     parser.add_argument("--timeout", type=float, default=60.0, help="per-request timeout in seconds (default 60)")
     parser.add_argument(
