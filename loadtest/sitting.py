@@ -115,6 +115,19 @@ def run_sql(pg_host: str, statement: str) -> None:
     asyncio.run(execute())
 
 
+def postmaster_pid(pg_host: str) -> int:
+    """The PostgreSQL server's main process: the parent of a backend."""
+    async def backend() -> int:
+        conn = await asyncpg.connect(admin_url(pg_host))
+        try:
+            return await conn.fetchval("SELECT pg_backend_pid()")
+        finally:
+            await conn.close()
+
+    with open(f"/proc/{asyncio.run(backend())}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
+
+
 def answers(url: str) -> bool:
     """Whether ``url`` answers 200 now (a refused or reset connection: not yet)."""
     try:
@@ -166,6 +179,7 @@ def measure_server(args: argparse.Namespace, server: Server, round_no: int) -> d
                 bench = [
                     sys.executable, str(HERE / "bench.py"), "--url", base, "--duration", str(args.duration),
                     "--warmup", str(args.warmup), "--server-pid", str(process.pid), "--json", str(json_path),
+                    "--cpu-of", f"server={process.pid}", "--cpu-of", f"postgres={postmaster_pid(args.pg_host)}",
                     "--scenario", *args.scenarios,
                 ]
                 print(f"round {round_no}: {server.label}", flush=True)
@@ -242,6 +256,23 @@ def table(by_server: dict[str, list[dict]], ceiling: list[float]) -> str:
         values = [s.get("server_peak_rss_mb") or 0 for report in by_server[name] for s in report["scenarios"]]
         peaks.append(f"{max(values, default=0):,.0f} MB")
     lines.append("| peak RSS | " + " | ".join(peaks) + " | |")
+    lines.append("")
+    lines.append(
+        "CPU per point (µs, the median round's): the server's processes / PostgreSQL's / the driver's"
+    )
+    lines.append("")
+    lines.append("| scenario | " + " | ".join(SERVERS[n].label for n in names) + " |")
+    lines.append("|---" * (len(names) + 1) + "|")
+    for scenario in (s for s in SCENARIOS if s in measured):
+        cells = []
+        for name in names:
+            rounds = [s for report in by_server[name] for s in report["scenarios"]
+                      if s.get("scenario") == scenario and "error" not in s]
+            cost = median_result(rounds).get("cpu_us_per_point", {}) if rounds else {}
+            cells.append(
+                " / ".join(f"{cost[part]:.2f}" for part in ("server", "postgres", "driver")) if len(cost) == 3 else "-"
+            )
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
     if ceiling:
         lines.append("")
         lines.append(
