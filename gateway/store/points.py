@@ -350,7 +350,7 @@ def _by_time(point: tuple) -> tuple:
 
 
 def _in_time_order(group: list[Chunk]) -> list[tuple]:
-    """A group's points in get-history's order (timestamp, step, value), as runs of one chunk:
+    """A group's points in get-history's order (timestamp, step, value), as runs of one series:
     (chunk, step offsets, timestamp offsets, values, step base, timestamp base)."""
     if len(group) == 1:
         chunk = group[0]
@@ -360,7 +360,16 @@ def _in_time_order(group: list[Chunk]) -> list[tuple]:
             return [(chunk, chunk.step_offsets, offsets, chunk.values, chunk.step_base, chunk.timestamp_base)]
     merged = [point for chunk in group for point in chunk.points()]
     merged.sort(key=_by_time)
-    return [(point[3], [point[0]], [point[1]], [point[2]], 0, 0) for point in merged]
+    runs = []
+    for _, run in groupby(merged, _series_of_point):
+        run = list(run)
+        runs.append((run[0][3], [p[0] for p in run], [p[1] for p in run], [p[2] for p in run], 0, 0))
+    return runs
+
+
+def _series_of_point(point: tuple) -> tuple:
+    chunk = point[3]
+    return chunk.model_id, chunk.dataset_name, chunk.dataset_digest
 
 
 def _first_time(chunk: Chunk) -> int:
@@ -378,8 +387,8 @@ async def history(
     """Points ``offset`` to ``offset + limit`` of a series in (timestamp, step, value) order, as MLflow
     shows them (with the run id if given; with their model and dataset when ``with_series``).
 
-    Only the groups of chunks holding that stretch are opened, so a page costs the
-    same wherever it starts.
+    ``chunks`` are all the series' chunks (see :func:`chunks_of`); only the groups
+    of them holding that stretch are opened.
     """
     wanted: list[list[Chunk]] = []
     start = 0
@@ -395,22 +404,99 @@ async def history(
         if end is not None and start >= end:
             break
     await open_chunks(conn, key, [chunk for group in wanted for chunk in group])
-    left = None if limit is None else limit
+    return _page(key, wanted, skip, limit, run_id, with_series)
+
+
+# The groups of a run's chunks of a key (as clusters() groups them by time) that hold points $3
+# up to $4 (exclusive) in get-history's order, with their arrays and the place of the first
+# group's first point. Planned in the database, so that a page reads the few chunks it shows and
+# not the whole series' list: a chunk starts a group when it begins after every chunk before it
+# (by first timestamp) has ended. Stored chunks come without their arrays in metric_series and
+# take them from metric_chunks; rows of metric_rows come with theirs. No rows when the run is not
+# stored, so a page with points is a page of a stored run.
+_PAGE = """
+WITH series AS (
+    SELECT chunk_id, model_id, dataset_name, dataset_digest, first_step, last_step, first_timestamp,
+           last_timestamp, point_count, steps, timestamps, metric_values,
+           max(last_timestamp) OVER (ORDER BY first_timestamp, chunk_id
+                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach
+    FROM metric_series
+    WHERE run_id = $1 AND key = $2 AND EXISTS (SELECT FROM runs WHERE run_id = $1)
+), grouped AS (
+    SELECT *, count(*) FILTER (WHERE reach IS NULL OR first_timestamp > reach)
+                  OVER (ORDER BY first_timestamp, chunk_id ROWS UNBOUNDED PRECEDING) AS place
+    FROM series
+), counted AS (
+    SELECT *, sum(point_count) OVER (ORDER BY place) AS group_end,
+              sum(point_count) OVER (PARTITION BY place) AS group_count,
+              sum(point_count) OVER () AS total
+    FROM grouped
+)
+SELECT s.chunk_id, s.model_id, s.dataset_name, s.dataset_digest, s.first_step, s.last_step,
+       s.first_timestamp, s.last_timestamp, s.point_count, s.steps, s.timestamps, s.metric_values,
+       c.step_offsets, c.timestamp_offsets, c.metric_values,
+       s.place, s.group_end - s.group_count AS group_start, s.total
+FROM counted s LEFT JOIN metric_chunks c ON c.run_id = $1 AND c.key = $2 AND c.chunk_id = s.chunk_id
+WHERE s.group_end > $3 AND s.group_end - s.group_count < $4
+ORDER BY s.place, s.first_timestamp, s.chunk_id
+"""
+
+# No page ends further than this.
+_NO_END = 2**63 - 1
+
+
+async def history_page(
+    conn: asyncpg.Connection, run_id: str, key: str, offset: int, limit: int | None
+) -> tuple[list[Metric], int]:
+    """Points ``offset`` to ``offset + limit`` of a run's key in (timestamp, step, value) order, as
+    MLflow shows them, and how many points the key has (0 when the page is empty: ``offset``
+    is past the end, the key has no points, or the run is not stored).
+
+    The database picks the chunks that hold the page and sends only those, so a
+    page costs the same wherever it starts, however many chunks the series has.
+    """
+    end = _NO_END if limit is None else min(offset + limit, _NO_END)
+    rows = await conn.fetch(_PAGE, run_id, key, offset, end)
+    if not rows:
+        return [], 0
+    groups: list[list[Chunk]] = []
+    place = None
+    for row in rows:
+        chunk = Chunk(run_id, *row[0:9])
+        if row[0] is None:
+            chunk.step_offsets, chunk.timestamp_offsets, chunk.values = row[9], row[10], row[11]
+        else:
+            chunk.step_offsets, chunk.timestamp_offsets, chunk.values = row[12], row[13], row[14]
+            chunk.step_base, chunk.timestamp_base = chunk.first_step, chunk.first_timestamp
+        if row[15] != place:
+            place = row[15]
+            groups.append([])
+        groups[-1].append(chunk)
+    first = rows[0]
+    return _page(key, groups, offset - first[16], limit, None, True), first[17]
+
+
+def _page(
+    key: str, groups: list[list[Chunk]], skip: int, limit: int | None, run_id: str | None, with_series: bool
+) -> list[Metric]:
+    """Up to ``limit`` points of opened groups laid end to end, after the first ``skip``."""
+    left = limit
     metrics: list[Metric] = []
-    for group in wanted:
+    for group in groups:
         for chunk, steps, timestamps, values, step_base, time_base in _in_time_order(group):
-            if skip >= len(steps):
-                skip -= len(steps)
+            count = len(values)
+            if skip >= count:
+                skip -= count
                 continue
-            stop = len(steps) if left is None else min(len(steps), skip + left)
-            if skip or stop < len(steps):
+            stop = count if left is None else min(count, skip + left)
+            if skip or stop < count:
                 steps, timestamps, values = steps[skip:stop], timestamps[skip:stop], values[skip:stop]
             skip = 0
             metrics += _metrics(
                 key, run_id, chunk if with_series else None, steps, timestamps, values, step_base, time_base
             )
             if left is not None:
-                left -= len(steps)
+                left -= len(values)
                 if left <= 0:
                     return metrics
     return metrics
@@ -420,8 +506,15 @@ def _metrics(
     key: str, run_id, chunk: Chunk | None, steps: list, timestamps: list, values: list, step_base: int, time_base: int
 ) -> list[Metric]:
     """Points as MLflow shows them; steps and timestamps are offsets from the bases."""
-    if any(map(isnan, values)):
+    # A float sum is NaN when a NaN is among the values (or both infinities): one C loop
+    # decides the common case, the exact test runs only then.
+    total = sum(values)
+    if total != total:
         values = ["NaN" if v != v else v for v in values]  # as protobuf's JSON writes it
+    if run_id is None and (chunk is None or (
+            chunk.model_id is None and chunk.dataset_name is None and chunk.dataset_digest is None)):
+        # Fields left out are None already: the short call builds the struct faster.
+        return [Metric(key, v, time_base + t, step_base + s) for s, t, v in zip(steps, timestamps, values)]
     name, digest, model_id = (None, None, None) if chunk is None else (
         chunk.dataset_name, chunk.dataset_digest, chunk.model_id)
     return [

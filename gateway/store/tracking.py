@@ -126,6 +126,7 @@ ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value
 """
 
 _RUN_COLUMNS = "run_id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage"
+_RUN_EXISTS = "SELECT EXISTS (SELECT FROM runs WHERE run_id = $1)"
 
 
 class TrackingStore:
@@ -657,16 +658,19 @@ class TrackingStore:
         self, run_id: str, key: str, *, max_results: int | None, page_token: str | None
     ) -> tuple[list[Metric], str | None]:
         """A key's points in MLflow's order (timestamp, step, value), paged by an offset token."""
-        await self.get_run_info(run_id)
-        offset = _parse_offset_token(page_token)
-        limit = None if max_results is None else max_results + 1
+        run_uuid(run_id)
+        try:
+            offset = _parse_offset_token(page_token)
+        except InvalidParameter:
+            await self.get_run_info(run_id)  # a missing run is reported before a bad token
+            raise
         with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-                chunks = (await points.chunks_of(conn, [run_id], key)).get(run_id, [])
-                page = await points.history(conn, chunks, key, offset, limit)
+            async with self._pool.acquire() as conn:
+                page, total = await points.history_page(conn, run_id, key, offset, max_results)
+                if not page and not await conn.fetchval(_RUN_EXISTS, run_id):
+                    raise NotFound(f"Run with id={run_id} not found")
         token = None
-        if max_results is not None and len(page) > max_results:
-            page = page[:max_results]
+        if max_results is not None and offset + max_results < total:
             token = _offset_token(offset + max_results)
         return page, token
 
