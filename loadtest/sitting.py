@@ -116,16 +116,17 @@ def run_sql(pg_host: str, statement: str) -> None:
 
 
 def postmaster_pid(pg_host: str) -> int:
-    """The PostgreSQL server's main process: the parent of a backend."""
-    async def backend() -> int:
+    """The PostgreSQL server's main process: the parent of a backend (read while it lives)."""
+    async def parent_of_backend() -> int:
         conn = await asyncpg.connect(admin_url(pg_host))
         try:
-            return await conn.fetchval("SELECT pg_backend_pid()")
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+            with open(f"/proc/{backend}/status") as status:
+                return next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
         finally:
             await conn.close()
 
-    with open(f"/proc/{asyncio.run(backend())}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
+    return asyncio.run(parent_of_backend())
 
 
 def answers(url: str) -> bool:
