@@ -83,3 +83,10 @@ COMPACTION_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+
+# Every label value a panel or an alert reads is exported from the start, at 0, so that
+# "no errors yet" reads as 0 rather than as no data.
+for _kind in ("unreachable", "failed"):
+    DATABASE_ERRORS.labels(_kind)
+for _trigger in ("immediate", "linger", "size"):
+    FLUSHES.labels(_trigger)
