@@ -30,3 +30,20 @@ def gateway_image(podman_ready) -> str:
     image = result.stdout.strip().splitlines()[-1]
     print(f"built {image} in {time.monotonic() - started:.0f} s")
     return image
+
+
+@pytest.fixture(scope="session")
+def services_image(gateway_image) -> str:
+    """PostgreSQL and Prometheus from Debian's packages (services.Containerfile), once per session."""
+    from tests.deploy.podman import podman
+
+    local_base = "localhost/gateway-base:bookworm-python3"
+    base = local_base if podman("image", "exists", local_base, check=False).returncode == 0 else (
+        "docker.io/library/debian:bookworm-slim"
+    )
+    image = "localhost/gateway-test-services:bookworm"
+    here = DEPLOY.parent / "tests" / "deploy"
+    # apt-get reaches Debian's mirror through the host's network.
+    podman("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", "-f",
+           str(here / "services.Containerfile"), "-t", image, str(here), timeout=900)
+    return image

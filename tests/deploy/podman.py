@@ -132,4 +132,4 @@ class Container:
         podman("stop", "-t", str(timeout), self.name, check=False, timeout=timeout + 30)
 
     def remove(self) -> None:
-        podman("rm", "-f", "-t", "0", self.name, check=False)
+        podman("rm", "-f", "-v", "-t", "0", self.name, check=False)

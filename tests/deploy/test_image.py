@@ -68,6 +68,6 @@ def test_image_refuses_to_listen_on_every_address_without_credentials(gateway_im
     try:
         result = podman("run", "--name", name, "--network", "none", gateway_image, check=False, timeout=120)
     finally:
-        podman("rm", "-f", name, check=False)
+        podman("rm", "-f", "-v", name, check=False)
     assert result.returncode == 1
     assert "host 0.0.0.0 is not a loopback address: set auth_file" in result.stderr
