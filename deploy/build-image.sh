@@ -6,14 +6,15 @@
 # Environment:
 #   BASE_IMAGE   Python base image of both stages (default: the official python:3.11-slim-bookworm)
 #   EXTRAS       extras to install: ui (default, MLflow's web UI) or empty for the lean core
-#   IMAGE_CACHE  where the local base's root file system is kept between builds
+#   IMAGE_CACHE  where the local base's root file system and the wheels are kept between builds
 #                (default: ${XDG_CACHE_HOME:-~/.cache}/mlflow-gateway-image)
 #
 # Where BASE_IMAGE cannot be pulled (no container registry is reachable), the base is made
 # locally instead: Debian bookworm by `debootstrap --variant=minbase` with python3 and
 # python3-venv, kept as a tarball in IMAGE_CACHE and imported as localhost/gateway-base.
 # Such a build cannot reach the package index either, so the Python wheels are downloaded
-# here, outside the build, into deploy/wheelhouse/, and the build installs from them alone.
+# here, outside the build (kept in IMAGE_CACHE), into deploy/wheelhouse/, and the build
+# installs from them alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,22 +60,29 @@ make_local_base() {
 }
 
 fill_wheelhouse() {
-    # The dependencies' wheels and the build backend (setuptools), for a build with no index.
-    local wheelhouse=deploy/wheelhouse
+    # The dependencies' wheels and the build backend (setuptools), for a build with no index:
+    # downloaded into IMAGE_CACHE/wheelhouse once, then linked into deploy/wheelhouse/ (the
+    # build context's copy) for each checkout.
+    local wheelhouse=deploy/wheelhouse kept=$cache/wheelhouse
     local requirement=".${extras:+[$extras]}"
     local stamp
-    stamp="$wheelhouse/.complete-${extras:-core}-$(sha256sum pyproject.toml | cut -c1-16)"
-    if [[ -e $stamp ]]; then
+    stamp=".complete-${extras:-core}-$(sha256sum pyproject.toml | cut -c1-16)"
+    if [[ -e $wheelhouse/$stamp ]]; then
         return
     fi
-    if ! python3 -m pip wheel -q --no-index --find-links "$wheelhouse" --wheel-dir "$wheelhouse" \
-            "$requirement" "setuptools>=68" wheel >/dev/null 2>&1; then
-        say "downloading the wheels of $requirement into $wheelhouse"
-        python3 -m pip wheel -q --find-links "$wheelhouse" --wheel-dir "$wheelhouse" \
-            "$requirement" "setuptools>=68" wheel >&2
+    mkdir -p "$kept"
+    if [[ ! -e $kept/$stamp ]]; then
+        if ! python3 -m pip wheel -q --no-index --find-links "$kept" --wheel-dir "$kept" \
+                "$requirement" "setuptools>=68" wheel >/dev/null 2>&1; then
+            say "downloading the wheels of $requirement into $kept"
+            python3 -m pip wheel -q --find-links "$kept" --wheel-dir "$kept" \
+                "$requirement" "setuptools>=68" wheel >&2
+        fi
+        rm -f "$kept"/mlflow_ingestion_gateway-*.whl   # the build makes its own from the source
+        touch "$kept/$stamp"
     fi
-    rm -f "$wheelhouse"/mlflow_ingestion_gateway-*.whl   # the build makes its own from the source
-    touch "$stamp"
+    cp -l "$kept"/*.whl "$wheelhouse"/ 2>/dev/null || cp "$kept"/*.whl "$wheelhouse"/
+    touch "$wheelhouse/$stamp"
 }
 
 build_args=(--build-arg "EXTRAS=$extras")

@@ -71,3 +71,22 @@ def test_image_refuses_to_listen_on_every_address_without_credentials(gateway_im
         podman("rm", "-f", "-v", name, check=False)
     assert result.returncode == 1
     assert "host 0.0.0.0 is not a loopback address: set auth_file" in result.stderr
+
+
+def test_image_serves_with_its_embedded_postgresql(gateway_image):
+    """Without GATEWAY_DATABASE_URL the image starts PostgreSQL in its data volume, as its user."""
+    from mlflow import MlflowClient
+
+    port = free_port()
+    container = Container(gateway_image, flags=["-e", "GATEWAY_HOST=127.0.0.1", "-e", f"GATEWAY_PORT={port}"])
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/health", timeout=90, alive=container.running)
+        client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
+        run_id = client.create_run(client.create_experiment("embedded")).info.run_id
+        client.log_metric(run_id, "loss", 0.5, step=1)
+        assert [point.value for point in client.get_metric_history(run_id, "loss")] == [0.5]
+        assert "embedded PostgreSQL in /var/lib/gateway/postgres" in container.logs()
+        container.stop(timeout=90)
+        assert container.exit_code() == 0, container.logs()
+    finally:
+        container.remove()
