@@ -72,6 +72,11 @@ fill_wheelhouse() {
     fi
     mkdir -p "$kept"
     if [[ ! -e $kept/$stamp ]]; then
+        # The wheels must suit the local base's Python, Debian bookworm's 3.11.
+        if [[ $(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])') != 3.11 ]]; then
+            say "python3 here is not 3.11, the local base's Python: its wheels would not install there"
+            exit 1
+        fi
         if ! python3 -m pip wheel -q --no-index --find-links "$kept" --wheel-dir "$kept" \
                 "$requirement" "setuptools>=68" wheel >/dev/null 2>&1; then
             say "downloading the wheels of $requirement into $kept"
