@@ -13,7 +13,7 @@ import json
 import shutil
 import subprocess
 import time
-import typing
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -118,7 +118,7 @@ def test_compose_brings_up_every_service(gateway_image, services_image):
         for step in range(50):
             client.log_metric(run_id, "loss", 1 / (step + 1), step=step)
         assert len(client.get_metric_history(run_id, "loss")) == 50
-        with __import__("urllib.request").request.urlopen(gateway_url + "/", timeout=10) as page:
+        with urllib.request.urlopen(gateway_url + "/", timeout=10) as page:
             assert b"static-files" in page.read()  # MLflow's UI (the ui extra)
         assert podman("exec", container("gateway"), "id", "-u").stdout.strip() == "10001"
 

@@ -16,7 +16,8 @@ import json
 import subprocess
 import tempfile
 import time
-import typing
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,7 @@ def set_env(container: dict, name: str, value: str) -> None:
     container["env"].append({"name": name, "value": value})
 
 
-def test_gateway_deployment_and_training_pod_run_under_podman(gateway_image, fresh_database_url):
+def test_gateway_deployment_and_training_pod_run_under_podman(gateway_image, fresh_database_url, monkeypatch):
     from mlflow import MlflowClient
 
     folder = Path(tempfile.mkdtemp(prefix="gateway-test-kube-"))
@@ -242,9 +243,6 @@ def test_gateway_deployment_and_training_pod_run_under_podman(gateway_image, fre
         readonly = podman("exec", gateway_container, "touch", "/opt/gateway/x", check=False)
         assert readonly.returncode != 0 and "Read-only file system" in readonly.stderr
 
-        import urllib.error
-        import urllib.request
-
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(gateway_url + "/metrics", timeout=10)
         assert refused.value.code == 401
@@ -296,18 +294,13 @@ def test_gateway_deployment_and_training_pod_run_under_podman(gateway_image, fre
         assert podman("inspect", "--format", "{{.State.ExitCode}}", trainer_name).stdout.strip() == "0", logs.stderr
         run_id = logs.stdout.strip().splitlines()[-1]
 
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", trainer_token)
         upstream = MlflowClient(tracking_uri=gateway_url)
-        import os
-
-        os.environ["MLFLOW_TRACKING_TOKEN"] = trainer_token
-        try:
-            deadline = time.monotonic() + 60
-            while len(history := upstream.get_metric_history(run_id, "loss")) < 200:
-                assert time.monotonic() < deadline, f"{len(history)} of 200 points reached the gateway"
-                time.sleep(0.5)
-            assert upstream.get_run(run_id).data.params == {"epochs": "2"}
-        finally:
-            del os.environ["MLFLOW_TRACKING_TOKEN"]
+        deadline = time.monotonic() + 60
+        while len(history := upstream.get_metric_history(run_id, "loss")) < 200:
+            assert time.monotonic() < deadline, f"{len(history)} of 200 points reached the gateway"
+            time.sleep(0.5)
+        assert upstream.get_run(run_id).data.params == {"epochs": "2"}
 
         stopped = time.monotonic()
         podman("pod", "stop", "-t", "90", pod_name, timeout=150)
