@@ -96,6 +96,8 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
         await pool.close()
 
     async def ingestion(app: web.Application):
+        telemetry.PENDING_POINTS_LIMIT.set(settings.max_pending_points)
+        telemetry.PENDING_BYTES_LIMIT.set(settings.max_pending_bytes)
         accumulator = Accumulator(
             Bounds(
                 max_pending_entities=settings.max_pending_points,

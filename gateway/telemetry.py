@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# process_resident_memory_bytes, process_cpu_seconds_total, open file descriptors, start time.
+ProcessCollector(registry=REGISTRY)
 
 POINTS_INGESTED = Counter(
     "gateway_points_ingested", "Metric points committed to the database.", registry=REGISTRY
@@ -15,6 +17,13 @@ ENTITIES_INGESTED = Counter(
 REQUESTS = Counter(
     "gateway_requests", "HTTP requests answered, by endpoint and status.", ["endpoint", "status"], registry=REGISTRY
 )
+REQUEST_SECONDS = Histogram(
+    "gateway_request_seconds",
+    "Time from a request's arrival at the handlers to its answer, by endpoint.",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
 REJECTS = Counter(
     "gateway_rejects", "Requests answered with an error, by MLflow error code.", ["error_code"], registry=REGISTRY
 )
@@ -23,6 +32,12 @@ PENDING_POINTS = Gauge(
 )
 PENDING_BYTES = Gauge(
     "gateway_pending_bytes", "Estimated bytes of buffered or in-flight writes.", registry=REGISTRY
+)
+PENDING_POINTS_LIMIT = Gauge(
+    "gateway_pending_entities_limit", "The bound on pending entities (max_pending_points).", registry=REGISTRY
+)
+PENDING_BYTES_LIMIT = Gauge(
+    "gateway_pending_bytes_limit", "The bound on pending bytes (max_pending_bytes).", registry=REGISTRY
 )
 OPEN_RUNS = Gauge("gateway_open_run_buffers", "Runs with buffered writes.", registry=REGISTRY)
 FLUSHES = Counter("gateway_flushes", "Flushes started, by trigger.", ["trigger"], registry=REGISTRY)
@@ -40,6 +55,13 @@ FLUSH_SECONDS = Histogram(
 )
 DB_RETRIES = Counter(
     "gateway_database_retries", "Flush attempts retried after the database was unreachable.", registry=REGISTRY
+)
+DATABASE_ERRORS = Counter(
+    "gateway_database_errors",
+    "Database operations that failed, by kind: unreachable (connection lost or refused; a flush "
+    "is retried, a read answered 503) or failed (any other error; the writes get 500).",
+    ["kind"],
+    registry=REGISTRY,
 )
 BACKPRESSURE_WAITS = Counter(
     "gateway_backpressure_waits", "Writes that had to wait for room in the buffers.", registry=REGISTRY
@@ -61,3 +83,10 @@ COMPACTION_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+
+# Every label value a panel or an alert reads is exported from the start, at 0, so that
+# "no errors yet" reads as 0 rather than as no data.
+for _kind in ("unreachable", "failed"):
+    DATABASE_ERRORS.labels(_kind)
+for _trigger in ("immediate", "linger", "size"):
+    FLUSHES.labels(_trigger)

@@ -46,6 +46,7 @@ def _endpoint(request: web.Request) -> str:
 @web.middleware
 async def mlflow_errors(request: web.Request, handler):
     """Answer GatewayError with MLflow's JSON; never let SQL or a trace reach the client."""
+    started = time.perf_counter()
     try:
         response = await handler(request)
     except GatewayError as exc:
@@ -55,6 +56,7 @@ async def mlflow_errors(request: web.Request, handler):
             # The rest of the body was not read: the connection cannot carry another request.
             response.force_close()
     except TransientStoreError:
+        telemetry.DATABASE_ERRORS.labels("unreachable").inc()
         telemetry.REJECTS.labels("TEMPORARILY_UNAVAILABLE").inc()
         response = error_response(
             "TEMPORARILY_UNAVAILABLE", "The database is unavailable right now. Retry later.", 503, retry_after=2,
@@ -79,7 +81,9 @@ async def mlflow_errors(request: web.Request, handler):
         log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID_KEY)})
         telemetry.REJECTS.labels("INTERNAL_ERROR").inc()
         response = error_response("INTERNAL_ERROR", "Internal server error.", 500, request=request)
-    telemetry.REQUESTS.labels(_endpoint(request), str(response.status)).inc()
+    endpoint = _endpoint(request)
+    telemetry.REQUESTS.labels(endpoint, str(response.status)).inc()
+    telemetry.REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
     return response
 
 

@@ -124,6 +124,7 @@ class Flusher:
             except TransientStoreError as exc:
                 attempt += 1
                 telemetry.DB_RETRIES.inc()
+                telemetry.DATABASE_ERRORS.labels("unreachable").inc()
                 pause = min(self._backoff_max, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning("flush of %d writes failed (%s); retrying", len(writes), type(exc).__name__)
@@ -132,6 +133,7 @@ class Flusher:
                 # Not a connectivity problem: retrying would fail the same way.
                 # The writers are told (500); nothing of this batch committed.
                 log.exception("flush of %d writes failed", len(writes))
+                telemetry.DATABASE_ERRORS.labels("failed").inc()
                 outcomes = [GatewayError("The write could not be stored.", "INTERNAL_ERROR")] * len(writes)
                 break
         telemetry.FLUSH_SECONDS.observe(time.perf_counter() - started)
