@@ -366,7 +366,7 @@ class MlflowImporter:
     # ---- experiments --------------------------------------------------------------------
 
     async def _experiments(self, progress: _Progress) -> None:
-        after = int(progress.last_key) if progress.last_key is not None else -(2**63)
+        after = int(progress.last_key) if progress.last_key is not None else -1
         ids = [row[0] for row in await self.source.fetch(
             "SELECT experiment_id FROM experiments WHERE experiment_id > $1 ORDER BY experiment_id", after)]
         bar = _Bar(self.show_progress, "experiments", len(ids) + progress.counts.get("experiments", 0), "exp",
