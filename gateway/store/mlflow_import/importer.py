@@ -13,6 +13,7 @@ with COPY.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
+from operator import itemgetter
 
 import asyncpg
 
@@ -29,6 +31,7 @@ from gateway.store.logged_models import STATUS_BY_NUMBER
 from gateway.store.migrations import migrate
 from gateway.store.mlflow_import.errors import ImportRefused
 from gateway.store.mlflow_import.revisions import HEAD, KNOWN_REVISIONS, LAST_2X_HEAD
+from gateway.store.mlflow_import import staging
 from gateway.store.mlflow_import.series import SUMMARY_COLUMNS, KeySummary, SeriesBuilder, split_by_model
 from gateway.store.mlflow_import.source import Source, chunked as slices, open_source, placeholders
 
@@ -88,6 +91,8 @@ class _Schema:
     deleted_time: bool
     has_logged_models: bool
     model_metric_rows: int
+    # MLflow's (run_uuid, key, step) index on metrics (3.x): points read in its order need no sort.
+    metrics_by_run_key_step: bool
 
 
 async def _inspect(source: Source) -> _Schema:
@@ -126,6 +131,7 @@ async def _inspect(source: Source) -> _Schema:
         input_step="inputs" in tables and "step" in await source.columns("inputs"),
         deleted_time="deleted_time" in await source.columns("runs"),
         has_logged_models=has_logged_models,
+        metrics_by_run_key_step=await source.has_index("metrics", ("run_uuid", "key", "step")),
         model_metric_rows=(
             int(await source.fetchval("SELECT count(*) FROM logged_model_metrics")) if has_logged_models else 0
         ),
@@ -532,69 +538,99 @@ class MlflowImporter:
         return found
 
     async def _copy_metrics(self, low: str, high: str, model_points: dict, point_bar: _Bar) -> int:
-        """COPY the metric points of the runs from ``low`` to ``high`` as chunks, and their summaries."""
+        """Copy the metric points of the runs from ``low`` to ``high`` as chunks, with their summaries.
+
+        The points are staged in the target and made into chunks and summaries there
+        (store/mlflow_import/staging.py); the series that hold logged-model points, and
+        the rare stretch too wide for 32-bit offsets, are arranged here instead.
+        """
+        conn = self.conn
+        series = await self.source.fetch(
+            "SELECT run_uuid, key, count(*) FROM metrics WHERE run_uuid BETWEEN $1 AND $2 "
+            "GROUP BY run_uuid, key ORDER BY run_uuid, key", low, high)
+        await conn.execute(staging.STAGING_TABLES)
+        await conn.copy_records_to_table(
+            "import_series", records=[(number, run_id, key) for number, (run_id, key, _) in enumerate(series)],
+            columns=("series", "run_id", "key"))
+        if self.source.dialect == "postgresql":
+            staging_rows = self.source.copy_out(
+                "SELECT (dense_rank() OVER (ORDER BY run_uuid, key) - 1)::integer, step::bigint, timestamp::bigint, "
+                "CASE WHEN is_nan THEN 'NaN'::float8 ELSE value::float8 END "
+                "FROM metrics WHERE run_uuid BETWEEN $1 AND $2", low, high)
+        else:
+            staging_rows = self._sqlite_points(low, high, [count for _, _, count in series])
+        await conn.copy_to_table("import_points", source=staging_rows, columns=staging.POINT_COLUMNS,
+                                 format="binary")
         rows: list[tuple] = []
-        gathered = 0
-        copied = 0
         summaries: list[tuple] = []
-        current: SeriesBuilder | None = None
-        split: list | None = None  # (run, key) with logged-model points: gathered whole, split by model
+        with_models = [number for number, (run_id, key, _) in enumerate(series) if (run_id, key) in model_points]
+        if with_models:
+            taken = await conn.fetch(staging.TAKE_SERIES, with_models)
+            for number, group in groupby(taken, key=itemgetter(0)):
+                run_id, key, _ = series[number]
+                found = list(group)
+                values = [row[3] for row in found]
+                flags = [value != value for value in values]
+                self._by_model(rows, summaries, run_id, key, [row[1] for row in found], [row[2] for row in found],
+                               [0.0 if flag else value for value, flag in zip(values, flags)], flags, model_points)
+        # Logged-model points of keys the run has no metric rows of.
+        for run_id, key in sorted(set(model_points) - {(run_id, key) for run_id, key, _ in series}):
+            self._by_model(rows, summaries, run_id, key, [], [], [], [], model_points)
+        model_rows = rows
+        rows = []
+        taken_out = set(with_models)
+        staged = sum(count for number, (_, _, count) in enumerate(series) if number not in taken_out)
+        if await conn.fetchval(staging.MAKE_CHUNKS) < staged:
+            for (run_id, key), group in groupby(await conn.fetch(staging.WIDE_PIECES), key=itemgetter(0, 1)):
+                found = list(group)
+                chunked.add_chunks(rows, run_id.hex, key, (None, None, None), [row[2] for row in found],
+                                   [row[3] for row in found], [row[4] for row in found], 0, len(found),
+                                   seal_last=True)
+            await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS)
+        await conn.execute(staging.MAKE_SUMMARIES, with_models)
+        if model_rows:
+            await pgcopy.copy_chunks(conn, model_rows, chunked.CHUNK_COLUMNS)
+        if summaries:
+            await conn.copy_records_to_table("metric_summaries", records=summaries, columns=SUMMARY_COLUMNS)
+        copied = staged + sum(summary[7] for summary in summaries)
+        point_bar.update(copied)
+        return copied
 
-        async def copy_rows() -> None:
-            nonlocal rows, gathered, copied
-            if rows:
-                await pgcopy.copy_chunks(self.conn, rows, chunked.CHUNK_COLUMNS)
-                copied += gathered
-                point_bar.update(gathered)
-                rows, gathered = [], 0
+    @staticmethod
+    def _by_model(rows: list, summaries: list, run_id: str, key: str, steps: list, timestamps: list, values: list,
+                  flags: list, model_points: dict) -> None:
+        summary = KeySummary()
+        for builder in split_by_model(run_id, key, steps, timestamps, values, flags, model_points[(run_id, key)]):
+            builder.take(rows, final=True)
+            summary.merge(builder)
+        summaries.append(summary.record(run_id, key))
 
-        def finish(series: SeriesBuilder) -> None:
-            nonlocal gathered
-            summary = KeySummary()
-            if split is not None:
-                builders = split_by_model(series.run_id, series.key, *split, model_points[(series.run_id, series.key)])
-            else:
-                builders = [series]
-            for builder in builders:
-                gathered += builder.take(rows, final=True)
-                summary.merge(builder)
-            summaries.append(summary.record(series.run_id, series.key))
-
+    async def _sqlite_points(self, low: str, high: str, counts: list[int]):
+        """Binary COPY data of import_points: the points of the runs, numbered by series (``counts``
+        are the points of each series, in the order the points are read)."""
+        order = "run_uuid, key, step" if self._schema.metrics_by_run_key_step else "run_uuid, key"
+        yield staging.HEADER
+        ahead = iter(counts)
+        number, left = -1, 0
         async for batch in self.source.stream(
-            "SELECT run_uuid, key, step, timestamp, value, is_nan FROM metrics WHERE run_uuid BETWEEN $1 AND $2 "
-            "ORDER BY run_uuid, key, step, timestamp, value",
+            f"SELECT step, timestamp, value, is_nan FROM metrics WHERE run_uuid BETWEEN $1 AND $2 ORDER BY {order}",
             low, high, batch=65_536,
         ):
-            run_ids, keys, steps, timestamps, values, nan_flags = zip(*batch)
+            steps, timestamps, values, nan_flags = zip(*batch)
+            if any(nan_flags):
+                values = [staging.NAN if flag else value for value, flag in zip(values, nan_flags)]
+            numbers = []
+            size = len(batch)
             start = 0
-            for (run_id, key), group in groupby(zip(run_ids, keys)):
-                stop = start + len(list(group))
-                if current is None or current.run_id != run_id or current.key != key:
-                    if current is not None:
-                        finish(current)
-                    current = SeriesBuilder(run_id, key)
-                    split = [[], [], [], []] if (run_id, key) in model_points else None
-                if split is not None:
-                    for column, part in zip(split, (steps, timestamps, values, nan_flags)):
-                        column.extend(part[start:stop])
-                else:
-                    current.add(steps[start:stop], timestamps[start:stop], values[start:stop], nan_flags[start:stop])
-                    if current.pending() >= 4 * chunked.CHUNK_POINTS:
-                        gathered += current.take(rows, final=False)
-                start = stop
-            if gathered >= _COPY_POINTS:
-                await copy_rows()
-        if current is not None:
-            finish(current)
-        # Logged-model points of keys the run has no metric rows of.
-        seen = {(s[0], s[1]) for s in summaries}
-        for run_id, key in sorted(set(model_points) - seen):
-            split = [[], [], [], []]
-            finish(SeriesBuilder(run_id, key))
-        await copy_rows()
-        if summaries:
-            await self.conn.copy_records_to_table("metric_summaries", records=summaries, columns=SUMMARY_COLUMNS)
-        return copied
+            while start < size:
+                if left == 0:
+                    number, left = number + 1, next(ahead)
+                taken = min(left, size - start)
+                numbers.append(staging.series_numbers(number, taken))
+                left -= taken
+                start += taken
+            yield staging.point_rows(b"".join(numbers), steps, timestamps, values)
+        yield staging.TRAILER
 
     # ---- logged models ------------------------------------------------------------------
 

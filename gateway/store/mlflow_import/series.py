@@ -4,15 +4,17 @@ MLflow stores a point per row: NaN as value 0 with ``is_nan`` set, and reads
 the rows in (step, timestamp, value) order. The gateway stores a series as
 chunks in (step, timestamp, value) order with NaN above every number, so a NaN
 that MLflow sorted as 0 moves up among the points of its (step, timestamp):
-rows arrive in MLflow's order, and only runs of points sharing a step and a
-timestamp are reordered. A series is cut into chunks between such runs, so
-every chunk is in the gateway's order and the chunks follow each other.
+points may arrive ordered by step alone (read in the order of MLflow's
+(run, key, step) index, which needs no sort), and the points of one step are
+put in order here. A series is cut into chunks between two steps, so every
+chunk is in the gateway's order and the chunks follow each other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from math import isnan, nan
+from operator import lt
 
 from gateway.store import points
 
@@ -66,19 +68,17 @@ class SeriesBuilder:
             cut = count
         else:
             cut = count - count % CHUNK_POINTS
-            # A chunk ends between two (step, timestamp)s, where the gateway's order and MLflow's agree.
-            steps, timestamps = self.steps, self.timestamps
-            while 0 < cut < count and steps[cut] == steps[cut - 1] and timestamps[cut] == timestamps[cut - 1]:
+            # A chunk ends between two steps: the points of a step are put in order together.
+            steps = self.steps
+            while 0 < cut < count and steps[cut] == steps[cut - 1]:
                 cut -= 1
             if cut == 0:
                 return 0
         steps, timestamps, values = self.steps[:cut], self.timestamps[:cut], self.values[:cut]
         del self.steps[:cut], self.timestamps[:cut], self.values[:cut]
-        if self.has_nan:
+        if self.has_nan or not all(map(lt, steps, steps[1:])):
             steps, timestamps, values = _in_gateway_order(steps, timestamps, values)
-            finite = [v for v in values if v == v]
-        else:
-            finite = values
+        finite = [v for v in values if v == v] if self.has_nan else values
         if finite:
             low, high = min(finite), max(finite)
             self.min_value = low if self.min_value is None else min(self.min_value, low)

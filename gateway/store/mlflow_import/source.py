@@ -9,6 +9,7 @@ same snapshot, and stream long results in batches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sqlite3
@@ -48,6 +49,14 @@ class Source:
         """About how many rows a table holds, read without scanning it."""
         raise NotImplementedError
 
+    async def index_columns(self, table: str) -> list[tuple[str, ...]]:
+        """The columns of each index of a table, in index order."""
+        raise NotImplementedError
+
+    async def has_index(self, table: str, columns: tuple[str, ...]) -> bool:
+        """Whether an index of ``table`` leads with ``columns``, in that order."""
+        return any(found[: len(columns)] == columns for found in await self.index_columns(table))
+
     async def close(self) -> None:
         raise NotImplementedError
 
@@ -84,20 +93,28 @@ class SqliteSource(Source):
         return _PLACEHOLDER.sub(r"?\1", sql)
 
     async def fetch(self, sql: str, *args) -> list[tuple]:
+        return await self._in_thread(lambda: self._conn.execute(self._sql(sql), args).fetchall())
+
+    async def _in_thread(self, function, *args):
         async with self._lock:
-            return await asyncio.to_thread(lambda: self._conn.execute(self._sql(sql), args).fetchall())
+            return await asyncio.to_thread(function, *args)
 
     async def stream(self, sql: str, *args, batch: int = 50_000) -> AsyncIterator[list[tuple]]:
-        async with self._lock:
-            cursor = await asyncio.to_thread(self._conn.execute, self._sql(sql), args)
+        cursor = await self._in_thread(self._conn.execute, self._sql(sql), args)
+        # The next batch is read while the caller works on this one: SQLite lets go of the GIL
+        # while it steps, so its reading overlaps the caller's work.
+        ahead = asyncio.ensure_future(self._in_thread(cursor.fetchmany, batch))
         try:
             while True:
-                async with self._lock:
-                    rows = await asyncio.to_thread(cursor.fetchmany, batch)
+                rows = await ahead
                 if not rows:
                     return
+                ahead = asyncio.ensure_future(self._in_thread(cursor.fetchmany, batch))
                 yield rows
         finally:
+            if not ahead.done():
+                with contextlib.suppress(BaseException):
+                    await ahead
             cursor.close()
 
     async def tables(self) -> set[str]:
@@ -111,6 +128,13 @@ class SqliteSource(Source):
     async def estimated_rows(self, table: str) -> int:
         # The greatest rowid: exact for a table only ever appended to, and read from the b-tree's edge.
         return int(await self.fetchval(f'SELECT coalesce(max(rowid), 0) FROM "{table}"') or 0)
+
+    async def index_columns(self, table: str) -> list[tuple[str, ...]]:
+        found = []
+        for (name,) in await self.fetch("SELECT name FROM pragma_index_list($1)", table):
+            rows = await self.fetch("SELECT name FROM pragma_index_info($1) ORDER BY seqno", name)
+            found.append(tuple(row[0] for row in rows))
+        return found
 
     async def close(self) -> None:
         async with self._lock:
@@ -153,6 +177,29 @@ class PostgresSource(Source):
                 return
             yield [tuple(row) for row in rows]
 
+    async def copy_out(self, sql: str, *args) -> AsyncIterator[bytes]:
+        """A query's rows as binary COPY data (header to trailer), as the server sends them."""
+        pieces: asyncio.Queue = asyncio.Queue(maxsize=16)
+        done = object()
+
+        async def produce() -> None:
+            try:
+                await self._conn.copy_from_query(sql, *args, output=pieces.put, format="binary")
+            finally:
+                await pieces.put(done)
+
+        async with self._lock:
+            producing = asyncio.ensure_future(produce())
+            try:
+                while (piece := await pieces.get()) is not done:
+                    yield bytes(piece)
+                await producing
+            finally:
+                if not producing.done():
+                    producing.cancel()
+                    with contextlib.suppress(BaseException):
+                        await producing
+
     async def tables(self) -> set[str]:
         rows = await self.fetch(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
@@ -172,6 +219,18 @@ class PostgresSource(Source):
             "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)", table
         )
         return max(int(value or 0), 0)
+
+    async def index_columns(self, table: str) -> list[tuple[str, ...]]:
+        rows = await self.fetch(
+            """SELECT array_agg(a.attname::text ORDER BY k.place)
+               FROM pg_index i
+               CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, place)
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+               WHERE i.indrelid = to_regclass($1)
+               GROUP BY i.indexrelid""",
+            table,
+        )
+        return [tuple(row[0]) for row in rows]
 
     async def close(self) -> None:
         if self._conn is not None:
