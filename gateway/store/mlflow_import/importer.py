@@ -14,6 +14,7 @@ with COPY.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -175,16 +176,21 @@ class _Progress:
         self.done = done
         self.counts = counts
 
-    def add(self, table: str, count: int) -> None:
-        self.counts[table] = self.counts.get(table, 0) + count
-
-    async def commit(self, conn: asyncpg.Connection, last_key: str, *, done: bool = False) -> None:
-        await conn.execute(
-            "UPDATE mlflow_import_progress SET last_key = $2, done = $3, detail = $4::jsonb WHERE step = $1",
-            self.step, last_key, done, json.dumps(self.counts),
+    async def commit(self, conn: asyncpg.Connection, last_key: str, copied: dict[str, int] | None = None, *,
+                     done: bool = False) -> None:
+        """Record ``last_key`` and add ``copied`` (rows by table) to the tallies, in ``conn``'s transaction."""
+        detail = await conn.fetchval(
+            """UPDATE mlflow_import_progress p
+               SET last_key = $2, done = $3,
+                   detail = (SELECT coalesce(jsonb_object_agg(k, coalesce((p.detail ->> k)::bigint, 0)
+                                                             + coalesce(($4::jsonb ->> k)::bigint, 0)), '{}')
+                             FROM (SELECT jsonb_object_keys(p.detail) UNION SELECT jsonb_object_keys($4::jsonb)) AS keys(k))
+               WHERE step = $1 RETURNING detail""",
+            self.step, last_key, done, json.dumps(copied or {}),
         )
         self.last_key = last_key
         self.done = done
+        self.counts = json.loads(detail)
 
 
 class _Bar:
@@ -218,12 +224,15 @@ class MlflowImporter:
         merge: add to a database that already holds data, if no id or name collides.
         batch_runs: runs copied per transaction.
         show_progress: draw a progress bar per table on stderr.
+        spare: a second connection to the gateway's database, to copy two batches of runs at once.
     """
 
     def __init__(self, source: Source, conn: asyncpg.Connection, *, merge: bool = False, batch_runs: int = 100,
-                 show_progress: bool = True):
+                 show_progress: bool = True, spare: asyncpg.Connection | None = None):
         self.source = source
         self.conn = conn
+        # Batches of runs go on these at once (the second one if given).
+        self.connections = [conn] + ([spare] if spare is not None else [])
         self.merge = merge
         self.batch_runs = batch_runs
         self.show_progress = show_progress
@@ -403,9 +412,8 @@ class MlflowImporter:
                 await self.conn.copy_records_to_table(
                     "experiment_tags", records=[(eid, key, value or "") for eid, key, value in tags],
                     columns=["experiment_id", "key", "value"])
-                progress.add("experiments", len(records))
-                progress.add("experiment tags", len(tags))
-                await progress.commit(self.conn, str(batch[-1]))
+                await progress.commit(self.conn, str(batch[-1]),
+                                      {"experiments": len(records), "experiment tags": len(tags)})
             bar.update(len(batch))
         async with self.conn.transaction():
             # New experiments of the gateway take ids after the imported ones.
@@ -429,21 +437,50 @@ class MlflowImporter:
             "SELECT run_uuid, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, "
             f"lifecycle_stage, {deleted_time} FROM runs WHERE run_uuid > $1 ORDER BY run_uuid"
         )
-        # Taken whole before the batches: the batches query the same connection.
+        # Two batches go at once, each on a connection of its own: while one is made into chunks
+        # in the database, the next is read from the store. Each commits after the one before it,
+        # so the position recorded only moves forward.
+        free: asyncio.Queue = asyncio.Queue()
+        for conn in self.connections:
+            free.put_nowait(conn)
+        in_flight: list[asyncio.Future] = []
+
+        async def copy(batch: list[tuple], before: asyncio.Future | None) -> None:
+            conn = await free.get()
+            try:
+                await self._run_batch(conn, batch, progress, run_bar, point_bar, before)
+            finally:
+                free.put_nowait(conn)
+
+        async def start(batch: list[tuple]) -> None:
+            while len(in_flight) >= len(self.connections):
+                await in_flight.pop(0)
+            in_flight.append(asyncio.ensure_future(copy(batch, in_flight[-1] if in_flight else None)))
+
         pending: list[tuple] = []
-        async for rows in self.source.stream(runs_sql, after, batch=10_000):
-            pending.extend(rows)
-            while len(pending) >= 10 * self.batch_runs:
-                batch, pending = pending[: self.batch_runs], pending[self.batch_runs:]
-                await self._run_batch(batch, progress, run_bar, point_bar)
-        for batch in slices(pending, self.batch_runs):
-            await self._run_batch(batch, progress, run_bar, point_bar)
+        try:
+            async for rows in self.source.stream(runs_sql, after, batch=10_000):
+                pending.extend(rows)
+                while len(pending) >= 10 * self.batch_runs:
+                    batch, pending = pending[: self.batch_runs], pending[self.batch_runs:]
+                    await start(batch)
+            for batch in slices(pending, self.batch_runs):
+                await start(batch)
+            while in_flight:
+                await in_flight.pop(0)
+        finally:
+            for future in in_flight:
+                future.cancel()
+            for future in in_flight:
+                with contextlib.suppress(BaseException):
+                    await future
         async with self.conn.transaction():
             await progress.commit(self.conn, progress.last_key or "", done=True)
         run_bar.close()
         point_bar.close()
 
-    async def _run_batch(self, runs: list[tuple], progress: _Progress, run_bar: _Bar, point_bar: _Bar) -> None:
+    async def _run_batch(self, conn: asyncpg.Connection, runs: list[tuple], progress: _Progress, run_bar: _Bar,
+                         point_bar: _Bar, before: asyncio.Future | None) -> None:
         low, high = runs[0][0], runs[-1][0]
         placed = {row[0]: (row[1], row[5]) for row in runs}  # run -> (experiment_id, start_time)
         source = self.source
@@ -457,8 +494,7 @@ class MlflowImporter:
              stage or "active", deleted)
             for run_id, experiment_id, name, user_id, status, start, end, artifact_uri, stage, deleted in runs
         ]
-        async with self.conn.transaction():
-            conn = self.conn
+        async with conn.transaction():
             await conn.copy_records_to_table(
                 "runs", records=run_records,
                 columns=["run_id", "experiment_id", "name", "user_id", "status", "start_time", "end_time",
@@ -469,18 +505,19 @@ class MlflowImporter:
             await conn.copy_records_to_table(
                 "params", records=[(r, k, v or "", *placed[r]) for r, k, v in params],
                 columns=["run_id", "key", "value", "experiment_id", "start_time"])
-            points = await self._copy_metrics(low, high, model_points, point_bar)
+            points = await self._copy_metrics(conn, low, high, model_points, point_bar)
             await conn.copy_records_to_table(
                 "run_dataset_inputs", records=datasets,
                 columns=["run_id", "name", "digest", "source_type", "source", "schema", "profile", "tags", "position"])
             await conn.copy_records_to_table("run_model_inputs", records=model_inputs, columns=["run_id", "model_id"])
             await conn.copy_records_to_table(
                 "run_model_outputs", records=model_outputs, columns=["run_id", "model_id", "step"])
-            for table, count in (("runs", len(runs)), ("run tags", len(tags)), ("params", len(params)),
-                                 ("metric points", points), ("dataset inputs", len(datasets)),
-                                 ("model inputs", len(model_inputs)), ("model outputs", len(model_outputs))):
-                progress.add(table, count)
-            await progress.commit(conn, high)
+            if before is not None:
+                await before
+            await progress.commit(conn, high, {
+                "runs": len(runs), "run tags": len(tags), "params": len(params), "metric points": points,
+                "dataset inputs": len(datasets), "model inputs": len(model_inputs),
+                "model outputs": len(model_outputs)})
         self.points_copied += points
         run_bar.update(len(runs))
 
@@ -537,14 +574,14 @@ class MlflowImporter:
                 (step, timestamp, value if value is not None else 0.0), (model_id, name, digest))
         return found
 
-    async def _copy_metrics(self, low: str, high: str, model_points: dict, point_bar: _Bar) -> int:
+    async def _copy_metrics(self, conn: asyncpg.Connection, low: str, high: str, model_points: dict,
+                            point_bar: _Bar) -> int:
         """Copy the metric points of the runs from ``low`` to ``high`` as chunks, with their summaries.
 
         The points are staged in the target and made into chunks and summaries there
         (store/mlflow_import/staging.py); the series that hold logged-model points, and
         the rare stretch too wide for 32-bit offsets, are arranged here instead.
         """
-        conn = self.conn
         series = await self.source.fetch(
             "SELECT run_uuid, key, count(*) FROM metrics WHERE run_uuid BETWEEN $1 AND $2 "
             "GROUP BY run_uuid, key ORDER BY run_uuid, key", low, high)
@@ -672,10 +709,9 @@ class MlflowImporter:
                 await self.conn.copy_records_to_table(
                     "logged_model_tags", records=[(m, k, v or "") for m, k, v in tags],
                     columns=["model_id", "key", "value"])
-                progress.add("logged models", len(records))
-                progress.add("logged model params", len(params))
-                progress.add("logged model tags", len(tags))
-                await progress.commit(self.conn, batch[-1])
+                await progress.commit(self.conn, batch[-1], {
+                    "logged models": len(records), "logged model params": len(params),
+                    "logged model tags": len(tags)})
             bar.update(len(batch))
         async with self.conn.transaction():
             await progress.commit(self.conn, progress.last_key or "", done=True)
@@ -741,12 +777,10 @@ class MlflowImporter:
                 await self.conn.copy_records_to_table(
                     "registered_model_aliases", records=[(key_of[n], alias, ver) for n, alias, ver in aliases],
                     columns=["model_key", "alias", "version"])
-                for table, count in (("registered models", len(models)), ("model versions", len(live)),
-                                     ("registered model tags", len(model_tags)),
-                                     ("model version tags", len(kept_version_tags)),
-                                     ("registered model aliases", len(aliases))):
-                    progress.add(table, count)
-                await progress.commit(self.conn, batch[-1])
+                await progress.commit(self.conn, batch[-1], {
+                    "registered models": len(models), "model versions": len(live),
+                    "registered model tags": len(model_tags), "model version tags": len(kept_version_tags),
+                    "registered model aliases": len(aliases)})
             bar.update(len(batch))
         async with self.conn.transaction():
             await progress.commit(self.conn, progress.last_key or "", done=True)
@@ -781,10 +815,15 @@ async def import_mlflow(
     source = await open_source(source_uri)
     try:
         conn = await asyncpg.connect(database_url)
+        spare = None
         try:
-            importer = MlflowImporter(source, conn, merge=merge, batch_runs=batch_runs, show_progress=show_progress)
+            spare = await asyncpg.connect(database_url)
+            importer = MlflowImporter(source, conn, merge=merge, batch_runs=batch_runs, show_progress=show_progress,
+                                      spare=spare)
             return await importer.run(dry_run=dry_run)
         finally:
             await conn.close()
+            if spare is not None:
+                await spare.close()
     finally:
         await source.close()
