@@ -13,6 +13,12 @@ database and prints points per second.
 A store that exists already is reused (delete it to rebuild). ``--build-only``
 builds and exits. Needs the ``mlflow`` package for `mlflow db upgrade`; the
 import itself does not.
+
+On a shared machine the wall time says little; ``--postgres-pid`` (the
+postmaster of the gateway's database, and of the store's when it is the same
+server) adds the CPU seconds the import and PostgreSQL spent, and points per
+CPU second of each (PostgreSQL counts the CPU of the backends it reaped, so the
+import's connections are in it once they closed).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import asyncio
 import os
 import random
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -182,17 +189,44 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1000, help="points per key and run")
     parser.add_argument("--batch-runs", type=int, default=100)
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--postgres-pid", type=int, help="postmaster PID, to count PostgreSQL's CPU seconds")
     args = parser.parse_args()
     ensure_store(args.store, args.runs, args.keys, args.points)
     if args.build_only:
         return
     target = asyncio.run(fresh_database(args.target_admin, args.target_name))
+    postgres_before = _postgres_cpu(args.postgres_pid)
+    own_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "gateway", "import-mlflow", "--from", args.store, "--database-url", target,
                     "--batch-runs", str(args.batch_runs), "--no-progress"], check=True)
     elapsed = time.monotonic() - started
+    own_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     points = args.runs * args.keys * args.points
     print(f"import-mlflow: {points:,} points in {elapsed:.1f} s (whole command), {points / elapsed:,.0f} points/s")
+    importer_cpu = (own_after.ru_utime - own_before.ru_utime) + (own_after.ru_stime - own_before.ru_stime)
+    line = f"CPU: import-mlflow {importer_cpu:.1f} s ({points / importer_cpu:,.0f} points per CPU second)"
+    if args.postgres_pid:
+        time.sleep(1)  # the backends have exited and been reaped
+        postgres_cpu = _postgres_cpu(args.postgres_pid) - postgres_before
+        line += f", PostgreSQL {postgres_cpu:.1f} s ({points / postgres_cpu:,.0f} points per CPU second)"
+    print(line)
+
+
+def _postgres_cpu(pid: int | None) -> float:
+    """CPU seconds of the postmaster, its live processes and the ones it reaped."""
+    if not pid:
+        return 0.0
+    import psutil
+
+    postmaster = psutil.Process(pid)
+    total = sum(postmaster.cpu_times()[:4])
+    for child in postmaster.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 if __name__ == "__main__":
