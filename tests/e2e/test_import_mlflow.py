@@ -278,3 +278,52 @@ def test_the_source_url_keeps_no_password():
 
     label = PostgresSource("postgresql+psycopg2://alice:s3cret@db.example:5433/mlflow").label
     assert label == "postgresql://db.example:5433/mlflow" and "s3cret" not in label
+
+
+# MLflow's own migrations, stopped at the head of MLflow 2.22 (the last 2.x release).
+MLFLOW_2_22_SCHEMA = """
+import sys
+import sqlalchemy
+from alembic import command
+from mlflow.store.db.utils import InitialBase, _get_alembic_config
+engine = sqlalchemy.create_engine(sys.argv[1])
+InitialBase.metadata.create_all(engine)
+config = _get_alembic_config(sys.argv[1])
+with engine.begin() as connection:
+    config.attributes["connection"] = connection
+    command.upgrade(config, "0584bdc529eb")
+"""
+
+
+def test_a_store_of_mlflow_2_22_imports(tmp_path, fresh_database_url):
+    path = tmp_path / "mlflow-2.22.db"
+    subprocess.run([sys.executable, "-c", MLFLOW_2_22_SCHEMA, f"sqlite:///{path}"], check=True, timeout=300,
+                   capture_output=True)
+    run_id = uuid.uuid4().hex
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO experiments VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', 1, 2)")
+        conn.execute("INSERT INTO runs (run_uuid, name, source_type, user_id, status, start_time, end_time, "
+                     "lifecycle_stage, artifact_uri, experiment_id, deleted_time) VALUES "
+                     "(?, 'old', 'LOCAL', 'ann', 'FINISHED', 10, 20, 'deleted', 'mlflow-artifacts:/0/r', 0, 30)",
+                     (run_id,))
+        conn.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, ?)",
+                         [("loss", 0.5, 11, run_id, 0, 0), ("loss", 0.0, 12, run_id, 1, 1)])
+        conn.execute("INSERT INTO params VALUES ('lr', '0.1', ?)", (run_id,))
+        conn.execute("INSERT INTO tags VALUES ('mlflow.runName', 'old', ?)", (run_id,))
+        conn.execute("INSERT INTO datasets VALUES ('d1', 0, 'train', 'abc', 'local', 'file:///t', NULL, NULL)")
+        conn.execute("INSERT INTO inputs VALUES ('i1', 'DATASET', 'd1', 'RUN', ?)", (run_id,))
+        conn.execute("INSERT INTO input_tags VALUES ('i1', 'mlflow.data.context', 'training')")
+        conn.execute("INSERT INTO registered_models VALUES ('m', 1, 2, NULL)")
+        conn.execute("INSERT INTO model_versions VALUES ('m', 1, 1, 2, NULL, NULL, 'Staging', 'runs:/r/m', ?, "
+                     "'READY', NULL, '', NULL)", (run_id,))
+        conn.execute("INSERT INTO registered_model_aliases VALUES ('best', 1, 'm')")
+    result = import_command(f"sqlite:///{path}", fresh_database_url)
+    assert "MLflow schema 0584bdc529eb" in result.stdout
+    found = run_apart(content(fresh_database_url))
+    assert [(row[0].hex, *row[1:]) for row in found["runs"]] == [
+        (run_id, 0, "old", "ann", "FINISHED", 10, 20, "mlflow-artifacts:/0/r", "deleted", 30)]
+    assert [(row[2], row[3], row[4]) for row in found["points"]] == [(0, 11, "0.5"), (1, 12, "NaN")]
+    assert [row[1:] for row in found["inputs"]] == [
+        ("train", "abc", "local", "file:///t", None, None, '[{"key": "mlflow.data.context", "value": "training"}]', 1)]
+    assert found["model_versions"] == [("m", 1, 1, 2, None, "Staging", "runs:/r/m", "runs:/r/m", run_id, "")]
+    assert found["aliases"] == [("m", "best", 1)]
