@@ -205,7 +205,8 @@ def main() -> None:
     points = args.runs * args.keys * args.points
     print(f"import-mlflow: {points:,} points in {elapsed:.1f} s (whole command), {points / elapsed:,.0f} points/s")
     importer_cpu = (own_after.ru_utime - own_before.ru_utime) + (own_after.ru_stime - own_before.ru_stime)
-    line = f"CPU: import-mlflow {importer_cpu:.1f} s ({points / importer_cpu:,.0f} points per CPU second)"
+    line = (f"CPU: import-mlflow {importer_cpu:.1f} s ({points / importer_cpu:,.0f} points per CPU second, "
+            f"peak memory {own_after.ru_maxrss / 1024:.0f} MB)")
     if args.postgres_pid:
         time.sleep(1)  # the backends have exited and been reaped
         postgres_cpu = _postgres_cpu(args.postgres_pid) - postgres_before

@@ -590,10 +590,15 @@ class MlflowImporter:
             "import_series", records=[(number, run_id, key) for number, (run_id, key, _) in enumerate(series)],
             columns=("series", "run_id", "key"))
         if self.source.dialect == "postgresql":
+            # Numbered by the series list, each series read by an index lookup of its run and key (a
+            # join would let the planner scan the whole table for each batch).
             staging_rows = self.source.copy_out(
-                "SELECT (dense_rank() OVER (ORDER BY run_uuid, key) - 1)::integer, step::bigint, timestamp::bigint, "
-                "CASE WHEN is_nan THEN 'NaN'::float8 ELSE value::float8 END "
-                "FROM metrics WHERE run_uuid BETWEEN $1 AND $2", low, high)
+                "SELECT (s.series - 1)::integer, m.step::bigint, m.timestamp::bigint, "
+                "CASE WHEN m.is_nan THEN 'NaN'::float8 ELSE m.value::float8 END "
+                "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(run_uuid, key, series) "
+                "CROSS JOIN LATERAL (SELECT step, timestamp, value, is_nan FROM metrics "
+                "                    WHERE run_uuid = s.run_uuid AND key = s.key) m",
+                [run_id for run_id, _, _ in series], [key for _, key, _ in series])
         else:
             staging_rows = self._sqlite_points(low, high, [count for _, _, count in series])
         await conn.copy_to_table("import_points", source=staging_rows, columns=staging.POINT_COLUMNS,
