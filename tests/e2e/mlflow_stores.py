@@ -20,10 +20,10 @@ def write_store(url: str) -> dict:
     import mlflow
     import pandas as pd
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import DatasetInput, InputTag, LoggedModelInput, LoggedModelOutput, Metric, Param, RunTag
 
+    # The client only: the fluent API keeps an active experiment and run in globals other tests set.
     client = MlflowClient(url)
-    mlflow.set_tracking_uri(url)
     vision = client.create_experiment("vision", tags={"team": "cv", "note": "it's"})
     nlp = client.create_experiment("nlp")
     retired = client.create_experiment("retired")
@@ -43,7 +43,7 @@ def write_store(url: str) -> dict:
                                           Metric("acc", 0.5, 6, 2)],
                          params=[Param("lr", str(0.1 / (index + 1))), Param("opt", "adam" if index else "sgd")],
                          tags=[RunTag("stage", "dev" if index % 2 else "prod")])
-    parent, child = runs[0], client.create_run(vision, run_name="child", tags={"mlflow.parentRunId": runs[0]})
+    child = client.create_run(vision, run_name="child", tags={"mlflow.parentRunId": runs[0]})
     client.log_metric(child.info.run_id, "loss", 0.3, step=0, timestamp=1)
     runs.append(child.info.run_id)
     client.set_terminated(runs[1], "FINISHED", end_time=90_000)
@@ -55,15 +55,20 @@ def write_store(url: str) -> dict:
 
     train = mlflow.data.from_pandas(pd.DataFrame({"a": [1, 2]}), source="file:///data/train.csv", name="train")
     evaluation = mlflow.data.from_pandas(pd.DataFrame({"b": [3]}), source="file:///data/eval.csv", name="eval")
-    with mlflow.start_run(run_id=runs[3]):
-        mlflow.log_input(train, context="training", tags={"split": "a"})
-        mlflow.log_input(evaluation, context="eval")
-        model = mlflow.initialize_logged_model(name="classifier", params={"depth": "3"}, tags={"owner": "bob"})
-        mlflow.log_metric("val_loss", 0.25, step=2, timestamp=20, model_id=model.model_id, dataset=train)
-        mlflow.log_metric("val_acc", 0.75, step=2, timestamp=20, model_id=model.model_id)
-        mlflow.finalize_logged_model(model.model_id, "READY")
-        mlflow.log_text("hello", "notes/readme.txt")
-    pending = mlflow.initialize_logged_model(name="draft", experiment_id=nlp)
+    client.log_inputs(runs[3], datasets=[
+        DatasetInput(train._to_mlflow_entity(), [InputTag("mlflow.data.context", "training"), InputTag("split", "a")]),
+        DatasetInput(evaluation._to_mlflow_entity(), [InputTag("mlflow.data.context", "eval")]),
+    ])
+    model = client.create_logged_model(nlp, name="classifier", source_run_id=runs[3], params={"depth": "3"},
+                                       tags={"owner": "bob"})
+    client.log_metric(runs[3], "val_loss", 0.25, step=2, timestamp=20, model_id=model.model_id,
+                      dataset_name=train.name, dataset_digest=train.digest)
+    client.log_metric(runs[3], "val_acc", 0.75, step=2, timestamp=20, model_id=model.model_id)
+    client.finalize_logged_model(model.model_id, "READY")
+    client.log_inputs(runs[3], models=[LoggedModelInput(model.model_id)])
+    client.log_outputs(runs[3], [LoggedModelOutput(model.model_id, step=2)])
+    client.log_text(runs[3], "hello", "notes/readme.txt")
+    pending = client.create_logged_model(nlp, name="draft")
 
     client.create_registered_model("detector", tags={"task": "detection"}, description="finds things")
     first = client.create_model_version("detector", f"runs:/{runs[0]}/model", run_id=runs[0], tags={"v": "1"})
@@ -76,7 +81,12 @@ def write_store(url: str) -> dict:
     client.create_registered_model("empty")
     client.create_registered_model("classifier")
     client.create_model_version("classifier", f"models:/{model.model_id}", model_id=model.model_id)
-    mlflow.genai.register_prompt(name="greeting", template="Hello {{name}}", commit_message="first")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(url)
+    try:
+        mlflow.genai.register_prompt(name="greeting", template="Hello {{name}}", commit_message="first")
+    finally:
+        mlflow.set_tracking_uri(previous)
     return {
         "experiment_ids": ["0", vision, nlp, retired],
         "runs": runs,

@@ -33,15 +33,13 @@ from gateway.store.migrations import migrate
 from gateway.store.mlflow_import.errors import ImportRefused
 from gateway.store.mlflow_import.revisions import HEAD, KNOWN_REVISIONS, LAST_2X_HEAD
 from gateway.store.mlflow_import import staging
-from gateway.store.mlflow_import.series import SUMMARY_COLUMNS, KeySummary, SeriesBuilder, split_by_model
+from gateway.store.mlflow_import.series import SUMMARY_COLUMNS, KeySummary, split_by_model
 from gateway.store.mlflow_import.source import Source, chunked as slices, open_source, placeholders
 
 STEPS = ("experiments", "runs", "logged_models", "registered_models")
 _REQUIRED_TABLES = ("alembic_version", "experiments", "experiment_tags", "runs", "metrics", "params", "tags")
 # MLflow's registry marks a deleted version with this stage and keeps its number used.
 _DELETED_VERSION_STAGE = "Deleted_Internal"
-# Metric points gathered before they are copied, within a batch's transaction.
-_COPY_POINTS = 500_000
 # Ids and names read at once by IN lists (SQLite allows 32766 parameters).
 _IN_BATCH = 500
 
@@ -643,7 +641,7 @@ class MlflowImporter:
                   flags: list, model_points: dict) -> None:
         summary = KeySummary()
         for builder in split_by_model(run_id, key, steps, timestamps, values, flags, model_points[(run_id, key)]):
-            builder.take(rows, final=True)
+            builder.take(rows)
             summary.merge(builder)
         summaries.append(summary.record(run_id, key))
 

@@ -1,13 +1,10 @@
-"""MLflow's metric rows made into the gateway's chunks and summaries, a series at a time. No I/O.
+"""A series of MLflow's metric points made into the gateway's chunks and summary in Python. No I/O.
 
-MLflow stores a point per row: NaN as value 0 with ``is_nan`` set, and reads
-the rows in (step, timestamp, value) order. The gateway stores a series as
-chunks in (step, timestamp, value) order with NaN above every number, so a NaN
-that MLflow sorted as 0 moves up among the points of its (step, timestamp):
-points may arrive ordered by step alone (read in the order of MLflow's
-(run, key, step) index, which needs no sort), and the points of one step are
-put in order here. A series is cut into chunks between two steps, so every
-chunk is in the gateway's order and the chunks follow each other.
+Most points are made into chunks in the database (staging.py); the series that
+hold points of a logged model are split here by the model (and dataset) each
+point was logged with, which MLflow keeps in another table, and each part is
+arranged in the gateway's order: (step, timestamp, value), NaN above every
+number, where MLflow stores NaN as 0 with ``is_nan`` set.
 """
 
 from __future__ import annotations
@@ -18,17 +15,9 @@ from operator import lt
 
 from gateway.store import points
 
-CHUNK_POINTS = points.CHUNK_POINTS
-
 
 class SeriesBuilder:
-    """The points of one (run, key, logged model, dataset) in MLflow's order, emitted as sealed chunk rows.
-
-    Points are added in MLflow's order; :meth:`take` returns the COPY rows of
-    the whole chunks gathered so far (all of them when ``final``), so a series
-    of any length is held a few chunks at a time. The summary (latest point,
-    min and max without NaN, count) is kept as the points go by.
-    """
+    """The points of one (run, key, logged model, dataset), made into sealed chunk rows and a summary."""
 
     __slots__ = ("run_id", "key", "kind", "steps", "timestamps", "values", "has_nan", "latest", "min_value",
                  "max_value", "count")
@@ -48,7 +37,7 @@ class SeriesBuilder:
 
     def add(self, steps: Sequence[int], timestamps: Sequence[int], values: Sequence[float],
             nan_flags: Sequence) -> None:
-        """Add points in MLflow's order; ``nan_flags`` marks the rows MLflow stored as NaN."""
+        """Add points; ``nan_flags`` marks the rows MLflow stored as NaN."""
         if any(nan_flags):
             values = [nan if flag else value for value, flag in zip(values, nan_flags)]
             self.has_nan = True
@@ -56,26 +45,17 @@ class SeriesBuilder:
         self.timestamps += timestamps
         self.values += values
 
-    def pending(self) -> int:
-        return len(self.steps)
+    def take(self, rows: list) -> int:
+        """Append the COPY rows of every point added, in the gateway's order, and sum them up.
 
-    def take(self, rows: list, *, final: bool) -> int:
-        """Append the COPY rows of the points that can be written now; returns how many points."""
+        Returns:
+            how many points.
+        """
         count = len(self.steps)
         if count == 0:
             return 0
-        if final:
-            cut = count
-        else:
-            cut = count - count % CHUNK_POINTS
-            # A chunk ends between two steps: the points of a step are put in order together.
-            steps = self.steps
-            while 0 < cut < count and steps[cut] == steps[cut - 1]:
-                cut -= 1
-            if cut == 0:
-                return 0
-        steps, timestamps, values = self.steps[:cut], self.timestamps[:cut], self.values[:cut]
-        del self.steps[:cut], self.timestamps[:cut], self.values[:cut]
+        steps, timestamps, values = self.steps, self.timestamps, self.values
+        self.steps, self.timestamps, self.values = [], [], []
         if self.has_nan or not all(map(lt, steps, steps[1:])):
             steps, timestamps, values = _in_gateway_order(steps, timestamps, values)
         finite = [v for v in values if v == v] if self.has_nan else values
@@ -84,12 +64,11 @@ class SeriesBuilder:
             self.min_value = low if self.min_value is None else min(self.min_value, low)
             self.max_value = high if self.max_value is None else max(self.max_value, high)
         self.latest = (steps[-1], timestamps[-1], values[-1])
-        self.count += cut
-        points.add_chunks(rows, self.run_id, self.key, self.kind, steps, timestamps, values, 0, cut,
+        self.count += count
+        points.add_chunks(rows, self.run_id, self.key, self.kind, steps, timestamps, values, 0, count,
                           seal_last=True)
-        if not self.steps:
-            self.has_nan = False
-        return cut
+        self.has_nan = False
+        return count
 
 
 def _in_gateway_order(steps: list, timestamps: list, values: list) -> tuple[list, list, list]:

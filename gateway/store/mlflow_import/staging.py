@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from gateway.store import pgcopy
 from gateway.store.points import CHUNK_POINTS
 
-STAGING_TABLES = f"""
+STAGING_TABLES = """
 CREATE TEMPORARY TABLE IF NOT EXISTS import_series (
     series integer PRIMARY KEY, run_id uuid NOT NULL, key text NOT NULL) ON COMMIT DELETE ROWS;
 CREATE TEMPORARY TABLE IF NOT EXISTS import_points (
