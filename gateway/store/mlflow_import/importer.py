@@ -65,6 +65,8 @@ class ImportReport:
     resumed: bool = False
     dry_run: bool = False
     planned: dict[str, int] = field(default_factory=dict)
+    # Every step was done before this call.
+    already_done: bool = False
 
     def summary(self) -> str:
         """A few lines for the terminal."""
@@ -72,6 +74,9 @@ class ImportReport:
             lines = [f"dry run: would import {self.source} (MLflow schema {self.revision}); nothing copied"]
             lines += [f"  {table:<28} {count:>14,}" for table, count in self.planned.items()]
             return "\n".join(lines)
+        if self.already_done:
+            lines = [f"{self.source} was imported already (MLflow schema {self.revision}); nothing left to copy"]
+            return "\n".join(lines + [f"  {table:<28} {count:>14,}" for table, count in self.copied.items()])
         rate = self.points_this_call / self.seconds if self.seconds > 0 else 0.0
         lines = [
             f"imported {self.source} (MLflow schema {self.revision}) in {self.seconds:.1f} s"
@@ -200,7 +205,7 @@ class _Bar:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr,
-                             dynamic_ncols=True, unit_scale=True, leave=True)
+                             dynamic_ncols=True, unit_scale=unit == "pt", leave=True)
 
     def update(self, count: int, **postfix) -> None:
         if self._bar is not None:
@@ -344,6 +349,7 @@ class MlflowImporter:
             report.planned = await _source_counts(self.source, schema)
             return report
         detail, progress, report.resumed = await self._start(schema)
+        report.already_done = all(progress[step].done for step in STEPS)
         self._schema = schema
         self._detail = detail
         if not progress["experiments"].done:
