@@ -6,7 +6,7 @@ release), every revision MLflow 3 added up to 3.17.2's head, and so the head of
 every release in between. The tables the importer reads (experiments, runs,
 metrics, params, tags, datasets and inputs, logged models, the registry) take
 the same shape across them, but for columns it looks for by name (``inputs.step``
-since 3.0, ``workspace`` since 3.9).
+since 3.0, ``workspace`` in later 3.x releases).
 """
 
 from __future__ import annotations
