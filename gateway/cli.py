@@ -1,4 +1,4 @@
-"""`gateway serve | migrate | compact | gc | relay | export-runs-csv | users`: command-line entry points."""
+"""`gateway serve | migrate | compact | gc | relay | export-runs-csv | import-mlflow | users`: command-line entry points."""
 
 from __future__ import annotations
 
@@ -337,6 +337,24 @@ def export_runs_csv_command(args: argparse.Namespace) -> None:
     log.info("exported %d run(s)", written)
 
 
+async def _import_mlflow(database_url: str, args: argparse.Namespace) -> str:
+    from gateway.store.mlflow_import import import_mlflow
+
+    report = await import_mlflow(
+        args.source, database_url, merge=args.merge, dry_run=args.dry_run, batch_runs=args.batch_runs,
+        show_progress=not args.no_progress,
+    )
+    return report.summary()
+
+
+def import_mlflow_command(args: argparse.Namespace) -> None:
+    try:
+        _print_with_database(args, "import-mlflow", lambda url, settings: _import_mlflow(url, args))
+    except KeyboardInterrupt:
+        sys.exit("gateway import-mlflow: interrupted; every batch committed so far stays, and the same "
+                 "command continues from there")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="An MLflow-compatible tracking server for write floods.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -409,6 +427,29 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument("--output", "-o", default=None, metavar="FILE", help="CSV file to write (default stdout)")
     _add_setting_flags(export_parser, ("database_url", "data_dir"))
     export_parser.set_defaults(run=export_runs_csv_command)
+    import_parser = commands.add_parser(
+        "import-mlflow",
+        help="copy an MLflow backend store (SQLite or PostgreSQL) into the gateway's database, keeping every id",
+        description="Read an MLflow backend store in MLflow's own schema (MLflow 2.22 to 3.17) and copy its "
+        "experiments, runs with their params, tags, metric histories and inputs, logged models and model registry "
+        "(prompts included) into the gateway's database, keeping every id. Copies with COPY, a batch per "
+        "transaction; interrupted, the same command continues where it stopped. Refuses a database that holds "
+        "data unless --merge is given and no id collides. Stop `mlflow server` first, or import from a copy.",
+    )
+    import_parser.add_argument(
+        "--from", dest="source", required=True, metavar="URI",
+        help="the MLflow store, as `mlflow server --backend-store-uri` takes it: sqlite:///path/mlflow.db or "
+        "postgresql://user:password@host:5432/mlflow",
+    )
+    import_parser.add_argument("--merge", action="store_true",
+                               help="add to a gateway database that holds data already, if no id or name collides")
+    import_parser.add_argument("--dry-run", action="store_true",
+                               help="check the store and the database and print what would be copied; copy nothing")
+    import_parser.add_argument("--batch-runs", type=int, default=100, metavar="N",
+                               help="runs copied per transaction (default 100)")
+    import_parser.add_argument("--no-progress", action="store_true", help="draw no progress bars")
+    _add_setting_flags(import_parser, ("database_url", "data_dir"))
+    import_parser.set_defaults(run=import_mlflow_command)
     add_users_parser(commands)
     return parser
 

@@ -1,0 +1,12 @@
+"""`gateway import-mlflow`: copy an MLflow backend store (SQLite or PostgreSQL) into the gateway's database.
+
+Reads MLflow's own schema directly (no MLflow or SQLAlchemy needed) and keeps
+every id, so run URLs, ``runs:/`` and ``models:/`` URIs and artifact locations
+stay valid. See :func:`import_mlflow`.
+"""
+
+from gateway.store.mlflow_import.errors import ImportRefused
+from gateway.store.mlflow_import.importer import ImportReport, MlflowImporter, import_mlflow
+from gateway.store.mlflow_import.source import open_source
+
+__all__ = ["ImportRefused", "ImportReport", "MlflowImporter", "import_mlflow", "open_source"]
