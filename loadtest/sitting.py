@@ -204,6 +204,8 @@ def measure_ceiling(args: argparse.Namespace, round_no: int) -> float:
             [sys.executable, str(HERE / "copy_ceiling.py"), "--database-url",
              f"postgresql://postgres@/{database}?host={args.pg_host}", "--chunks", "100", "--json", str(json_path)],
             check=True, timeout=30 * 60,
+            # The chunks' schema comes from this checkout's migrations, installed or not.
+            env={**os.environ, "PYTHONPATH": str(HERE.parent)},
         )
     finally:
         run_sql(args.pg_host, f"DROP DATABASE IF EXISTS {database}")
