@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import urllib.parse
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
@@ -23,42 +24,43 @@ from gateway.store.mlflow_import.errors import ImportRefused
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
-class Source:
+class Source(ABC):
     """A store being read. ``dialect`` is 'sqlite' or 'postgresql'; ``label`` names it without secrets."""
 
     dialect: str
     label: str
 
+    @abstractmethod
     async def fetch(self, sql: str, *args) -> list[tuple]:
         """Every row of a query, as tuples."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stream(self, sql: str, *args, batch: int = 50_000) -> AsyncIterator[list[tuple]]:
         """The rows of a query in lists of at most ``batch``."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def tables(self) -> set[str]:
         """The names of the store's tables."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def columns(self, table: str) -> set[str]:
         """The names of a table's columns."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def estimated_rows(self, table: str) -> int:
         """About how many rows a table holds, read without scanning it."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def index_columns(self, table: str) -> list[tuple[str, ...]]:
         """The columns of each index of a table, in index order."""
-        raise NotImplementedError
 
     async def has_index(self, table: str, columns: tuple[str, ...]) -> bool:
         """Whether an index of ``table`` leads with ``columns``, in that order."""
         return any(found[: len(columns)] == columns for found in await self.index_columns(table))
 
+    @abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        """Release the connection or file."""
 
     async def fetchval(self, sql: str, *args):
         rows = await self.fetch(sql, *args)
