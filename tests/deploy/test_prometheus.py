@@ -94,7 +94,14 @@ async def test_dashboard_queries_and_alerts_on_a_live_gateway_under_a_flood(fres
             else:
                 api(prometheus.url, "query", query=rule["expr"], time=at)  # parses and evaluates
         alerts = {alert["labels"]["alertname"]: alert["state"] for alert in api(prometheus.url, "alerts")["alerts"]}
-        assert alerts.get("GatewayWritesRefused") in ("pending", "firing"), alerts
+        # The flood's share of refusals depends on how busy the machine is; the alert must
+        # follow its expression either way (the ratio no longer moves once the flood ended).
+        refused_ratio = api(prometheus.url, "query", query="gateway:requests_refused:ratio_rate5m")["result"]
+        assert refused_ratio and float(refused_ratio[0]["value"][1]) > 0, refused_ratio
+        if float(refused_ratio[0]["value"][1]) > 0.05:
+            assert alerts.get("GatewayWritesRefused") in ("pending", "firing"), (refused_ratio, alerts)
+        else:
+            assert "GatewayWritesRefused" not in alerts, (refused_ratio, alerts)
         assert "GatewayDatabaseUnreachable" not in alerts and "GatewayTargetDown" not in alerts, alerts
 
         import importlib.util
