@@ -10,17 +10,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import telemetry
-from gateway.api.artifacts import add_artifact_routes
+from gateway.api import artifacts, export, genai, graphql, logged_models, registry, tracking
 from gateway.api.auth import authentication
-from gateway.api.genai import add_genai_routes
-from gateway.api.graphql import add_graphql_routes
 from gateway.api.limits import body_limits
-from gateway.api.logged_models import add_logged_model_routes
 from gateway.api.middleware import mlflow_errors, request_ids
 from gateway.api.openapi import operation, serve_document
-from gateway.api.registry import add_registry_routes
-from gateway.api.routes import add_routes
-from gateway.api.webui import add_ui_routes, find_build
+from gateway.api.routing import Route, add_routes
+from gateway.api.webui import find_build, ui_routes
 from gateway.api.state import ARTIFACTS, LOGGED_MODELS, REGISTRY, STORE, WRITES
 from gateway.api.writes import WritePath
 from gateway.artifacts import open_store
@@ -136,7 +132,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
         stopping.set()
         await task
 
-    async def artifacts(app: web.Application):
+    async def artifact_store(app: web.Application):
         store = open_store(settings.artifacts_location())
         app[ARTIFACTS] = store
         yield
@@ -145,15 +141,18 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(ingestion)
     app.cleanup_ctx.append(compaction)
-    app.cleanup_ctx.append(artifacts)
-    add_routes(app)
-    add_artifact_routes(app)
-    add_logged_model_routes(app)
-    add_registry_routes(app)
-    add_graphql_routes(app)
-    add_genai_routes(app)
-    add_ui_routes(app, find_build())
-    app.router.add_get("/metrics", prometheus_metrics)
+    app.cleanup_ctx.append(artifact_store)
+    add_routes(app, [
+        *tracking.ROUTES,
+        *export.ROUTES,
+        *artifacts.ROUTES,
+        *logged_models.ROUTES,
+        *registry.ROUTES,
+        *graphql.ROUTES,
+        *genai.ROUTES,
+        *ui_routes(find_build()),
+        Route("GET", "/metrics", prometheus_metrics),
+    ])
     serve_document(app, authentication=bool(settings.auth_file))
     return app
 

@@ -14,11 +14,10 @@ import mimetypes
 from aiohttp import web
 
 from gateway.api import model_schemas
-from gateway.api import validation as check
-from gateway.api.decoding import read_query, required_str
+from gateway.api.decoding import ok, optional_str, read, read_query, required_str, run_id_of
 from gateway.api.limits import body_chunks
 from gateway.api.openapi import operation
-from gateway.api.routes import ok, optional_str, read, run_id_of
+from gateway.api.routing import Route, under
 from gateway.api.schemas import Empty
 from gateway.api.state import ARTIFACTS, LOGGED_MODELS, REGISTRY, STORE
 from gateway.artifacts import ArtifactEntry, Download, join, safe_path
@@ -26,9 +25,9 @@ from gateway.artifacts.locations import open_location
 from gateway.artifacts.paths import invalid_path
 from gateway.artifacts.store import ArtifactIsDirectory, is_directory_error
 from gateway.errors import GatewayError, InvalidParameter
+from gateway.mlflow import registry
+from gateway.mlflow.wire import ARTIFACT_PREFIXES, TRACKING_PREFIXES, UI_PREFIX
 
-PROXY_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
-TRACKING_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 _ARTIFACTS_MARKER = "/mlflow-artifacts/artifacts/"
 STREAM_CHUNK_BYTES = 1024 * 1024
 
@@ -254,8 +253,8 @@ async def get_model_version_artifact(request: web.Request) -> web.StreamResponse
     message = await read(request, model_schemas.GetModelVersionArtifact)
     relative = _required_path(message.path)
     name = required_str(message.name, "name")
-    version = check.model_version(required_str(message.version, "version"))
-    check.model_name(name)
+    version = registry.model_version(required_str(message.version, "version"))
+    registry.model_name(name)
     artifact_uri = await request.app[REGISTRY].get_download_uri(name, version)
     return await _send_from(request, artifact_uri, relative)
 
@@ -308,22 +307,24 @@ async def presigned_unsupported(request: web.Request) -> web.Response:
     raise GatewayError(MULTIPART_DOWNLOAD_UNSUPPORTED, "NOT_IMPLEMENTED")
 
 
-def add_artifact_routes(app: web.Application) -> None:
-    """Register the artifact proxy, artifacts/list and the logged-model file routes under /api and /ajax-api."""
-    for prefix in PROXY_PREFIXES:
-        app.router.add_get(prefix + "/artifacts", list_proxied_artifacts)
-        app.router.add_get(prefix + "/artifacts/{artifact_path:.*}", download_artifact)
-        app.router.add_put(prefix + "/artifacts/{artifact_path:.*}", upload_artifact)
-        app.router.add_delete(prefix + "/artifacts/{artifact_path:.*}", delete_artifact)
-        for action in ("create", "complete", "abort"):
-            app.router.add_post(f"{prefix}/mpu/{action}/{{artifact_path:.*}}", multipart_unsupported)
-        app.router.add_get(prefix + "/presigned/{artifact_path:.*}", presigned_unsupported)
-    for prefix in TRACKING_PREFIXES:
-        app.router.add_get(prefix + "/artifacts/list", list_run_artifacts)
-        models = prefix + "/logged-models/{model_id}/artifacts"
-        app.router.add_get(models + "/directories", list_logged_model_artifacts)
-        app.router.add_get(models + "/files", download_logged_model_artifact)
+_MULTIPART_ACTIONS = ("create", "complete", "abort")
+
+ROUTES = [
+    *under(ARTIFACT_PREFIXES, [
+        Route("GET", "/artifacts", list_proxied_artifacts),
+        Route("GET", "/artifacts/{artifact_path:.*}", download_artifact),
+        Route("PUT", "/artifacts/{artifact_path:.*}", upload_artifact),
+        Route("DELETE", "/artifacts/{artifact_path:.*}", delete_artifact),
+        *(Route("POST", f"/mpu/{action}/{{artifact_path:.*}}", multipart_unsupported) for action in _MULTIPART_ACTIONS),
+        Route("GET", "/presigned/{artifact_path:.*}", presigned_unsupported),
+    ]),
+    *under(TRACKING_PREFIXES, [
+        Route("GET", "/artifacts/list", list_run_artifacts),
+        Route("GET", "/logged-models/{model_id}/artifacts/directories", list_logged_model_artifacts),
+        Route("GET", "/logged-models/{model_id}/artifacts/files", download_logged_model_artifact),
+    ]),
     # The web UI's own paths, where `mlflow server` serves them.
-    app.router.add_get("/get-artifact", get_run_artifact)
-    app.router.add_get("/model-versions/get-artifact", get_model_version_artifact)
-    app.router.add_post("/ajax-api/2.0/mlflow/upload-artifact", upload_run_artifact)
+    Route("GET", "/get-artifact", get_run_artifact),
+    Route("GET", "/model-versions/get-artifact", get_model_version_artifact),
+    Route("POST", UI_PREFIX + "/upload-artifact", upload_run_artifact),
+]

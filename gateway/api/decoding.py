@@ -14,11 +14,11 @@ import msgspec
 from aiohttp import web
 
 from gateway.api import schemas
-from gateway.api import validation as check
 from gateway.errors import InvalidParameter
+from gateway.mlflow import experiments, messages, numbers, runs
+from gateway.mlflow.limits import MAX_BATCH_BODY_BYTES
 from gateway.model import KeyValue, MetricPoint, RunWrite
 
-MAX_BATCH_BODY_BYTES = 1_000_000
 
 _EMPTY = b"{}"
 
@@ -95,7 +95,7 @@ def _wrong_type(body: bytes, error: msgspec.ValidationError) -> InvalidParameter
                 break
             name = field or name
         else:
-            return check.invalid_type(name, value)
+            return messages.invalid_type(name, value)
     return InvalidParameter(f"Invalid request body: {error}")
 
 
@@ -106,9 +106,9 @@ def ok(payload: Any = None) -> web.Response:
 
 def required_str(value: Any, param: str) -> str:
     if value is None or value == "":
-        raise check.missing_value(param)
+        raise messages.missing_value(param)
     if not isinstance(value, str):
-        raise check.invalid_type(param, value)
+        raise messages.invalid_type(param, value)
     return value
 
 
@@ -116,14 +116,14 @@ def optional_str(value: Any, param: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise check.invalid_type(param, value)
+        raise messages.invalid_type(param, value)
     return value
 
 
 def optional_int(value: Any, param: str) -> int | None:
     if value is None or value == "":
         return None
-    return check.int64_field(value, param)
+    return numbers.int64_field(value, param)
 
 
 def run_id_of(message: Any, *, check_form: bool = False) -> str:
@@ -134,7 +134,7 @@ def run_id_of(message: Any, *, check_form: bool = False) -> str:
     """
     value = message.run_id if message.run_id not in (None, "") else message.run_uuid
     value = required_str(value, "run_id")
-    return check.run_id(value) if check_form else value
+    return runs.run_id(value) if check_form else value
 
 
 def enum_name(value: Any, names: dict[int, str], param: str, default: str | None = None) -> str | None:
@@ -148,18 +148,18 @@ def enum_name(value: Any, names: dict[int, str], param: str, default: str | None
             return names[int(value)]
     elif isinstance(value, int) and not isinstance(value, bool) and value in names:
         return names[value]
-    raise check.invalid_type(param, value)
+    raise messages.invalid_type(param, value)
 
 
 def key_values(items: list[schemas.KeyValueIn] | None, kind: str) -> list[KeyValue]:
     out = []
     for index, item in enumerate(items or ()):
         if kind == "param":
-            value = check.param(item.key, item.value, path=f"params[{index}]")
+            value = runs.param(item.key, item.value, path=f"params[{index}]")
         elif kind == "tag":
-            value = check.run_tag(item.key, item.value, path=f"tags[{index}]")
+            value = runs.run_tag(item.key, item.value, path=f"tags[{index}]")
         else:
-            value = check.experiment_tag(item.key, item.value)
+            value = experiments.experiment_tag(item.key, item.value)
         out.append(KeyValue(item.key, value))
     return out
 
@@ -168,14 +168,14 @@ def metric_point(message: Any, path: str = "") -> MetricPoint:
     """A metric of a request as stored; ``path`` is ``metrics[3]`` inside a log-batch."""
     prefix = path + "." if path else ""
     if message.value is None:
-        raise check.missing_value(f"{prefix}value")
-    value = check.metric_value(message.value, f"{prefix}value")
+        raise messages.missing_value(f"{prefix}value")
+    value = numbers.metric_value(message.value, f"{prefix}value")
     if message.timestamp is None:
-        raise check.missing_value(f"{prefix}timestamp")
-    timestamp = check.int64_field(message.timestamp, f"{prefix}timestamp")
-    step = 0 if message.step is None else check.int64_field(message.step, f"{prefix}step")
-    key = check.metric_key(message.key, f"{prefix}name")
-    check.metric_timestamp(timestamp, key, value, path)
+        raise messages.missing_value(f"{prefix}timestamp")
+    timestamp = numbers.int64_field(message.timestamp, f"{prefix}timestamp")
+    step = 0 if message.step is None else numbers.int64_field(message.step, f"{prefix}step")
+    key = runs.metric_key(message.key, f"{prefix}name")
+    runs.metric_timestamp(timestamp, key, value, path)
     return MetricPoint(
         key,
         value,
@@ -204,7 +204,7 @@ def log_metric_write(message: schemas.LogMetric, content_length: int | None) -> 
     """
     run_id = run_id_of(message)
     if message.key is None or message.key == "":
-        raise check.missing_value("key")
+        raise messages.missing_value("key")
     point = metric_point(message)
     return RunWrite(run_id, metrics=[point], size_bytes=_size_estimate(content_length or 0, 1))
 
@@ -213,7 +213,7 @@ def log_param_write(message: schemas.LogParam, content_length: int | None) -> Ru
     """The write a runs/log-parameter request carries (the value truncated as MLflow does)."""
     run_id = run_id_of(message)
     required_str(message.key, "key")
-    value = check.param(message.key, message.value if message.value is not None else "")
+    value = runs.param(message.key, message.value if message.value is not None else "")
     return RunWrite(run_id, params=[KeyValue(message.key, value)], size_bytes=_size_estimate(content_length or 0, 1))
 
 
@@ -221,7 +221,7 @@ def set_tag_write(message: schemas.SetTag, content_length: int | None) -> RunWri
     """The write a runs/set-tag request carries."""
     run_id = run_id_of(message)
     required_str(message.key, "key")
-    value = check.run_tag(message.key, message.value if message.value is not None else "")
+    value = runs.run_tag(message.key, message.value if message.value is not None else "")
     return RunWrite(run_id, tags=[KeyValue(message.key, value)], size_bytes=_size_estimate(content_length or 0, 1))
 
 
@@ -237,22 +237,22 @@ def log_batch_write(message: schemas.LogBatch, content_length: int | None) -> Ru
     metrics_in = message.metrics or []
     params_in = message.params or []
     tags_in = message.tags or []
-    metrics = check.plain_metric_points(metrics_in)
+    metrics = runs.plain_metric_points(metrics_in)
     if metrics is None:
         for index, item in enumerate(metrics_in):
             for field in ("key", "value", "timestamp"):
                 if getattr(item, field) in (None, ""):
-                    raise check.missing_value(f"metrics[{index}].{field}")
+                    raise messages.missing_value(f"metrics[{index}].{field}")
     for kind, items in (("params", params_in), ("tags", tags_in)):
         for index, item in enumerate(items):
             if item.key in (None, ""):
-                raise check.missing_value(f"{kind}[{index}].key")
+                raise messages.missing_value(f"{kind}[{index}].key")
     if metrics is None:
         metrics = [metric_point(item, f"metrics[{index}]") for index, item in enumerate(metrics_in)]
     params = key_values(params_in, "param")
     tags = key_values(tags_in, "tag")
-    check.batch_limits(len(metrics), len(params), len(tags))
-    check.param_keys_unique(params)
+    runs.batch_limits(len(metrics), len(params), len(tags))
+    runs.param_keys_unique(params)
     size = _size_estimate(content_length or 0, len(metrics) + len(params) + len(tags))
     return RunWrite(run_id, metrics=metrics, params=params, tags=tags, size_bytes=size, is_batch=True)
 
@@ -260,9 +260,9 @@ def log_batch_write(message: schemas.LogBatch, content_length: int | None) -> Ru
 async def read_log_batch(request: web.Request) -> schemas.LogBatch:
     """Decode a log-batch request, refusing a body over MLflow's 1 MB limit before reading it."""
     if request.content_length is not None and request.content_length > MAX_BATCH_BODY_BYTES:
-        raise check.batch_body_too_large(request.content_length)
+        raise runs.batch_body_too_large(request.content_length)
     message = await read(request, schemas.LogBatch)
     body_size = len(await request.read())  # already read: a chunked body is measured here
     if body_size > MAX_BATCH_BODY_BYTES:
-        raise check.batch_body_too_large(body_size)
+        raise runs.batch_body_too_large(body_size)
     return message

@@ -13,10 +13,12 @@ import logging
 from aiohttp import web
 
 from gateway.api import schemas
-from gateway.api import validation as check
 from gateway.api.openapi import operation
-from gateway.api.routes import VIEW_TYPES, check_experiment_id, enum_name, optional_str, read, required_str
+from gateway.api.routing import Route, under
+from gateway.api.decoding import enum_name, optional_str, read, required_str
 from gateway.api.state import STORE, WRITES
+from gateway.mlflow import messages, searches
+from gateway.mlflow.wire import TRACKING_PREFIXES, VIEW_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,8 @@ CSV_FILENAME = "runs.csv"
 async def export_runs_csv(request: web.Request) -> web.StreamResponse:
     message = await read(request, schemas.SearchRuns)
     if not message.experiment_ids:
-        raise check.missing_value("experiment_ids")
-    experiment_ids = [int(check_experiment_id(e)) for e in message.experiment_ids]
+        raise messages.missing_value("experiment_ids")
+    experiment_ids = [int(searches.experiment_id_field(e)) for e in message.experiment_ids]
     order_by = [required_str(o, "order_by") for o in message.order_by or ()]
     view = enum_name(message.run_view_type, VIEW_TYPES, "run_view_type", "ACTIVE_ONLY")
     await request.app[WRITES].settle_all()
@@ -74,7 +76,7 @@ async def export_runs_csv(request: web.Request) -> web.StreamResponse:
     return response
 
 
-EXPORT_ROUTES = [
-    ("GET", "/runs/export-csv", export_runs_csv),
-    ("POST", "/runs/export-csv", export_runs_csv),
-]
+ROUTES = under(
+    TRACKING_PREFIXES,
+    [Route("GET", "/runs/export-csv", export_runs_csv), Route("POST", "/runs/export-csv", export_runs_csv)],
+)

@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.api.openapi import operation
+from gateway.api.routing import Route
 
 _encode = msgspec.json.Encoder().encode
 
@@ -66,7 +67,5 @@ def _answer(body: bytes):
     return handler
 
 
-def add_genai_routes(app: web.Application) -> None:
-    """Answer the GenAI pages' list and status calls with their empty answers."""
-    for method, path, answer in _EMPTY_ANSWERS:
-        app.router.add_route(method, "/ajax-api" + path, _answer(_encode(answer)))
+# The GenAI pages' list and status calls, each with its empty answer.
+ROUTES = [Route(method, "/ajax-api" + path, _answer(_encode(answer))) for method, path, answer in _EMPTY_ANSWERS]

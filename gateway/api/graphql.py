@@ -50,8 +50,9 @@ from gateway.api import model_schemas, registry_schemas, schemas
 from gateway.api.artifacts import answer_list_run_artifacts
 from gateway.api.decoding import ok, read
 from gateway.api.openapi import operation
+from gateway.api.routing import Route
 from gateway.api.registry import answer_search_model_versions
-from gateway.api.routes import (
+from gateway.api.tracking import (
     answer_get_experiment,
     answer_get_metric_history_bulk_interval,
     answer_get_run,
@@ -357,6 +358,4 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
     return ok(schemas.GraphQLResponse(data=data, errors=errors or None))
 
 
-def add_graphql_routes(app: web.Application) -> None:
-    app.router.add_post("/graphql", graphql_endpoint)
-    app.router.add_get("/graphql", graphql_endpoint)
+ROUTES = [Route("POST", "/graphql", graphql_endpoint), Route("GET", "/graphql", graphql_endpoint)]

@@ -13,27 +13,23 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import model_schemas
-from gateway.api import validation as check
 from gateway.api.openapi import operation
-from gateway.api.routes import (
-    check_experiment_id,
-    ok,
-    optional_int,
-    optional_str,
-    read,
-    required_str,
-    run_id_of,
-)
+from gateway.api.routing import Route, under
+from gateway.api.decoding import ok, optional_int, optional_str, read, required_str, run_id_of
 from gateway.api.schemas import Empty
 from gateway.api.state import LOGGED_MODELS, WRITES
 from gateway.errors import InvalidParameter
+from gateway.mlflow import messages, searches
+from gateway.mlflow.limits import MAX_SEARCH_RESULTS
+from gateway.mlflow.wire import (
+    LOGGED_MODEL_STATUS_BY_NUMBER,
+    LOGGED_MODEL_STATUS_BY_WIRE,
+    SERVER_INFO_PATHS,
+    TRACKING_PREFIXES,
+)
 from gateway.model import KeyValue, ModelOutput
 from gateway.search.logged_models import DEFAULT_MAX_RESULTS, DatasetFilter, LoggedModelOrder
-from gateway.store.logged_models import STATUS_BY_NUMBER, STATUS_BY_WIRE
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
-SERVER_INFO_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
-MAX_SEARCH_RESULTS = 50_000
 _BAD_NAME_CHARACTERS = ("/", ":", ".", "%", '"', "'")
 
 
@@ -43,7 +39,7 @@ def _key_values(items: list | None, field: str) -> list[KeyValue]:
         key = required_str(item.key, f"{field}[{index}].key")
         value = item.value if item.value is not None else ""
         if not isinstance(value, str):
-            raise check.invalid_type(f"{field}[{index}].value", value)
+            raise messages.invalid_type(f"{field}[{index}].value", value)
         out.append(KeyValue(key, value))
     return out
 
@@ -89,17 +85,17 @@ async def get_logged_model(request: web.Request) -> web.Response:
 
 def _status(value: Any) -> str:
     if value is None or value == "":
-        raise check.missing_value("status")
+        raise messages.missing_value("status")
     if isinstance(value, bool):
-        raise check.invalid_type("status", value)
-    if isinstance(value, int) and value in STATUS_BY_NUMBER:
-        return STATUS_BY_NUMBER[value]
+        raise messages.invalid_type("status", value)
+    if isinstance(value, int) and value in LOGGED_MODEL_STATUS_BY_NUMBER:
+        return LOGGED_MODEL_STATUS_BY_NUMBER[value]
     if isinstance(value, str):
-        if value in STATUS_BY_WIRE:
-            return STATUS_BY_WIRE[value]
-        if value.isdigit() and int(value) in STATUS_BY_NUMBER:
-            return STATUS_BY_NUMBER[int(value)]
-    raise check.invalid_type("status", value)
+        if value in LOGGED_MODEL_STATUS_BY_WIRE:
+            return LOGGED_MODEL_STATUS_BY_WIRE[value]
+        if value.isdigit() and int(value) in LOGGED_MODEL_STATUS_BY_NUMBER:
+            return LOGGED_MODEL_STATUS_BY_NUMBER[int(value)]
+    raise messages.invalid_type("status", value)
 
 
 @operation(
@@ -147,8 +143,8 @@ async def log_logged_model_params(request: web.Request) -> web.Response:
 async def search_logged_models(request: web.Request) -> web.Response:
     message = await read(request, model_schemas.SearchLoggedModels)
     if not message.experiment_ids:
-        raise check.missing_value("experiment_ids")
-    experiment_ids = [int(check_experiment_id(e)) for e in message.experiment_ids]
+        raise messages.missing_value("experiment_ids")
+    experiment_ids = [int(searches.experiment_id_field(e)) for e in message.experiment_ids]
     max_results = optional_int(message.max_results, "max_results") or DEFAULT_MAX_RESULTS
     if not 0 < max_results <= MAX_SEARCH_RESULTS:
         raise InvalidParameter(
@@ -166,7 +162,7 @@ async def search_logged_models(request: web.Request) -> web.Response:
     for index, item in enumerate(message.order_by or ()):
         field_name = required_str(item.field_name, f"order_by[{index}].field_name")
         if not isinstance(item.ascending, bool):
-            raise check.invalid_type(f"order_by[{index}].ascending", item.ascending)
+            raise messages.invalid_type(f"order_by[{index}].ascending", item.ascending)
         order_by.append(
             LoggedModelOrder(
                 field_name,
@@ -191,7 +187,7 @@ async def log_outputs(request: web.Request) -> web.Response:
     message = await read(request, model_schemas.LogOutputs)
     run_id = run_id_of(message)
     if message.models is None:
-        raise check.missing_value("models")
+        raise messages.missing_value("models")
     outputs = []
     for index, item in enumerate(message.models):
         model_id = required_str(item.model_id, f"models[{index}].model_id")
@@ -219,18 +215,17 @@ async def server_info(request: web.Request) -> web.Response:
     )
 
 
-def add_logged_model_routes(app: web.Application) -> None:
-    """Register logged models, runs/outputs and server-info under their /api and /ajax-api prefixes."""
-    for prefix in PREFIXES:
-        base = prefix + "/logged-models"
-        app.router.add_post(base, create_logged_model)
-        app.router.add_post(base + "/search", search_logged_models)
-        app.router.add_get(base + "/{model_id}", get_logged_model)
-        app.router.add_patch(base + "/{model_id}", finalize_logged_model)
-        app.router.add_delete(base + "/{model_id}", delete_logged_model)
-        app.router.add_patch(base + "/{model_id}/tags", set_logged_model_tags)
-        app.router.add_delete(base + "/{model_id}/tags/{tag_key}", delete_logged_model_tag)
-        app.router.add_post(base + "/{model_id}/params", log_logged_model_params)
-        app.router.add_post(prefix + "/runs/outputs", log_outputs)
-    for path in SERVER_INFO_PATHS:
-        app.router.add_get(path, server_info)
+ROUTES = [
+    *under(TRACKING_PREFIXES, [
+        Route("POST", "/logged-models", create_logged_model),
+        Route("POST", "/logged-models/search", search_logged_models),
+        Route("GET", "/logged-models/{model_id}", get_logged_model),
+        Route("PATCH", "/logged-models/{model_id}", finalize_logged_model),
+        Route("DELETE", "/logged-models/{model_id}", delete_logged_model),
+        Route("PATCH", "/logged-models/{model_id}/tags", set_logged_model_tags),
+        Route("DELETE", "/logged-models/{model_id}/tags/{tag_key}", delete_logged_model_tag),
+        Route("POST", "/logged-models/{model_id}/params", log_logged_model_params),
+        Route("POST", "/runs/outputs", log_outputs),
+    ]),
+    *(Route("GET", path, server_info) for path in SERVER_INFO_PATHS),
+]

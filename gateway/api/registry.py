@@ -14,12 +14,15 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import registry_schemas
-from gateway.api import validation as check
 from gateway.api.decoding import ok, optional_str, read, required_str
 from gateway.api.openapi import operation
+from gateway.api.routing import Route, under
 from gateway.api.schemas import Empty, KeyValueIn
 from gateway.api.state import REGISTRY
 from gateway.errors import InvalidParameter
+from gateway.mlflow import messages
+from gateway.mlflow import registry as rules
+from gateway.mlflow.wire import TRACKING_PREFIXES
 from gateway.model import KeyValue
 from gateway.search.registry import (
     MODEL_VERSIONS_DEFAULT_MAX_RESULTS,
@@ -32,7 +35,6 @@ from gateway.search.registry import (
 )
 from gateway.store.registry import ACTIVE_STAGES, canonical_stage
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 
 
 # ---- request values --------------------------------------------------------------------
@@ -40,7 +42,7 @@ PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 
 def _name(value: Any, param: str = "name") -> str:
     """A required model name: the request check, then the registry's rules."""
-    return check.model_name(required_str(value, param), param)
+    return rules.model_name(required_str(value, param), param)
 
 
 def _text(value: Any, param: str) -> str:
@@ -58,13 +60,13 @@ def _raw_tags(items: list[KeyValueIn] | None) -> list[KeyValue]:
 
 
 def _checked_tags(tags: list[KeyValue], *, version_tag: bool) -> list[KeyValue]:
-    return [check.registry_tag(tag.key, tag.value, version_tag=version_tag) for tag in tags]
+    return [rules.registry_tag(tag.key, tag.value, version_tag=version_tag) for tag in tags]
 
 
 def _string_list(items: list[Any] | None, param: str) -> list[str]:
     for item in items or ():
         if not isinstance(item, str):
-            raise check.invalid_type(param, items)
+            raise messages.invalid_type(param, items)
     return list(items or ())
 
 
@@ -73,13 +75,13 @@ def _max_results(value: Any, default: int, limit: int) -> int:
     if value is None or value == "":
         return default
     if isinstance(value, bool):
-        raise check.invalid_type("max_results", value)
+        raise messages.invalid_type("max_results", value)
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise check.invalid_type("max_results", value) from None
+        raise messages.invalid_type("max_results", value) from None
     if number > limit:
-        raise check.invalid_type("max_results", value)
+        raise messages.invalid_type("max_results", value)
     return number
 
 
@@ -96,7 +98,7 @@ async def create_registered_model(request: web.Request) -> web.Response:
     name = required_str(message.name, "name")
     tags = _raw_tags(message.tags)
     description = _text(message.description, "description")
-    check.model_name(name)
+    rules.model_name(name)
     model = await request.app[REGISTRY].create_registered_model(
         name, _checked_tags(tags, version_tag=False), description
     )
@@ -123,7 +125,7 @@ async def update_registered_model(request: web.Request) -> web.Response:
     message = await read(request, registry_schemas.UpdateRegisteredModel)
     name = required_str(message.name, "name")
     description = _text(message.description, "description")
-    model = await request.app[REGISTRY].update_registered_model(check.model_name(name), description)
+    model = await request.app[REGISTRY].update_registered_model(rules.model_name(name), description)
     return ok(registry_schemas.RegisteredModelResponse(registered_model=model))
 
 
@@ -136,8 +138,8 @@ async def rename_registered_model(request: web.Request) -> web.Response:
     message = await read(request, registry_schemas.RenameRegisteredModel)
     name = required_str(message.name, "name")
     new_name = required_str(message.new_name, "new_name")
-    check.model_name(new_name, "new_name")
-    model = await request.app[REGISTRY].rename_registered_model(check.model_name(name), new_name)
+    rules.model_name(new_name, "new_name")
+    model = await request.app[REGISTRY].rename_registered_model(rules.model_name(name), new_name)
     return ok(registry_schemas.RegisteredModelResponse(registered_model=model))
 
 
@@ -181,7 +183,7 @@ async def get_latest_versions(request: web.Request) -> web.Response:
     message = await read(request, registry_schemas.GetLatestVersions)
     name = required_str(message.name, "name")
     stages = _string_list(message.stages, "stages")
-    versions = await request.app[REGISTRY].get_latest_versions(check.model_name(name), stages)
+    versions = await request.app[REGISTRY].get_latest_versions(rules.model_name(name), stages)
     return ok(registry_schemas.ModelVersionsResponse(model_versions=versions))
 
 
@@ -191,8 +193,8 @@ async def set_registered_model_tag(request: web.Request) -> web.Response:
     name = required_str(message.name, "name")
     key = required_str(message.key, "key")
     value = _text(message.value, "value")
-    check.model_name(name)
-    tag = check.registry_tag(key, value, version_tag=False)
+    rules.model_name(name)
+    tag = rules.registry_tag(key, value, version_tag=False)
     await request.app[REGISTRY].set_registered_model_tag(name, tag.key, tag.value)
     return ok()
 
@@ -202,8 +204,8 @@ async def delete_registered_model_tag(request: web.Request) -> web.Response:
     message = await read(request, registry_schemas.DeleteRegisteredModelTag)
     name = required_str(message.name, "name")
     key = required_str(message.key, "key")
-    check.model_name(name)
-    await request.app[REGISTRY].delete_registered_model_tag(name, check.registry_tag_key(key))
+    rules.model_name(name)
+    await request.app[REGISTRY].delete_registered_model_tag(name, rules.registry_tag_key(key))
     return ok()
 
 
@@ -216,9 +218,9 @@ async def set_registered_model_alias(request: web.Request) -> web.Response:
     name = required_str(message.name, "name")
     alias = required_str(message.alias, "alias")
     version = required_str(message.version, "version")
-    check.model_name(name)
-    check.alias_not_reserved(check.alias_name(alias))
-    await request.app[REGISTRY].set_alias(name, alias, check.model_version(version))
+    rules.model_name(name)
+    rules.alias_not_reserved(rules.alias_name(alias))
+    await request.app[REGISTRY].set_alias(name, alias, rules.model_version(version))
     return ok()
 
 
@@ -227,8 +229,8 @@ async def delete_registered_model_alias(request: web.Request) -> web.Response:
     message = await read(request, registry_schemas.RegisteredModelAliasRef)
     name = required_str(message.name, "name")
     alias = required_str(message.alias, "alias")
-    check.model_name(name)
-    await request.app[REGISTRY].delete_alias(name, check.alias_name(alias))
+    rules.model_name(name)
+    await request.app[REGISTRY].delete_alias(name, rules.alias_name(alias))
     return ok()
 
 
@@ -241,8 +243,8 @@ async def get_model_version_by_alias(request: web.Request) -> web.Response:
     message = await read(request, registry_schemas.RegisteredModelAliasRef)
     name = required_str(message.name, "name")
     alias = required_str(message.alias, "alias")
-    check.model_name(name)
-    version = await request.app[REGISTRY].get_model_version_by_alias(name, check.alias_name(alias))
+    rules.model_name(name)
+    version = await request.app[REGISTRY].get_model_version_by_alias(name, rules.alias_name(alias))
     return ok(registry_schemas.ModelVersionResponse(model_version=version))
 
 
@@ -273,7 +275,7 @@ async def create_model_version(request: web.Request) -> web.Response:
         has_run_id=run_id is not None,
         has_model_id=model_id is not None,
     )
-    check.model_name(name)
+    rules.model_name(name)
     version = await registry.create_model_version(
         name,
         resolved,
@@ -290,8 +292,8 @@ async def get_model_version(request: web.Request) -> web.Response:
     message = await read(request, registry_schemas.ModelVersionRef)
     name = required_str(message.name, "name")
     version = required_str(message.version, "version")
-    check.model_name(name)
-    found = await request.app[REGISTRY].get_model_version(name, check.model_version(version))
+    rules.model_name(name)
+    found = await request.app[REGISTRY].get_model_version(name, rules.model_version(version))
     return ok(registry_schemas.ModelVersionResponse(model_version=found))
 
 
@@ -305,8 +307,8 @@ async def update_model_version(request: web.Request) -> web.Response:
     name = required_str(message.name, "name")
     version = required_str(message.version, "version")
     description = optional_str(message.description, "description")
-    check.model_name(name)
-    found = await request.app[REGISTRY].update_model_version(name, check.model_version(version), description)
+    rules.model_name(name)
+    found = await request.app[REGISTRY].update_model_version(name, rules.model_version(version), description)
     return ok(registry_schemas.ModelVersionResponse(model_version=found))
 
 
@@ -324,7 +326,7 @@ async def transition_model_version_stage(request: web.Request) -> web.Response:
     if archive is None:
         archive = False
     elif not isinstance(archive, bool):
-        raise check.invalid_type("archive_existing_versions", archive)
+        raise messages.invalid_type("archive_existing_versions", archive)
     canonical = canonical_stage(stage)
     if archive and canonical not in ACTIVE_STAGES:
         # MLflow answers this with INTERNAL_ERROR (500); it is the caller's mistake, so 400 here.
@@ -332,8 +334,8 @@ async def transition_model_version_stage(request: web.Request) -> web.Response:
             "Model version transition cannot archive existing model versions because "
             f"'{stage}' is not an Active stage. Valid stages are {list(ACTIVE_STAGES)}"
         )
-    check.model_name(name)
-    found = await request.app[REGISTRY].transition_stage(name, check.model_version(version), canonical, archive)
+    rules.model_name(name)
+    found = await request.app[REGISTRY].transition_stage(name, rules.model_version(version), canonical, archive)
     return ok(registry_schemas.ModelVersionResponse(model_version=found))
 
 
@@ -341,8 +343,8 @@ async def transition_model_version_stage(request: web.Request) -> web.Response:
 async def delete_model_version(request: web.Request) -> web.Response:
     message = await read(request, registry_schemas.ModelVersionRef)
     name = required_str(message.name, "name")
-    version = check.model_version(required_str(message.version, "version"))
-    await request.app[REGISTRY].delete_model_version(check.model_name(name), version)
+    version = rules.model_version(required_str(message.version, "version"))
+    await request.app[REGISTRY].delete_model_version(rules.model_name(name), version)
     return ok()
 
 
@@ -354,8 +356,8 @@ async def delete_model_version(request: web.Request) -> web.Response:
 async def get_model_version_download_uri(request: web.Request) -> web.Response:
     message = await read(request, registry_schemas.ModelVersionRef)
     # MLflow checks no request fields here: absent ones reach the store's rules as "".
-    name = check.model_name(_text(message.name, "name"))
-    version = check.model_version(_text(message.version, "version"))
+    name = rules.model_name(_text(message.name, "name"))
+    version = rules.model_version(_text(message.version, "version"))
     uri = await request.app[REGISTRY].get_download_uri(name, version)
     return ok(registry_schemas.DownloadUriResponse(artifact_uri=uri))
 
@@ -395,9 +397,9 @@ async def set_model_version_tag(request: web.Request) -> web.Response:
     version = required_str(message.version, "version")
     key = required_str(message.key, "key")
     value = _text(message.value, "value")
-    check.model_name(name)
-    number = check.model_version(version)
-    tag = check.registry_tag(key, value, version_tag=True)
+    rules.model_name(name)
+    number = rules.model_version(version)
+    tag = rules.registry_tag(key, value, version_tag=True)
     await request.app[REGISTRY].set_model_version_tag(name, number, tag.key, tag.value)
     return ok()
 
@@ -408,41 +410,34 @@ async def delete_model_version_tag(request: web.Request) -> web.Response:
     name = required_str(message.name, "name")
     version = required_str(message.version, "version")
     key = required_str(message.key, "key")
-    check.model_name(name)
-    number = check.model_version(version)
-    await request.app[REGISTRY].delete_model_version_tag(name, number, check.registry_tag_key(key))
+    rules.model_name(name)
+    number = rules.model_version(version)
+    await request.app[REGISTRY].delete_model_version_tag(name, number, rules.registry_tag_key(key))
     return ok()
 
 
 # The HTTP methods are those MLflow's protocol declares (the stock client's REST store uses them).
-_REGISTRY_ROUTES: list[tuple[str, str, Any]] = [
-    ("POST", "/registered-models/create", create_registered_model),
-    ("POST", "/registered-models/rename", rename_registered_model),
-    ("PATCH", "/registered-models/update", update_registered_model),
-    ("DELETE", "/registered-models/delete", delete_registered_model),
-    ("GET", "/registered-models/get", get_registered_model),
-    ("GET", "/registered-models/search", search_registered_models),
-    ("POST", "/registered-models/get-latest-versions", get_latest_versions),
-    ("GET", "/registered-models/get-latest-versions", get_latest_versions),
-    ("POST", "/registered-models/set-tag", set_registered_model_tag),
-    ("DELETE", "/registered-models/delete-tag", delete_registered_model_tag),
-    ("POST", "/registered-models/alias", set_registered_model_alias),
-    ("DELETE", "/registered-models/alias", delete_registered_model_alias),
-    ("GET", "/registered-models/alias", get_model_version_by_alias),
-    ("POST", "/model-versions/create", create_model_version),
-    ("PATCH", "/model-versions/update", update_model_version),
-    ("POST", "/model-versions/transition-stage", transition_model_version_stage),
-    ("DELETE", "/model-versions/delete", delete_model_version),
-    ("GET", "/model-versions/get", get_model_version),
-    ("GET", "/model-versions/search", search_model_versions),
-    ("GET", "/model-versions/get-download-uri", get_model_version_download_uri),
-    ("POST", "/model-versions/set-tag", set_model_version_tag),
-    ("DELETE", "/model-versions/delete-tag", delete_model_version_tag),
-]
-
-
-def add_registry_routes(app: web.Application) -> None:
-    """Register the model registry's paths under their /api and /ajax-api prefixes."""
-    for prefix in PREFIXES:
-        for method, path, handler in _REGISTRY_ROUTES:
-            app.router.add_route(method, prefix + path, handler)
+ROUTES = under(TRACKING_PREFIXES, [
+    Route("POST", "/registered-models/create", create_registered_model),
+    Route("POST", "/registered-models/rename", rename_registered_model),
+    Route("PATCH", "/registered-models/update", update_registered_model),
+    Route("DELETE", "/registered-models/delete", delete_registered_model),
+    Route("GET", "/registered-models/get", get_registered_model),
+    Route("GET", "/registered-models/search", search_registered_models),
+    Route("POST", "/registered-models/get-latest-versions", get_latest_versions),
+    Route("GET", "/registered-models/get-latest-versions", get_latest_versions),
+    Route("POST", "/registered-models/set-tag", set_registered_model_tag),
+    Route("DELETE", "/registered-models/delete-tag", delete_registered_model_tag),
+    Route("POST", "/registered-models/alias", set_registered_model_alias),
+    Route("DELETE", "/registered-models/alias", delete_registered_model_alias),
+    Route("GET", "/registered-models/alias", get_model_version_by_alias),
+    Route("POST", "/model-versions/create", create_model_version),
+    Route("PATCH", "/model-versions/update", update_model_version),
+    Route("POST", "/model-versions/transition-stage", transition_model_version_stage),
+    Route("DELETE", "/model-versions/delete", delete_model_version),
+    Route("GET", "/model-versions/get", get_model_version),
+    Route("GET", "/model-versions/search", search_model_versions),
+    Route("GET", "/model-versions/get-download-uri", get_model_version_download_uri),
+    Route("POST", "/model-versions/set-tag", set_model_version_tag),
+    Route("DELETE", "/model-versions/delete-tag", delete_model_version_tag),
+])

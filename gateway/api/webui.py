@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.api.openapi import operation
+from gateway.api.routing import Route
 from gateway.errors import GatewayError
 
 STATIC_PREFIX = "/static-files"
@@ -61,16 +62,15 @@ def _cache_control(path: Path) -> str:
     return IMMUTABLE if _HASHED_NAME.search(path.name) else REVALIDATE
 
 
-def add_ui_routes(app: web.Application, build: Path | None) -> None:
-    """Serve the UI build at ``/`` and under ``/static-files/``, or the install hint at ``/``."""
+def ui_routes(build: Path | None) -> list[Route]:
+    """The UI build at ``/`` and under ``/static-files/``, or the install hint at ``/``."""
     if build is None:
 
         @operation(response=None, summary="How to install MLflow's web UI (served without it).", content_type="text/html")
         async def install_hint(request: web.Request) -> web.Response:
             return web.Response(text=_NO_UI_PAGE, content_type="text/html", headers={"Cache-Control": REVALIDATE})
 
-        app.router.add_get("/", install_hint)
-        return
+        return [Route("GET", "/", install_hint)]
 
     index = build / "index.html"
 
@@ -86,5 +86,4 @@ def add_ui_routes(app: web.Application, build: Path | None) -> None:
             raise GatewayError(f"No file {relative!r} in the web UI.", "ENDPOINT_NOT_FOUND")
         return web.FileResponse(target, headers={"Cache-Control": _cache_control(target)})
 
-    app.router.add_get("/", index_page)
-    app.router.add_get(STATIC_PREFIX + "/{path:.+}", static_file)
+    return [Route("GET", "/", index_page), Route("GET", STATIC_PREFIX + "/{path:.+}", static_file)]

@@ -25,7 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import telemetry as gateway_telemetry
 from gateway.api import decoding, schemas
 from gateway.api.middleware import mlflow_errors
+from gateway.api.routing import Route, add_routes, under
 from gateway.errors import GatewayError, Overloaded, Unavailable
+from gateway.mlflow.wire import TRACKING_PREFIXES
 from gateway.model import RunWrite
 from gateway.relay import telemetry
 from gateway.relay.forwarder import Forwarder
@@ -36,7 +38,6 @@ from gateway.relay.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 
 # Headers that describe one connection, not the message: never forwarded either way.
 _HOP_BY_HOP = frozenset(
@@ -138,12 +139,12 @@ def _reader(struct_type: type[msgspec.Struct]) -> Callable[[web.Request], Awaita
     return read
 
 
-_WRITE_ROUTES = [
-    ("/runs/log-metric", _write_handler(_reader(schemas.LogMetric), decoding.log_metric_write)),
-    ("/runs/log-parameter", _write_handler(_reader(schemas.LogParam), decoding.log_param_write)),
-    ("/runs/set-tag", _write_handler(_reader(schemas.SetTag), decoding.set_tag_write)),
-    ("/runs/log-batch", _write_handler(decoding.read_log_batch, decoding.log_batch_write)),
-]
+_WRITE_ROUTES = under(TRACKING_PREFIXES, [
+    Route("POST", "/runs/log-metric", _write_handler(_reader(schemas.LogMetric), decoding.log_metric_write)),
+    Route("POST", "/runs/log-parameter", _write_handler(_reader(schemas.LogParam), decoding.log_param_write)),
+    Route("POST", "/runs/set-tag", _write_handler(_reader(schemas.SetTag), decoding.set_tag_write)),
+    Route("POST", "/runs/log-batch", _write_handler(decoding.read_log_batch, decoding.log_batch_write)),
+])
 
 
 # ---- pass-through -----------------------------------------------------------------------
@@ -179,7 +180,7 @@ _LEARN_FROM = frozenset(
 
 
 def _api_path(path: str) -> str | None:
-    for prefix in PREFIXES:
+    for prefix in TRACKING_PREFIXES:
         if path.startswith(prefix + "/"):
             return path[len(prefix) :]
     return None
@@ -343,10 +344,10 @@ def create_relay_app(settings: RelaySettings) -> web.Application:
         )
 
     app.cleanup_ctx.append(parts)
-    for prefix in PREFIXES:
-        for path, handler in _WRITE_ROUTES:
-            app.router.add_post(prefix + path, handler)
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", prometheus_metrics)
-    app.router.add_route("*", "/{tail:.*}", passthrough)
+    add_routes(app, [
+        *_WRITE_ROUTES,
+        Route("GET", "/health", health),
+        Route("GET", "/metrics", prometheus_metrics),
+        Route("*", "/{tail:.*}", passthrough),
+    ])
     return app

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.api.validation import (
+from gateway.mlflow.limits import (
     MAX_ENTITIES_PER_BATCH,
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_PER_BATCH,

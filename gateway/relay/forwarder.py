@@ -25,7 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from gateway.api.validation import MAX_ENTITIES_PER_BATCH
+from gateway.mlflow.limits import MAX_ENTITIES_PER_BATCH
 from gateway.errors import GatewayError, Unavailable
 from gateway.relay import telemetry
 from gateway.relay.batching import MAX_BATCH_BYTES, Batch, take_batch

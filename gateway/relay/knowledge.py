@@ -25,9 +25,9 @@ import msgspec
 
 from gateway.errors import GatewayError, InvalidParameter
 from gateway.model import RunWrite
+from gateway.mlflow.runs import param_conflict_error
 from gateway.relay.spool import Spool
 from gateway.relay.upstream import Upstream
-from gateway.store.writer import param_conflict_error
 
 log = logging.getLogger(__name__)
 

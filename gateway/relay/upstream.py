@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
+from gateway.mlflow.wire import TRACKING_PREFIXES
 from gateway.relay import telemetry
 
 log = logging.getLogger(__name__)
 
-API = "/api/2.0/mlflow"
+API = TRACKING_PREFIXES[0]
 
 
 def auth_header(environ: dict[str, str] | os._Environ) -> str | None:

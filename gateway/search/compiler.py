@@ -32,7 +32,8 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from gateway.errors import InvalidParameter
+from gateway.mlflow import numbers, searches
+from gateway.mlflow.wire import DATASET_CONTEXT_TAG, RUN_NAME_TAG
 from gateway.search import ast
 from gateway.search import page_token as tokens
 from gateway.search.ast import Aggregate, Comparison, Entity, OrderKey
@@ -43,20 +44,11 @@ from gateway.search.parser import (
     parse_run_order_by,
 )
 
-SEARCH_MAX_RESULTS_THRESHOLD = 50000
-
-# The tag MLflow keeps the run name in; here the name column is the source of truth.
-RUN_NAME_TAG = "mlflow.runName"
-# The input tag that holds a dataset's context ("training", "eval", ...).
-DATASET_CONTEXT_TAG = "mlflow.data.context"
-
 _LIFECYCLE_CONDITION = {
     "ACTIVE_ONLY": "= 'active'",
     "DELETED_ONLY": "= 'deleted'",
     "ALL": "IN ('active', 'deleted')",
 }
-# MLflow's ViewType enum values, as some clients send them.
-_VIEW_TYPE_BY_NUMBER = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
 
 _SQL_OPERATOR = {
     ast.EQ: "=",
@@ -94,8 +86,6 @@ _EXPERIMENT_COLUMNS = {
 }
 
 _RUN_ID_HEX = re.compile(r"[0-9a-f]{32}")
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 _NAN = "'NaN'::double precision"
 
 
@@ -159,7 +149,7 @@ class _Binder:
         """Bind a number compared with a bigint or double column."""
         if isinstance(value, float):
             return self(value, "double precision")
-        if _INT64_MIN <= value <= _INT64_MAX:
+        if numbers.in_int64(value):
             return self(value, "bigint")
         # Out of bigint's range: numeric compares exactly with any bigint.
         return self(Decimal(value), "numeric")
@@ -169,53 +159,14 @@ class _Binder:
 # Argument checks shared by both searches
 
 
-def _check_max_results(max_results: int) -> None:
-    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
-        raise InvalidParameter(
-            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be a positive integer"
-        )
-    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-        raise InvalidParameter(
-            f"Invalid value {max_results} for parameter 'max_results' supplied. "
-            f"It must be at most {SEARCH_MAX_RESULTS_THRESHOLD}"
-        )
-
-
-def _view_type(view_type: str | int | None, parameter: str) -> str:
-    if view_type is None:
-        return "ACTIVE_ONLY"
-    if isinstance(view_type, int) and not isinstance(view_type, bool):
-        view_type = _VIEW_TYPE_BY_NUMBER.get(view_type, view_type)
-    if view_type not in _LIFECYCLE_CONDITION:
-        raise InvalidParameter(
-            f"Invalid value {view_type!r} for parameter '{parameter}' supplied. "
-            "It must be one of ACTIVE_ONLY, DELETED_ONLY, ALL"
-        )
-    return view_type
-
-
 def _experiment_id_list(experiment_ids: list) -> list[int]:
-    parsed = []
-    for experiment_id in experiment_ids or []:
-        try:
-            value = int(experiment_id)
-        except (TypeError, ValueError):
-            raise InvalidParameter(
-                f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer."
-            ) from None
-        # An id beyond bigint cannot exist; leaving it out keeps it off the wire.
-        if _INT64_MIN <= value <= _INT64_MAX:
-            parsed.append(value)
-    return parsed
+    # An id beyond bigint cannot exist; leaving it out keeps it off the wire.
+    return [value for value in map(numbers.experiment_id, experiment_ids or []) if numbers.in_int64(value)]
 
 
 def _run_uuid(text: str) -> uuid.UUID | None:
     """The uuid of a run id as clients write it (32 lowercase hex), or None when it cannot be one."""
     return uuid.UUID(hex=text) if _RUN_ID_HEX.fullmatch(text) else None
-
-
-def _in_int64(value: int) -> bool:
-    return _INT64_MIN <= value <= _INT64_MAX
 
 
 # ---------------------------------------------------------------------------
@@ -826,8 +777,8 @@ def compile_run_search(
         InvalidParameter: a bad filter, order_by, view type, page size or page token
             (MLflow's messages).
     """
-    _check_max_results(max_results)
-    view_type = _view_type(run_view_type, "run_view_type")
+    searches.page_size(max_results)
+    view_type = searches.view_type(run_view_type, "run_view_type")
     ids = _experiment_id_list(experiment_ids)
     clauses = parse_run_filter(filter_string)
     order_keys = parse_run_order_by(order_by)
@@ -921,7 +872,7 @@ def compile_run_filter(
     Raises:
         InvalidParameter: a bad filter or view type (MLflow's messages).
     """
-    view_type = _view_type(run_view_type, "run_view_type")
+    view_type = searches.view_type(run_view_type, "run_view_type")
     ids = _experiment_id_list(experiment_ids)
     clauses = parse_run_filter(filter_string)
     bind = _Binder()
@@ -963,11 +914,11 @@ def _experiment_condition(clause: Comparison, bind: _Binder) -> str:
     if clause.key == "experiment_id":
         # Ids beyond bigint cannot exist: they match nothing and stay off the wire.
         if clause.comparator in (ast.IN, ast.NOT_IN):
-            ids = [value for value in clause.value if _in_int64(value)]
+            ids = [value for value in clause.value if numbers.in_int64(value)]
             if clause.comparator == ast.IN:
                 return f"{column} = ANY({bind(ids, 'bigint[]')})" if ids else "FALSE"
             return f"{column} <> ALL({bind(ids, 'bigint[]')})" if ids else "TRUE"
-        if not _in_int64(clause.value):
+        if not numbers.in_int64(clause.value):
             return "FALSE" if clause.comparator == ast.EQ else "TRUE"
         return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'bigint')}"
     if clause.key == "name":
@@ -1004,8 +955,8 @@ def compile_experiment_search(
         InvalidParameter: a bad filter, order_by, view type, page size or page token
             (MLflow's messages).
     """
-    _check_max_results(max_results)
-    canonical_view_type = _view_type(view_type, "view_type")
+    searches.page_size(max_results)
+    canonical_view_type = searches.view_type(view_type, "view_type")
     clauses = parse_experiment_filter(filter_string)
     order_keys = parse_experiment_order_by(order_by)
     if not order_keys:

@@ -40,7 +40,7 @@ from collections.abc import Callable
 
 from gateway.search import ast
 from gateway.search.ast import Comparison, Entity, OrderKey
-from gateway.search.compiler import DATASET_CONTEXT_TAG, RUN_NAME_TAG
+from gateway.mlflow.wire import DATASET_CONTEXT_TAG, RUN_NAME_TAG
 from gateway.search.parser import parse_run_filter, parse_run_order_by
 
 _COMPARE: dict[str, Callable[[object, object], bool]] = {

@@ -13,16 +13,16 @@ in a token that also pins the query it belongs to.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import InvalidParameter
+from gateway.mlflow.page_tokens import offset_token, read_offset_token
 from gateway.search import ast
 from gateway.search.ast import Comparison, Entity
-from gateway.search.parser import _Grammar, _invalid_comparator, _parse_filter
+from gateway.search.parser import invalid_comparator, parse_filter
+from gateway.search.scanner import Grammar
 
 DEFAULT_MAX_RESULTS = 100
 
@@ -69,7 +69,7 @@ def _resolve_entity(text: str) -> Entity:
     return entity
 
 
-_GRAMMAR = _Grammar(
+_GRAMMAR = Grammar(
     resolve_entity=_resolve_entity,
     search_attributes=frozenset(_COLUMNS),
     order_by_attributes=frozenset(_COLUMNS),
@@ -82,7 +82,7 @@ _GRAMMAR = _Grammar(
 
 def parse_logged_model_filter(filter_string: str | None) -> tuple[Comparison, ...]:
     """Parse a logged-models/search filter; MLflow's message for the first problem found."""
-    clauses = _parse_filter(filter_string, _GRAMMAR)
+    clauses = parse_filter(filter_string, _GRAMMAR)
     for clause in clauses:
         if clause.entity is Entity.METRIC or (
             clause.entity is Entity.ATTRIBUTE and clause.key in _NUMERIC_ATTRIBUTES
@@ -93,7 +93,7 @@ def parse_logged_model_filter(filter_string: str | None) -> tuple[Comparison, ..
         else:
             allowed = _STRING_COMPARATORS
         if clause.comparator not in allowed:
-            raise _invalid_comparator(clause.comparator, allowed, closing_quote=False)
+            raise invalid_comparator(clause.comparator, allowed, closing_quote=False)
     return tuple(clauses)
 
 
@@ -147,22 +147,11 @@ def _fingerprint(
     )
 
 
-def _decode_token(token: str) -> dict:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (binascii.Error, ValueError, UnicodeError):
-        raise InvalidParameter(f"Invalid page token: {token!r}") from None
-    if not isinstance(value, dict) or not isinstance(value.get("offset"), int) or value["offset"] < 0:
-        raise InvalidParameter(f"Invalid page token: {token!r}")
-    return value
-
-
 def next_page_token(query: LoggedModelQuery, row_count: int, max_results: int) -> str | None:
     """The token of the page after this one, or None when this page is the last."""
     if row_count <= max_results:
         return None
-    payload = {"offset": query.offset + max_results, "query": query.fingerprint}
-    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+    return offset_token(query.offset + max_results, query=query.fingerprint)
 
 
 def compile_logged_model_search(
@@ -183,7 +172,7 @@ def compile_logged_model_search(
     fingerprint = _fingerprint(experiment_ids, filter_string, order_by, datasets)
     offset = 0
     if page_token:
-        token = _decode_token(page_token)
+        token = read_offset_token(page_token)
         if token.get("query") != fingerprint:
             raise InvalidParameter(
                 "The page token does not belong to this search: experiment_ids, filter and order_by "

@@ -18,6 +18,7 @@ import math
 import uuid
 
 from gateway.errors import InvalidParameter
+from gateway.mlflow.numbers import in_int64
 
 # The types a keyset value can have, by the SQL type of its column.
 RANK = "integer"  # 0: a value, 1: NaN or missing, 2: missing (metrics)
@@ -25,9 +26,6 @@ FLOAT = "double precision"
 BIGINT = "bigint"
 TEXT = "text"
 UUID = "uuid"
-
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 
 
 def fingerprint(**search) -> str:
@@ -88,7 +86,7 @@ def _from_json(value: object, sql_type: str) -> object:
             raise ValueError
         return float(value)
     if sql_type == BIGINT:
-        if type(value) is not int or not _INT64_MIN <= value <= _INT64_MAX:
+        if type(value) is not int or not in_int64(value):
             raise ValueError
         return value
     if sql_type == UUID:

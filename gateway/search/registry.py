@@ -20,37 +20,32 @@ prompts with that tag. Pages are offsets in MLflow's own token format.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import InvalidParameter
+from gateway.mlflow import numbers
+from gateway.mlflow.page_tokens import offset_token, start_offset
+from gateway.mlflow.wire import PROMPT_TAG
 from gateway.search import ast
 from gateway.search.ast import Comparison, Entity
-from gateway.search.parser import (
-    _check_characters,
-    _complete_like_escape,
-    _Grammar,
-    _list_value,
-    _RawClause,
-    _scan_filter,
-    _scan_order_by,
-    _set_text,
-    _unquote,
+from gateway.search.scanner import (
+    Grammar,
+    RawClause,
+    check_characters,
+    complete_like_escape,
+    list_value,
+    scan_filter,
+    scan_order_by,
+    set_text,
+    unquote,
 )
-
-PROMPT_TAG = "mlflow.prompt.is_prompt"
 
 REGISTERED_MODELS_DEFAULT_MAX_RESULTS = 100
 REGISTERED_MODELS_MAX_RESULTS = 1000
 # MLflow's request default for model-versions/search is its upper bound too.
 MODEL_VERSIONS_DEFAULT_MAX_RESULTS = 200_000
 MODEL_VERSIONS_MAX_RESULTS = 200_000
-
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 
 _STRING_COMPARATORS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 _TAG_COMPARATORS = ("=", "!=", "LIKE", "ILIKE")
@@ -94,7 +89,7 @@ def _resolve_entity(text: str) -> Entity:
     raise InvalidParameter(f"Invalid entity type '{text}'. Valid entity types are ('attribute', 'tag', 'tags')")
 
 
-_MODEL_GRAMMAR = _Grammar(
+_MODEL_GRAMMAR = Grammar(
     resolve_entity=_resolve_entity,
     search_attributes=MODEL_SEARCH_ATTRIBUTES,
     order_by_attributes=frozenset(MODEL_ORDER_BY_KEYS),
@@ -103,7 +98,7 @@ _MODEL_GRAMMAR = _Grammar(
     allows_aggregates=False,
     quotes_invalid_clause=False,
 )
-_VERSION_GRAMMAR = _Grammar(
+_VERSION_GRAMMAR = Grammar(
     resolve_entity=_resolve_entity,
     search_attributes=VERSION_SEARCH_ATTRIBUTES,
     order_by_attributes=VERSION_ORDER_BY_KEYS,
@@ -117,7 +112,7 @@ _VERSION_GRAMMAR = _Grammar(
 # ---- filters --------------------------------------------------------------------------
 
 
-def _raw_key(raw: _RawClause) -> str:
+def _raw_key(raw: RawClause) -> str:
     """The key as written: MLflow checks an attribute's name before it strips quotes."""
     identifier = raw.operand.identifier
     if identifier.entity_text is None:
@@ -132,15 +127,15 @@ def _not_quoted(text: str) -> InvalidParameter:
     )
 
 
-def _list_items(raw: _RawClause, grammar: _Grammar, key: str) -> tuple[str, ...]:
+def _list_items(raw: RawClause, grammar: Grammar, key: str) -> tuple[str, ...]:
     if key not in grammar.list_attributes:
         raise InvalidParameter(
             f"Only {sorted(grammar.list_attributes)} attributes support comparison with a list of quoted string values."
         )
-    return _list_value(raw.literal)
+    return list_value(raw.literal)
 
 
-def _value(raw: _RawClause, entity: Entity, key: str, grammar: _Grammar) -> ast.Value:
+def _value(raw: RawClause, entity: Entity, key: str, grammar: Grammar) -> ast.Value:
     """A clause's value, checked as MLflow's ``_get_value`` of the registry searches checks it."""
     literal = raw.literal
     if literal is None:  # IS [NOT] NULL: refused by the comparator check
@@ -162,7 +157,7 @@ def _value(raw: _RawClause, entity: Entity, key: str, grammar: _Grammar) -> ast.
     if grammar is _VERSION_GRAMMAR:
         if key not in grammar.numeric_attributes:
             raise InvalidParameter(
-                f"Only the '{_set_text(VERSION_NUMERIC_ATTRIBUTES)}' attributes support comparison with numeric values."
+                f"Only the '{set_text(VERSION_NUMERIC_ATTRIBUTES)}' attributes support comparison with numeric values."
             )
         return literal.value
     raise InvalidParameter(
@@ -170,19 +165,19 @@ def _value(raw: _RawClause, entity: Entity, key: str, grammar: _Grammar) -> ast.
     )
 
 
-def _clauses(filter_string: str | None, grammar: _Grammar) -> list[Comparison]:
+def _clauses(filter_string: str | None, grammar: Grammar) -> list[Comparison]:
     """Parse every clause (shape, keys, values) before any comparator is checked, as MLflow does."""
     if not filter_string:
         return []
-    _check_characters(filter_string, "filter")
+    check_characters(filter_string, "filter")
     if not filter_string.strip():
         raise InvalidParameter(f"Invalid filter '{filter_string}'. Could not be parsed.")
     clauses = []
-    for raw in _scan_filter(filter_string, grammar):
+    for raw in scan_filter(filter_string, grammar):
         identifier = raw.operand.identifier
         entity = Entity.ATTRIBUTE if identifier.entity_text is None else grammar.resolve_entity(identifier.entity_text)
         if entity is Entity.ATTRIBUTE and _raw_key(raw) not in grammar.search_attributes:
-            valid = _set_text(sorted(grammar.search_attributes))
+            valid = set_text(sorted(grammar.search_attributes))
             raise InvalidParameter(f"Invalid attribute key '{_raw_key(raw)}' specified. Valid keys are '{valid}'")
         key = identifier.key
         value = _value(raw, entity, key, grammar)
@@ -206,7 +201,7 @@ def _check_tag(clause: Comparison) -> Comparison:
 
 def _like_ready(clause: Comparison) -> Comparison:
     if clause.comparator in (ast.LIKE, ast.ILIKE) and isinstance(clause.value, str):
-        return Comparison(clause.entity, clause.key, clause.comparator, _complete_like_escape(clause.value),
+        return Comparison(clause.entity, clause.key, clause.comparator, complete_like_escape(clause.value),
                           None, clause.position)
     return clause
 
@@ -236,7 +231,7 @@ def _version_number(key: str, value: Any) -> int:
         number = int(value)
     except (TypeError, ValueError):
         raise InvalidParameter(f"Invalid value for numeric attribute '{key}': {value!r}") from None
-    if not _INT64_MIN <= number <= _INT64_MAX:
+    if not numbers.in_int64(number):
         raise InvalidParameter(f"Invalid value for numeric attribute '{key}': {value!r}")
     return number
 
@@ -288,8 +283,8 @@ class RegistryOrder:
     ascending: bool
 
 
-def _direction_and_text(clause: Any, grammar: _Grammar) -> tuple[str, bool, bool]:
-    operand, ascending = _scan_order_by(clause, grammar)
+def _direction_and_text(clause: Any, grammar: Grammar) -> tuple[str, bool, bool]:
+    operand, ascending = scan_order_by(clause, grammar)
     has_direction = clause.strip() != operand.text.strip()
     return operand.identifier.text, ascending, has_direction
 
@@ -305,9 +300,9 @@ def parse_registered_model_order_by(order_by: list[str] | None) -> tuple[Registr
     for clause in order_by or []:
         text, ascending, has_direction = _direction_and_text(clause, _MODEL_GRAMMAR)
         # With a direction MLflow splits the clause shell-style, which takes quotes off the key.
-        key = _unquote(text) if has_direction else text
+        key = unquote(text) if has_direction else text
         if key not in MODEL_ORDER_BY_KEYS:
-            valid = _set_text(_MODEL_RECOMMENDED_ORDER_BY_KEYS)
+            valid = set_text(_MODEL_RECOMMENDED_ORDER_BY_KEYS)
             raise InvalidParameter(f"Invalid order by key '{key}' specified. Valid keys are '{valid}'")
         column = _MODEL_ORDER_COLUMN[key]
         if column in seen:
@@ -333,16 +328,16 @@ def parse_model_version_order_by(order_by: list[str] | None) -> tuple[RegistryOr
         entity_text, dot, rest = text.partition(".")
         if dot:
             entity = _resolve_entity(entity_text)
-            key = _unquote(rest)
+            key = unquote(rest)
         else:
-            entity, key = Entity.ATTRIBUTE, _unquote(text)
+            entity, key = Entity.ATTRIBUTE, unquote(text)
         if entity is Entity.ATTRIBUTE and key not in VERSION_ORDER_BY_KEYS:
             raise InvalidParameter(
-                f"Invalid attribute key '{key}' specified. Valid keys are '{_set_text(sorted(VERSION_ORDER_BY_KEYS))}'"
+                f"Invalid attribute key '{key}' specified. Valid keys are '{set_text(sorted(VERSION_ORDER_BY_KEYS))}'"
             )
         if key not in VERSION_ORDER_BY_KEYS:
             raise InvalidParameter(
-                f"Invalid order by key '{key}' specified. Valid keys are {_set_text(sorted(VERSION_ORDER_BY_KEYS))}"
+                f"Invalid order by key '{key}' specified. Valid keys are {set_text(sorted(VERSION_ORDER_BY_KEYS))}"
             )
         if key in seen:
             raise InvalidParameter(f"`order_by` contains duplicate fields: {order_by or list(VERSION_DEFAULT_ORDER)}")
@@ -358,37 +353,8 @@ def parse_model_version_order_by(order_by: list[str] | None) -> tuple[RegistryOr
 # ---- page tokens ----------------------------------------------------------------------
 
 
-def page_token(offset: int) -> str:
-    """MLflow's token for the page starting at ``offset``: base64 of ``{"offset": n}``."""
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
-def page_offset(token: str | None) -> int:
-    """The offset a page token carries; 0 without one.
-
-    Raises:
-        InvalidParameter: the token is not one of ours (MLflow's messages).
-    """
-    if not token:
-        return 0
-    try:
-        decoded = base64.b64decode(token)
-    except (binascii.Error, ValueError):
-        raise InvalidParameter("Invalid page token, could not base64-decode") from None
-    try:
-        parsed = json.loads(decoded)
-    except ValueError:
-        raise InvalidParameter(f"Invalid page token, decoded value={decoded!r}") from None
-    offset = parsed.get("offset") if isinstance(parsed, dict) else None
-    if not offset:
-        raise InvalidParameter(f"Invalid page token, parsed value={parsed}")
-    try:
-        number = int(offset)
-    except (TypeError, ValueError):
-        raise InvalidParameter(f"Invalid page token, not stringable {offset}") from None
-    if not 0 < number <= _INT64_MAX:
-        raise InvalidParameter(f"Invalid page token, parsed value={parsed}")
-    return number
 
 
 # ---- compiling ------------------------------------------------------------------------
@@ -415,7 +381,7 @@ class RegistryQuery:
         """The token of the next page, when this page's statement found more rows than it shows."""
         if self.max_results < 0 or row_count != self.max_results + 1:
             return None
-        return page_token(self.offset + self.max_results)
+        return offset_token(self.offset + self.max_results)
 
 
 class _Params:
@@ -476,7 +442,7 @@ def compile_registered_model_search(
     """
     clauses = parse_registered_model_filter(filter_string)
     order = parse_registered_model_order_by(order_by)
-    offset = page_offset(page_token)
+    offset = start_offset(page_token)
     param = _Params()
     clauses, exclusion = _prompt_exclusion(clauses, "model", param)
     where = [exclusion] if exclusion else []
@@ -506,7 +472,7 @@ def compile_model_version_search(
     """
     clauses = parse_model_version_filter(filter_string)
     order = parse_model_version_order_by(order_by)
-    offset = page_offset(page_token)
+    offset = start_offset(page_token)
     param = _Params()
     clauses, exclusion = _prompt_exclusion(clauses, "version", param)
     where = [exclusion] if exclusion else []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import re
 import time
@@ -17,6 +15,7 @@ import asyncpg
 
 from gateway import search
 from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFound, check_run_writable
+from gateway.mlflow.page_tokens import offset_token, start_offset
 from gateway.model import (
     Dataset,
     DatasetInput,
@@ -64,22 +63,6 @@ def run_uuid(run_id: str) -> str:
     if not _RUN_ID.match(run_id):
         raise NotFound(f"Run with id={run_id} not found")
     return run_id
-
-
-def _offset_token(offset: int) -> str:
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def _parse_offset_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.b64decode(token, validate=True))["offset"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidParameter(f"Invalid page token, could not base64-decode. Token: {token!r}") from None
-    if not isinstance(offset, int) or offset < 0:
-        raise InvalidParameter(f"Invalid page token, offset must be a non-negative integer. Token: {token!r}")
-    return offset
 
 
 def _experiment_from_row(row, tags: list[Tag]) -> Experiment:
@@ -660,7 +643,7 @@ class TrackingStore:
         """A key's points in MLflow's order (timestamp, step, value), paged by an offset token."""
         run_uuid(run_id)
         try:
-            offset = _parse_offset_token(page_token)
+            offset = start_offset(page_token)
         except InvalidParameter:
             await self.get_run_info(run_id)  # a missing run is reported before a bad token
             raise
@@ -671,7 +654,7 @@ class TrackingStore:
                     raise NotFound(f"Run with id={run_id} not found")
         token = None
         if max_results is not None and offset + max_results < total:
-            token = _offset_token(offset + max_results)
+            token = offset_token(offset + max_results)
         return page, token
 
     async def get_metric_history_bulk(self, run_ids: Sequence[str], key: str, max_results: int) -> list[Metric]:

@@ -28,12 +28,12 @@ from collections.abc import Sequence
 import asyncpg
 
 from gateway.errors import GatewayError, InvalidParameter, NotFound, TransientStoreError
+from gateway.mlflow.runs import param_conflict_error
+from gateway.mlflow.wire import RUN_NAME_TAG
 from gateway.model import MetricPoint, RunWrite
 from gateway.store import pgcopy
 from gateway.store import points as chunked
 from gateway.store.errors import translate_transient
-
-RUN_NAME_TAG = "mlflow.runName"
 
 _UPSERT_SUMMARIES = """
 INSERT INTO metric_summaries AS s (run_id, key, step, timestamp, value, min_value, max_value, point_count)
@@ -174,22 +174,6 @@ WHERE runs.run_id = renamed.run_id
 """
 
 
-def param_conflict_error(write: RunWrite, conflicts: list[tuple[str, str, str]]) -> InvalidParameter:
-    """MLflow's message for changing logged params; conflicts are (key, old, new)."""
-    if not write.is_batch:
-        key, old, new = conflicts[0]
-        return InvalidParameter(
-            "Changing param values is not allowed. Param with key='{}' was already logged with value='{}' "
-            "for run ID='{}'. Attempted logging new value '{}'.".format(key, old, write.run_id, new)
-        )
-    listed = ", ".join(
-        "{{'key': {!r}, 'old_value': {!r}, 'new_value': {!r}}}".format(key, old, new) for key, old, new in conflicts
-    )
-    return InvalidParameter(
-        "Changing param values is not allowed. Params were already logged='[{}]' for run ID='{}'.".format(
-            listed, write.run_id
-        )
-    )
 
 
 class BatchWriter:

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.api import validation as check
+from gateway.mlflow import runs
 from gateway.api.decoding import metric_point
 from gateway.api.schemas import MetricIn
 from gateway.errors import InvalidParameter
@@ -75,10 +75,10 @@ def same_points(left, right) -> bool:
 def test_the_shortcut_agrees_with_the_full_checks(items):
     for item in items:  # the shortcut only takes keys the full checks accepted before
         try:
-            check.metric_key(item.key, "name")
+            runs.metric_key(item.key, "name")
         except InvalidParameter:
             pass
-    fast = check.plain_metric_points(items)
+    fast = runs.plain_metric_points(items)
     full = checked_points(items)
     if fast is None:
         return
@@ -87,10 +87,10 @@ def test_the_shortcut_agrees_with_the_full_checks(items):
 
 
 def test_the_shortcut_takes_the_common_batch():
-    check.metric_key("loss", "name")
+    runs.metric_key("loss", "name")
     items = [MetricIn(key="loss", value=0.5, timestamp=1700000000000, step=step) for step in range(3)]
     items.append(MetricIn(key="loss", value=2, timestamp=1700000000000))
-    points = check.plain_metric_points(items)
+    points = runs.plain_metric_points(items)
     assert points is not None
     assert [(p.step, p.value) for p in points] == [(0, 0.5), (1, 0.5), (2, 0.5), (0, 2.0)]
 

@@ -10,14 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import InvalidParameter
+from gateway.mlflow.page_tokens import offset_token, start_offset
+from gateway.mlflow.wire import PROMPT_TAG
 from gateway.search.ast import Comparison, Entity
 from gateway.search.registry import (
-    PROMPT_TAG,
     RegistryOrder,
     compile_model_version_search,
     compile_registered_model_search,
-    page_offset,
-    page_token,
     parse_model_version_filter,
     parse_model_version_order_by,
     parse_registered_model_filter,
@@ -125,16 +124,16 @@ def test_order_by():
 
 
 def test_page_tokens_are_mlflows():
-    token = page_token(100)
+    token = offset_token(100)
     assert json.loads(base64.b64decode(token)) == {"offset": 100}
     assert token == base64.b64encode(b'{"offset": 100}').decode()
-    assert page_offset(token) == 100
-    assert page_offset(None) == 0
-    assert message_of(page_offset, "abc") == "Invalid page token, could not base64-decode"
+    assert start_offset(token) == 100
+    assert start_offset(None) == 0
+    assert message_of(start_offset, "abc") == "Invalid page token, could not base64-decode"
     zero = base64.b64encode(b'{"offset": 0}').decode()
-    assert message_of(page_offset, zero) == "Invalid page token, parsed value={'offset': 0}"
+    assert message_of(start_offset, zero) == "Invalid page token, parsed value={'offset': 0}"
     garbage = base64.b64encode(b"not json").decode()
-    assert message_of(page_offset, garbage) == "Invalid page token, decoded value=b'not json'"
+    assert message_of(start_offset, garbage) == "Invalid page token, decoded value=b'not json'"
 
 
 def test_compiled_model_search_leaves_prompts_out_unless_asked():
@@ -149,7 +148,7 @@ def test_compiled_model_search_leaves_prompts_out_unless_asked():
     )
     assert query.args == [PROMPT_TAG, "true", "m", "team", "vision", 0, 11]
     prompts = compile_registered_model_search(
-        filter_string=f"tags.`{PROMPT_TAG}` = 'true'", order_by=None, max_results=5, page_token=page_token(5)
+        filter_string=f"tags.`{PROMPT_TAG}` = 'true'", order_by=None, max_results=5, page_token=offset_token(5)
     )
     assert "NOT EXISTS" not in prompts.sql
     assert prompts.args == [PROMPT_TAG, "true", 5, 6]
@@ -172,7 +171,7 @@ def test_compiled_version_search_and_next_token():
         "ORDER BY mv.last_updated_time DESC, rm.name ASC, mv.version DESC OFFSET $6::bigint LIMIT $7::bigint"
     )
     assert query.args == [PROMPT_TAG, "true", "m", 1, ["a", "b"], 0, 3]
-    assert query.next_token(3) == page_token(2)
+    assert query.next_token(3) == offset_token(2)
     assert query.next_token(2) is None
 
 

@@ -10,7 +10,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.api.middleware import mlflow_errors
-from gateway.api.webui import INSTALL_HINT, add_ui_routes, find_build
+from gateway.api.routing import add_routes
+from gateway.api.webui import INSTALL_HINT, find_build, ui_routes
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def build(tmp_path) -> Path:
 
 async def serve(build: Path | None):
     app = web.Application(middlewares=[mlflow_errors])
-    add_ui_routes(app, build)
+    add_routes(app, ui_routes(build))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server

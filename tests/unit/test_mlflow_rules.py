@@ -1,4 +1,4 @@
-"""gateway.api.validation against MLflow's own checks, message for message.
+"""gateway.mlflow's checks against MLflow's own, message for message.
 
 Where MLflow's check is a plain function (its validators, the server's request
 check, the store's helpers) the test calls it on the same input and compares
@@ -21,7 +21,7 @@ from mlflow.server import handlers as mlflow_handlers
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils import validation as mlflow_validation
 
-from gateway.api import validation as v
+from gateway.mlflow import experiments, inputs, messages, numbers, runs, searches, wire
 from gateway.errors import InvalidParameter
 from gateway.model import FLOAT_MAX, KeyValue
 
@@ -86,7 +86,7 @@ def protobuf_int64(raw):
 @pytest.mark.parametrize("param", ["run_id", "value", "metrics[3].timestamp", "name"])
 def test_missing_value(param):
     expected = request_check([_assert_required], param, None)
-    assert v.missing_value(param).message == expected
+    assert messages.missing_value(param).message == expected
     assert expected == f"Missing value for required parameter '{param}'.{SUFFIX}"
 
 
@@ -108,12 +108,12 @@ def test_missing_value(param):
 def test_invalid_type(schema, param, value):
     expected = request_check(schema, param, value)
     assert expected is not None
-    assert v.invalid_type(param, value).message == expected
+    assert messages.invalid_type(param, value).message == expected
 
 
 def test_invalid_type_spacing_is_mlflows():
     # MLflow's text has two spaces after "supplied:"; a single space would differ from the server.
-    message = v.invalid_type("value", "abc").message
+    message = messages.invalid_type("value", "abc").message
     assert message == (
         "Invalid value \"abc\" for parameter 'value' supplied:  Hint: Value was of type 'str'." + SUFFIX
     )
@@ -121,12 +121,12 @@ def test_invalid_type_spacing_is_mlflows():
 
 @pytest.mark.parametrize("value", [None, ""])
 def test_required_rejects_absent(value):
-    assert gateway_message(v.required, value, "run_id") == request_check([_assert_required], "run_id", value)
+    assert gateway_message(messages.required, value, "run_id") == request_check([_assert_required], "run_id", value)
 
 
 @pytest.mark.parametrize("value", [0, False, "x", []])
 def test_required_accepts_present(value):
-    assert v.required(value, "x") is value
+    assert messages.required(value, "x") is value
     assert request_check([_assert_required], "x", value) is None
 
 
@@ -141,7 +141,7 @@ def test_required_accepts_present(value):
 def test_metric_value_matches_protobuf_and_store(raw):
     parsed = protobuf_double(raw)
     is_nan, stored = SqlAlchemyStore.sanitize_metric_value(None, parsed)
-    ours = v.metric_value(raw)
+    ours = numbers.metric_value(raw)
     assert type(ours) is float
     if is_nan:
         assert math.isnan(ours)
@@ -154,12 +154,12 @@ def test_metric_value_matches_protobuf_and_store(raw):
     [(float("inf"), FLOAT_MAX), (float("-inf"), -FLOAT_MAX), ("Infinity", FLOAT_MAX), ("-Infinity", -FLOAT_MAX)],
 )
 def test_metric_value_clamps_infinity(raw, expected):
-    assert v.metric_value(raw) == expected
+    assert numbers.metric_value(raw) == expected
 
 
 def test_metric_value_keeps_nan():
-    assert math.isnan(v.metric_value("NaN"))
-    assert math.isnan(v.metric_value(float("nan")))
+    assert math.isnan(numbers.metric_value("NaN"))
+    assert math.isnan(numbers.metric_value(float("nan")))
 
 
 @pytest.mark.parametrize(
@@ -170,13 +170,13 @@ def test_metric_value_keeps_nan():
 def test_metric_value_rejects_like_log_metric(raw, param):
     expected = request_check([_assert_required, _assert_floatlike], param, raw)
     assert expected is not None
-    assert gateway_message(v.metric_value, raw, param) == expected
+    assert gateway_message(numbers.metric_value, raw, param) == expected
 
 
 @pytest.mark.parametrize("raw", [None, ""])
 def test_metric_value_missing_in_batch(raw):
     expected = request_check(batch_required("metrics[0].value"), "metrics", raw)
-    assert gateway_message(v.metric_value, raw, "metrics[0].value") == expected
+    assert gateway_message(numbers.metric_value, raw, "metrics[0].value") == expected
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_metric_value_missing_in_batch(raw):
 def test_metric_value_rejects_what_mlflow_mishandles(raw, type_name):
     # MLflow stores true as 1.0 and protobuf-rejected "nan" as 0.0, and fails with a
     # 500 on lists, objects and integers too large for a double.
-    message = gateway_message(v.metric_value, raw, "value")
+    message = gateway_message(numbers.metric_value, raw, "value")
     assert message == mlflow_validation.invalid_value(
         "value", raw, f" Hint: Value was of type '{type_name}'."
     ) + SUFFIX
@@ -206,7 +206,7 @@ def test_mlflow_reads_bool_metric_as_one():
      "9223372036854775807", "-9223372036854775808"],
 )
 def test_int64_matches_protobuf(raw):
-    assert v.int64_field(raw, "timestamp") == protobuf_int64(raw)
+    assert numbers.int64_field(raw, "timestamp") == protobuf_int64(raw)
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_int64_rejects_like_mlflow(raw, param):
         protobuf_int64(raw)
     expected = request_check([_assert_intlike, _assert_required], param, raw)
     assert expected is not None
-    assert gateway_message(v.int64_field, raw, param) == expected
+    assert gateway_message(numbers.int64_field, raw, param) == expected
 
 
 @pytest.mark.parametrize(
@@ -230,12 +230,12 @@ def test_int64_rejects_what_mlflow_stores_as_zero(raw):
     # the field is stored as 0; the gateway refuses them with MLflow's wording.
     with pytest.raises((ParseError, TypeError)):
         protobuf_int64(raw)
-    assert gateway_message(v.int64_field, raw, "step") == v.invalid_type("step", raw).message
+    assert gateway_message(numbers.int64_field, raw, "step") == messages.invalid_type("step", raw).message
 
 
 def test_int64_missing():
     # A body without a timestamp parses, so only the presence check runs.
-    assert gateway_message(v.int64_field, None, "timestamp") == request_check(
+    assert gateway_message(numbers.int64_field, None, "timestamp") == request_check(
         [_assert_intlike, _assert_required], "timestamp", None, parsed=True
     )
 
@@ -245,11 +245,11 @@ def test_int64_missing():
 def test_metric_timestamp_negative(path, timestamp, value):
     expected = mlflow_message(mlflow_validation._validate_metric, "m", value, timestamp, 0, path=path)
     assert expected is not None
-    assert gateway_message(v.metric_timestamp, timestamp, "m", value, path) == expected
+    assert gateway_message(runs.metric_timestamp, timestamp, "m", value, path) == expected
 
 
 def test_metric_timestamp_accepts_zero():
-    assert v.metric_timestamp(0, "m", 1.0) == 0
+    assert runs.metric_timestamp(0, "m", 1.0) == 0
 
 
 # ---- keys -----------------------------------------------------------------------------
@@ -266,51 +266,51 @@ GOOD_KEYS = ["a", "a b/c-d_e.f:g", "é", "٣", " ", "abc\n", "k" * 250, "x/y/z",
 def test_metric_key_rules(key, path):
     expected = mlflow_message(mlflow_validation._validate_metric, key, 1.0, 0, 0, path=path)
     name_path = f"{path}.name" if path else "name"
-    assert gateway_message(v.metric_key, key, name_path) == expected
+    assert gateway_message(runs.metric_key, key, name_path) == expected
     # Twice: the second call is answered from the cache of valid keys.
-    assert gateway_message(v.metric_key, key, name_path) == expected
+    assert gateway_message(runs.metric_key, key, name_path) == expected
 
 
 def test_metric_key_messages_read_as_documented():
-    assert gateway_message(v.metric_key, "bad$key") == (
+    assert gateway_message(runs.metric_key, "bad$key") == (
         f"Invalid value \"bad$key\" for parameter 'name' supplied: {BAD_CHARS}"
     )
-    assert gateway_message(v.metric_key, "k" * 251) == "'Metric name' exceeds the maximum length of 250 characters"
+    assert gateway_message(runs.metric_key, "k" * 251) == "'Metric name' exceeds the maximum length of 250 characters"
 
 
 @pytest.mark.parametrize("key", [None, "", 123, ["a"], True])
 def test_metric_key_request_checks(key):
     expected = request_check([_assert_required, _assert_string], "key", key)
-    assert gateway_message(v.metric_key, key) == expected
+    assert gateway_message(runs.metric_key, key) == expected
 
 
 @pytest.mark.parametrize("key", [None, ""])
 def test_metric_key_missing_in_batch(key):
     expected = request_check(batch_required("metrics[3].key"), "metrics", key)
-    assert gateway_message(v.metric_key, key, "metrics[3].name") == expected
+    assert gateway_message(runs.metric_key, key, "metrics[3].name") == expected
 
 
 @pytest.mark.parametrize("path", ["", "params[2]"])
 @pytest.mark.parametrize("key", BAD_KEYS + GOOD_KEYS)
 def test_param_key_rules(key, path):
     expected = mlflow_message(mlflow_validation._validate_param, key, "v", path=path)
-    assert gateway_message(v.param, key, "v", path) == expected
+    assert gateway_message(runs.param, key, "v", path) == expected
 
 
 @pytest.mark.parametrize("path", ["", "tags[2]"])
 @pytest.mark.parametrize("key", BAD_KEYS + GOOD_KEYS)
 def test_run_tag_key_rules(key, path):
     expected = mlflow_message(mlflow_validation._validate_tag, key, "v", path=path)
-    assert gateway_message(v.run_tag, key, "v", path) == expected
+    assert gateway_message(runs.run_tag, key, "v", path) == expected
 
 
 @pytest.mark.parametrize("key", BAD_KEYS + GOOD_KEYS)
 def test_experiment_tag_key_rules(key):
     expected = mlflow_message(mlflow_validation._validate_experiment_tag, key, "v")
-    assert gateway_message(v.experiment_tag, key, "v") == expected
+    assert gateway_message(experiments.experiment_tag, key, "v") == expected
 
 
-@pytest.mark.parametrize("fn", [v.param, v.run_tag])
+@pytest.mark.parametrize("fn", [runs.param, runs.run_tag])
 @pytest.mark.parametrize(("path", "field"), [("", "key"), ("params[1]", "params[1].key")])
 @pytest.mark.parametrize("key", [None, ""])
 def test_param_and_tag_missing_key(fn, path, field, key):
@@ -318,7 +318,7 @@ def test_param_and_tag_missing_key(fn, path, field, key):
     assert gateway_message(fn, key, "v", path) == expected
 
 
-@pytest.mark.parametrize("fn", [v.param, v.run_tag, v.experiment_tag])
+@pytest.mark.parametrize("fn", [runs.param, runs.run_tag, experiments.experiment_tag])
 @pytest.mark.parametrize("key", [None, "", 5, [1]])
 def test_single_write_key_request_checks(fn, key):
     expected = request_check([_assert_required, _assert_string], "key", key)
@@ -331,23 +331,23 @@ def test_single_write_key_request_checks(fn, key):
 @pytest.mark.parametrize("length", [0, 1, 5999, 6000, 6001, 7000])
 def test_param_value_truncated_as_mlflow(length):
     value = "v" * length
-    assert v.param("k", value) == mlflow_validation._validate_param("k", value).value
+    assert runs.param("k", value) == mlflow_validation._validate_param("k", value).value
 
 
 @pytest.mark.parametrize("length", [0, 7999, 8000, 8001, 9000])
 @pytest.mark.parametrize("path", ["", "tags[0]"])
 def test_run_tag_value_truncated_as_mlflow(length, path):
     value = "v" * length
-    assert v.run_tag("k", value, path) == mlflow_validation._validate_tag("k", value, path=path).value
+    assert runs.run_tag("k", value, path) == mlflow_validation._validate_tag("k", value, path=path).value
 
 
 @pytest.mark.parametrize(
     ("fn", "mlflow_fn", "path", "limit"),
     [
-        (v.param, mlflow_validation._validate_param, "", 6000),
-        (v.param, mlflow_validation._validate_param, "params[4]", 6000),
-        (v.run_tag, mlflow_validation._validate_tag, "", 8000),
-        (v.run_tag, mlflow_validation._validate_tag, "tags[4]", 8000),
+        (runs.param, mlflow_validation._validate_param, "", 6000),
+        (runs.param, mlflow_validation._validate_param, "params[4]", 6000),
+        (runs.run_tag, mlflow_validation._validate_tag, "", 8000),
+        (runs.run_tag, mlflow_validation._validate_tag, "tags[4]", 8000),
     ],
 )
 def test_long_values_rejected_when_truncation_off(monkeypatch, fn, mlflow_fn, path, limit):
@@ -359,19 +359,19 @@ def test_long_values_rejected_when_truncation_off(monkeypatch, fn, mlflow_fn, pa
     assert fn("k", "v" * limit, path, truncate=False) == "v" * limit
 
 
-@pytest.mark.parametrize("fn", [v.param, v.run_tag, v.experiment_tag])
+@pytest.mark.parametrize("fn", [runs.param, runs.run_tag, experiments.experiment_tag])
 @pytest.mark.parametrize("value", [5, 1.5, True, ["a"], {"a": "b"}])
 def test_value_must_be_string(fn, value):
     expected = request_check([_assert_string], "value", value)
     assert gateway_message(fn, "k", value) == expected
 
 
-@pytest.mark.parametrize(("fn", "path"), [(v.param, "params[3]"), (v.run_tag, "tags[3]")])
+@pytest.mark.parametrize(("fn", "path"), [(runs.param, "params[3]"), (runs.run_tag, "tags[3]")])
 def test_value_type_error_names_batch_path(fn, path):
-    assert gateway_message(fn, "k", 5, path) == v.invalid_type(f"{path}.value", 5).message
+    assert gateway_message(fn, "k", 5, path) == messages.invalid_type(f"{path}.value", 5).message
 
 
-@pytest.mark.parametrize("fn", [v.param, v.run_tag, v.experiment_tag])
+@pytest.mark.parametrize("fn", [runs.param, runs.run_tag, experiments.experiment_tag])
 def test_absent_value_is_empty(fn):
     assert fn("k", None) == ""
 
@@ -380,12 +380,12 @@ def test_absent_value_is_empty(fn):
 def test_experiment_tag_value_never_truncated(length):
     value = "v" * length
     expected = mlflow_message(mlflow_validation._validate_experiment_tag, "k", value)
-    assert gateway_message(v.experiment_tag, "k", value) == expected
+    assert gateway_message(experiments.experiment_tag, "k", value) == expected
     if expected is None:
-        assert v.experiment_tag("k", value) == value
+        assert experiments.experiment_tag("k", value) == value
 
 
-@pytest.mark.parametrize("key", [v.TRACE_ARCHIVAL_RETENTION_TAG, v.TRACE_ARCHIVE_NOW_TAG])
+@pytest.mark.parametrize("key", [wire.TRACE_ARCHIVAL_RETENTION_TAG, wire.TRACE_ARCHIVE_NOW_TAG])
 @pytest.mark.parametrize(
     "value",
     ["", "x", "[]", "NaN", "null", '{"type":"x"}', '{"type":"duration"}', '{"type":"duration","value":" 30d "}',
@@ -394,7 +394,7 @@ def test_experiment_tag_value_never_truncated(length):
 )
 def test_experiment_tag_trace_archival_config(key, value):
     expected = mlflow_message(mlflow_validation._validate_experiment_tag, key, value)
-    assert gateway_message(v.experiment_tag, key, value) == expected
+    assert gateway_message(experiments.experiment_tag, key, value) == expected
 
 
 # ---- experiment names and run ids -----------------------------------------------------
@@ -403,20 +403,20 @@ def test_experiment_tag_trace_archival_config(key, value):
 @pytest.mark.parametrize("name", [None, "", 5, ["a"], True])
 def test_experiment_name_request_checks(name):
     expected = request_check([_assert_required, _assert_string], "name", name)
-    assert gateway_message(v.experiment_name, name) == expected
+    assert gateway_message(experiments.experiment_name, name) == expected
 
 
 @pytest.mark.parametrize("name", ["x", "x" * 500, "x" * 501, " ", "a/b"])
 def test_experiment_name_length(name):
     expected = mlflow_message(mlflow_validation._validate_experiment_name, name)
-    assert gateway_message(v.experiment_name, name) == expected
+    assert gateway_message(experiments.experiment_name, name) == expected
 
 
 def test_rename_names_new_name_but_length_says_name():
-    assert gateway_message(v.experiment_name, None, param="new_name") == request_check(
+    assert gateway_message(experiments.experiment_name, None, param="new_name") == request_check(
         [_assert_string, _assert_required], "new_name", None, parsed=True
     )
-    assert gateway_message(v.experiment_name, "x" * 501, param="new_name") == (
+    assert gateway_message(experiments.experiment_name, "x" * 501, param="new_name") == (
         "'name' exceeds the maximum length of 500 characters"
     )
 
@@ -428,21 +428,21 @@ def test_rename_names_new_name_but_length_says_name():
 )
 def test_run_id_form(value):
     expected = mlflow_message(mlflow_validation._validate_run_id, value)
-    assert gateway_message(v.run_id, value) == expected
-    assert gateway_message(v.run_id, value) == expected
+    assert gateway_message(runs.run_id, value) == expected
+    assert gateway_message(runs.run_id, value) == expected
 
 
 @pytest.mark.parametrize("value", [None, ""])
 def test_run_id_missing(value):
     # A body without run_id parses, so only the presence check runs.
     expected = request_check([_assert_string, _assert_required], "run_id", value, parsed=True)
-    assert gateway_message(v.run_id, value) == expected
+    assert gateway_message(runs.run_id, value) == expected
 
 
 @pytest.mark.parametrize("value", [5, ["a"], True])
 def test_run_id_type(value):
     expected = request_check([_assert_string, _assert_required], "run_id", value)
-    assert gateway_message(v.run_id, value) == expected
+    assert gateway_message(runs.run_id, value) == expected
 
 
 # ---- batches --------------------------------------------------------------------------
@@ -458,11 +458,11 @@ def test_batch_limits(counts):
     expected = mlflow_message(
         mlflow_validation._validate_batch_log_limits, [None] * metrics, [None] * params, [None] * tags
     )
-    assert gateway_message(v.batch_limits, metrics, params, tags) == expected
+    assert gateway_message(runs.batch_limits, metrics, params, tags) == expected
 
 
 def test_batch_limit_message_reads_as_documented():
-    assert gateway_message(v.batch_limits, 1001, 0, 0) == (
+    assert gateway_message(runs.batch_limits, 1001, 0, 0) == (
         "A batch logging request can contain at most 1000 metrics. Got 1001 metrics."
         " Please split up metrics across multiple requests and try again."
     )
@@ -472,7 +472,7 @@ def test_batch_limit_message_reads_as_documented():
 def test_batch_body_too_large(size):
     # MLflow measures len() of what it decoded: for a double-encoded body, the string's length.
     expected = mlflow_message(mlflow_validation._validate_batch_log_api_req, "x" * size)
-    assert v.batch_body_too_large(size).message == expected
+    assert runs.batch_body_too_large(size).message == expected
 
 
 @pytest.mark.parametrize(
@@ -483,7 +483,7 @@ def test_batch_body_too_large(size):
 def test_param_keys_unique(keys):
     params = [KeyValue(key, str(index)) for index, key in enumerate(keys)]
     expected = mlflow_message(mlflow_validation._validate_param_keys_unique, params)
-    assert gateway_message(v.param_keys_unique, params) == expected
+    assert gateway_message(runs.param_keys_unique, params) == expected
 
 
 # ---- search ---------------------------------------------------------------------------
@@ -499,11 +499,11 @@ def _runs_search_max_results(value):
 
 @pytest.mark.parametrize("value", [1, 1000, 50000, 50001, 10**6, 0, -1])
 def test_runs_max_results(value):
-    assert gateway_message(v.max_results, value) == _runs_search_max_results(value)
+    assert gateway_message(searches.max_results, value) == _runs_search_max_results(value)
 
 
 def test_runs_max_results_reads_as_documented():
-    assert gateway_message(v.max_results, 50001) == (
+    assert gateway_message(searches.max_results, 50001) == (
         "Invalid value 50001 for parameter 'max_results' supplied:  Hint: Value was of type 'int'." + SUFFIX
     )
 
@@ -511,7 +511,7 @@ def test_runs_max_results_reads_as_documented():
 @pytest.mark.parametrize("value", [1, 50000, 50001, 0, -7])
 def test_experiments_max_results(value):
     expected = mlflow_message(SqlAlchemyStore._validate_max_results_param, None, value)
-    assert gateway_message(v.experiments_max_results, value) == expected
+    assert gateway_message(searches.page_size, value) == expected
 
 
 # ---- log-inputs -----------------------------------------------------------------------
@@ -532,13 +532,13 @@ def _dataset_fields(**overrides):
 def test_dataset_lengths(overrides):
     fields = _dataset_fields(**overrides)
     expected = mlflow_message(mlflow_validation._validate_dataset, Dataset(**fields))
-    assert gateway_message(v.dataset, **fields) == expected
+    assert gateway_message(inputs.dataset, **fields) == expected
 
 
 @pytest.mark.parametrize(("key", "value"), [("k", "v"), ("k" * 255, "v" * 500), ("k" * 256, "v"), ("k", "v" * 501)])
 def test_input_tag_lengths(key, value):
     expected = mlflow_message(mlflow_validation._validate_input_tag, InputTag(key, value))
-    assert gateway_message(v.input_tag, key, value) == expected
+    assert gateway_message(inputs.input_tag, key, value) == expected
 
 
 def _dataset_input(tags=(), **overrides):
@@ -552,15 +552,15 @@ def test_dataset_inputs_checks_each_in_order():
     good = _dataset_input([("k", "v")])
     long_tag = _dataset_input([("k", "v" * 501)])
     long_name = _dataset_input(name="n" * 501)
-    v.dataset_inputs([good, good])
-    assert gateway_message(v.dataset_inputs, [good, long_tag, long_name]) == (
+    inputs.dataset_inputs([good, good])
+    assert gateway_message(inputs.dataset_inputs, [good, long_tag, long_name]) == (
         "'value' exceeds the maximum length of 500 characters"
     )
-    assert gateway_message(v.dataset_inputs, [long_name, long_tag]) == (
+    assert gateway_message(inputs.dataset_inputs, [long_name, long_tag]) == (
         "'name' exceeds the maximum length of 500 characters"
     )
-    assert gateway_message(v.dataset_inputs, [_dataset_input(digest=7)]) == (
-        v.invalid_type("datasets[0].dataset.digest", 7).message
+    assert gateway_message(inputs.dataset_inputs, [_dataset_input(digest=7)]) == (
+        messages.invalid_type("datasets[0].dataset.digest", 7).message
     )
 
 
@@ -569,9 +569,9 @@ def test_dataset_inputs_checks_each_in_order():
 
 @pytest.mark.parametrize("count", [0, 50, 51])
 def test_custom_views_on_create(count):
-    keys = [f"{v.CUSTOM_VIEW_TAG_PREFIX}{i}" for i in range(count)] + ["other"]
+    keys = [f"{wire.CUSTOM_VIEW_TAG_PREFIX}{i}" for i in range(count)] + ["other"]
     expected = mlflow_message(mlflow_handlers._validate_custom_view_count, [ExperimentTag(k, "v") for k in keys])
-    assert gateway_message(v.custom_views, keys) == expected
+    assert gateway_message(experiments.custom_views, keys) == expected
 
 
 @pytest.mark.parametrize(
@@ -579,13 +579,13 @@ def test_custom_views_on_create(count):
     [(49, "new"), (50, "new"), (50, "0"), (50, None), (60, "new")],
 )
 def test_custom_view_added(existing, key):
-    prefix = v.CUSTOM_VIEW_TAG_PREFIX
+    prefix = wire.CUSTOM_VIEW_TAG_PREFIX
     tags = {f"{prefix}{i}": "v" for i in range(existing)}
     tags["plain"] = "v"
     tag_key = "plain-tag" if key is None else f"{prefix}{key}"
     experiment = SimpleNamespace(tags=tags, experiment_id="17")
     expected = mlflow_message(mlflow_handlers._validate_custom_view_tag_write, experiment, ExperimentTag(tag_key, "v"))
-    assert gateway_message(v.custom_view_added, tags.keys(), tag_key, "17") == expected
+    assert gateway_message(experiments.custom_view_added, tags.keys(), tag_key, "17") == expected
 
 
 # ---- the cache ------------------------------------------------------------------------
@@ -597,26 +597,26 @@ class _NoRegex:
 
 
 def test_cached_keys_skip_the_rules(monkeypatch):
-    v.metric_key("cached/key")
-    v.run_id("cachedrun0")
-    monkeypatch.setattr(v, "_KEY_CHARACTERS", _NoRegex())
-    monkeypatch.setattr(v, "_RUN_ID", _NoRegex())
-    assert v.metric_key("cached/key") == "cached/key"
-    assert v.param("cached/key", "x") == "x"
-    assert v.run_tag("cached/key", "y", "tags[0]") == "y"
-    assert v.run_id("cachedrun0") == "cachedrun0"
+    runs.metric_key("cached/key")
+    runs.run_id("cachedrun0")
+    monkeypatch.setattr(runs, "KEY_CHARACTERS", _NoRegex())
+    monkeypatch.setattr(runs, "_RUN_ID", _NoRegex())
+    assert runs.metric_key("cached/key") == "cached/key"
+    assert runs.param("cached/key", "x") == "x"
+    assert runs.run_tag("cached/key", "y", "tags[0]") == "y"
+    assert runs.run_id("cachedrun0") == "cachedrun0"
 
 
 def test_invalid_keys_are_not_cached():
     for _ in range(2):
-        assert gateway_message(v.metric_key, "k" * 251) == "'Metric name' exceeds the maximum length of 250 characters"
-        assert gateway_message(v.param, "k" * 251, "v") == "'Param key' exceeds the maximum length of 250 characters"
+        assert gateway_message(runs.metric_key, "k" * 251) == "'Metric name' exceeds the maximum length of 250 characters"
+        assert gateway_message(runs.param, "k" * 251, "v") == "'Param key' exceeds the maximum length of 250 characters"
 
 
 def test_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(v, "VALID_CACHE_LIMIT", 10)
-    monkeypatch.setattr(v, "_valid_keys", set())
+    monkeypatch.setattr(runs, "VALID_CACHE_LIMIT", 10)
+    monkeypatch.setattr(runs, "valid_keys", set())
     for index in range(35):
-        v.metric_key(f"key{index}")
-        assert len(v._valid_keys) <= 10
-    assert "key34" in v._valid_keys
+        runs.metric_key(f"key{index}")
+        assert len(runs.valid_keys) <= 10
+    assert "key34" in runs.valid_keys

@@ -12,7 +12,6 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.api import decoding, schemas
-from gateway.api import validation as check
 from gateway.api.decoding import (
     enum_name,
     key_values,
@@ -24,21 +23,21 @@ from gateway.api.decoding import (
     run_id_of,
 )
 from gateway.api.openapi import operation
+from gateway.api.routing import Route, under
 from gateway.api.state import STORE, WRITES
 from gateway.errors import InvalidParameter
+from gateway.mlflow import experiments, inputs, messages, numbers, searches
+from gateway.mlflow.limits import (
+    DEFAULT_SEARCH_RESULTS,
+    MAX_BULK_INTERVAL_POINTS,
+    MAX_BULK_INTERVAL_RUNS,
+    MAX_DATASET_SEARCH_EXPERIMENTS,
+    MAX_HISTORY_BULK_RUNS,
+    MAX_HISTORY_PAGE,
+    MAX_RUNS_PER_BULK_CALL,
+)
+from gateway.mlflow.wire import RUN_STATUSES, TRACKING_PREFIXES, UI_PREFIX, VIEW_TYPES
 from gateway.model import DatasetInput, Dataset, Tag
-
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
-UI_PREFIX = "/ajax-api/2.0/mlflow"
-
-MAX_HISTORY_PAGE = 25_000
-MAX_BULK_INTERVAL_RUNS = 100
-MAX_BULK_INTERVAL_POINTS = 2500
-MAX_SEARCH_RESULTS = 50_000
-DEFAULT_SEARCH_RESULTS = 1000
-
-RUN_STATUSES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
-VIEW_TYPES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
 
 
 # ---- run writes (through the accumulator) -------------------------------------------
@@ -89,7 +88,7 @@ async def create_run(request: web.Request) -> web.Response:
     if experiment_id is None or experiment_id == "":
         experiment_id = "0"
     elif not isinstance(experiment_id, (str, int)) or isinstance(experiment_id, bool):
-        raise check.invalid_type("experiment_id", experiment_id)
+        raise messages.invalid_type("experiment_id", experiment_id)
     tags = key_values(message.tags, "tag")
     run = await request.app[STORE].create_run(
         experiment_id=experiment_id,
@@ -164,7 +163,7 @@ async def log_inputs(request: web.Request) -> web.Response:
     for index, item in enumerate(message.datasets or ()):
         d = item.dataset
         if d is None:
-            raise check.missing_value(f"datasets[{index}].dataset")
+            raise messages.missing_value(f"datasets[{index}].dataset")
         dataset = Dataset(
             name=required_str(d.name, f"datasets[{index}].dataset.name"),
             digest=required_str(d.digest, f"datasets[{index}].dataset.digest"),
@@ -178,7 +177,7 @@ async def log_inputs(request: web.Request) -> web.Response:
             for t in item.tags or ()
         ]
         datasets.append(DatasetInput(tags=tags, dataset=dataset))
-    check.dataset_inputs(datasets)
+    inputs.dataset_inputs(datasets)
     model_ids = [required_str(m.model_id, "models.model_id") for m in message.models or ()]
     await request.app[STORE].log_inputs(run_id, datasets, model_ids)
     return ok()
@@ -212,8 +211,8 @@ async def search_runs(request: web.Request) -> web.Response:
 async def answer_search_runs(app: web.Application, message: schemas.SearchRuns) -> schemas.SearchRunsResponse:
     """runs/search, also asked through GraphQL."""
     max_results = optional_int(message.max_results, "max_results")
-    max_results = check.max_results(DEFAULT_SEARCH_RESULTS if max_results is None else max_results)
-    experiment_ids = [int(check_experiment_id(e)) for e in message.experiment_ids or ()]
+    max_results = searches.max_results(DEFAULT_SEARCH_RESULTS if max_results is None else max_results)
+    experiment_ids = [int(searches.experiment_id_field(e)) for e in message.experiment_ids or ()]
     order_by = [required_str(o, "order_by") for o in message.order_by or ()]
     view = enum_name(message.run_view_type, VIEW_TYPES, "run_view_type", "ACTIVE_ONLY")
     await app[WRITES].settle_all()
@@ -226,18 +225,6 @@ async def answer_search_runs(app: web.Application, message: schemas.SearchRuns) 
         page_token=message.page_token or None,
     )
     return schemas.SearchRunsResponse(runs=runs, next_page_token=token or None)
-
-
-def check_experiment_id(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise check.invalid_type("experiment_ids", value)
-    try:
-        int(value)
-    except ValueError:
-        raise InvalidParameter(
-            f"Invalid experiment ID '{value}'. Experiment ID must be a valid integer."
-        ) from None
-    return str(value)
 
 
 # ---- metrics ------------------------------------------------------------------------
@@ -280,7 +267,7 @@ async def answer_get_metric_history_bulk_interval(
     """metrics/get-history-bulk-interval, also asked through GraphQL."""
     run_ids = message.run_ids or []
     if not run_ids:
-        raise check.missing_value("run_ids")
+        raise messages.missing_value("run_ids")
     if len(run_ids) > MAX_BULK_INTERVAL_RUNS:
         raise InvalidParameter(
             f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_INTERVAL_RUNS} run_ids. "
@@ -314,19 +301,6 @@ async def answer_get_metric_history_bulk_interval(
     return schemas.GetMetricHistoryBulkIntervalResponse(metrics=metrics)
 
 
-MAX_HISTORY_BULK_RUNS = 100
-
-
-def _check_count(request_name: str, noun: str, items: list, limit: int) -> None:
-    """MLflow's messages for a list of ids that is empty or longer than ``limit``."""
-    if not items:
-        raise InvalidParameter(f"{request_name} request must specify at least one {noun}.")
-    if len(items) > limit:
-        raise InvalidParameter(
-            f"{request_name} request cannot specify more than {limit} {noun}s. Received {len(items)} {noun}s."
-        )
-
-
 @operation(
     schemas.GetMetricHistoryBulk, schemas.GetMetricHistoryBulkResponse,
     summary="Get every point of one metric of several runs (the web UI's older chart call).",
@@ -334,7 +308,7 @@ def _check_count(request_name: str, noun: str, items: list, limit: int) -> None:
 async def get_metric_history_bulk(request: web.Request) -> web.Response:
     message = await read(request, schemas.GetMetricHistoryBulk)
     run_ids = [required_str(r, "run_id") for r in message.run_id or ()]
-    _check_count("GetMetricHistoryBulk", "run_id", run_ids, MAX_HISTORY_BULK_RUNS)
+    searches.id_count("GetMetricHistoryBulk", "run_id", run_ids, MAX_HISTORY_BULK_RUNS)
     if message.metric_key is None:
         raise InvalidParameter("GetMetricHistoryBulk request must specify a metric_key.")
     key = required_str(message.metric_key, "metric_key")
@@ -352,7 +326,7 @@ async def get_metric_history_bulk(request: web.Request) -> web.Response:
 @operation(schemas.CreateExperiment, schemas.CreateExperimentResponse, summary="Create an experiment.")
 async def create_experiment(request: web.Request) -> web.Response:
     message = await read(request, schemas.CreateExperiment)
-    name = check.experiment_name(message.name)
+    name = experiments.experiment_name(message.name)
     artifact_location = optional_str(message.artifact_location, "artifact_location") or None
     tags = key_values(message.tags, "experiment")
     experiment_id = await request.app[STORE].create_experiment(name, artifact_location, tags)
@@ -384,7 +358,7 @@ async def update_experiment(request: web.Request) -> web.Response:
     experiment_id = required_str(message.experiment_id, "experiment_id")
     new_name = optional_str(message.new_name, "new_name")
     if new_name:
-        check.experiment_name(new_name)
+        experiments.experiment_name(new_name)
         await request.app[STORE].rename_experiment(experiment_id, new_name)
     return ok()
 
@@ -412,7 +386,7 @@ async def set_experiment_tag(request: web.Request) -> web.Response:
     message = await read(request, schemas.SetExperimentTag)
     experiment_id = required_str(message.experiment_id, "experiment_id")
     key = required_str(message.key, "key")
-    value = check.experiment_tag(key, message.value if message.value is not None else "")
+    value = experiments.experiment_tag(key, message.value if message.value is not None else "")
     await request.app[STORE].set_experiment_tag(experiment_id, key, value)
     return ok()
 
@@ -430,7 +404,7 @@ async def delete_experiment_tag(request: web.Request) -> web.Response:
 async def search_experiments(request: web.Request) -> web.Response:
     message = await read(request, schemas.SearchExperiments)
     max_results = optional_int(message.max_results, "max_results")
-    max_results = check.experiments_max_results(DEFAULT_SEARCH_RESULTS if max_results is None else max_results)
+    max_results = searches.page_size(DEFAULT_SEARCH_RESULTS if max_results is None else max_results)
     view = enum_name(message.view_type, VIEW_TYPES, "view_type", "ACTIVE_ONLY")
     order_by = [required_str(o, "order_by") for o in message.order_by or ()]
     experiments, token = await request.app[STORE].search_experiments(
@@ -441,9 +415,6 @@ async def search_experiments(request: web.Request) -> web.Response:
         page_token=message.page_token or None,
     )
     return ok(schemas.SearchExperimentsResponse(experiments=experiments, next_page_token=token or None))
-
-
-MAX_DATASET_SEARCH_EXPERIMENTS = 20
 
 
 @operation(
@@ -457,15 +428,12 @@ async def search_datasets(request: web.Request) -> web.Response:
 async def answer_search_datasets(app: web.Application, message: schemas.SearchDatasets) -> schemas.SearchDatasetsResponse:
     """experiments/search-datasets, also asked through GraphQL."""
     experiment_ids = message.experiment_ids or []
-    _check_count("SearchDatasets", "experiment_id", experiment_ids, MAX_DATASET_SEARCH_EXPERIMENTS)
-    ids = [check_experiment_id(e) for e in experiment_ids]
+    searches.id_count("SearchDatasets", "experiment_id", experiment_ids, MAX_DATASET_SEARCH_EXPERIMENTS)
+    ids = [searches.experiment_id_field(e) for e in experiment_ids]
     return schemas.SearchDatasetsResponse(dataset_summaries=await app[STORE].search_datasets(ids))
 
 
 # ---- Databricks bulk run operations --------------------------------------------------
-
-MAX_RUNS_PER_BULK_CALL = 10_000
-
 
 def experiment_id_field(value: Any) -> str:
     """An experiment id given as a string or (MLFlowClient.jl, databricks-sdk) a number."""
@@ -494,8 +462,8 @@ async def delete_runs(request: web.Request) -> web.Response:
     message = await read(request, schemas.DeleteRuns)
     experiment_id = experiment_id_field(message.experiment_id)
     if message.max_timestamp_millis is None:
-        raise check.missing_value("max_timestamp_millis")
-    max_timestamp = check.int64_field(message.max_timestamp_millis, "max_timestamp_millis")
+        raise messages.missing_value("max_timestamp_millis")
+    max_timestamp = numbers.int64_field(message.max_timestamp_millis, "max_timestamp_millis")
     max_runs = bulk_max_runs(message.max_runs)
     await request.app[WRITES].settle_all()
     deleted = await request.app[STORE].bulk_delete_runs(experiment_id, max_timestamp, max_runs)
@@ -511,8 +479,8 @@ async def restore_runs(request: web.Request) -> web.Response:
     message = await read(request, schemas.RestoreRuns)
     experiment_id = experiment_id_field(message.experiment_id)
     if message.min_timestamp_millis is None:
-        raise check.missing_value("min_timestamp_millis")
-    min_timestamp = check.int64_field(message.min_timestamp_millis, "min_timestamp_millis")
+        raise messages.missing_value("min_timestamp_millis")
+    min_timestamp = numbers.int64_field(message.min_timestamp_millis, "min_timestamp_millis")
     max_runs = bulk_max_runs(message.max_runs)
     restored = await request.app[STORE].bulk_restore_runs(experiment_id, min_timestamp, max_runs)
     request.app[WRITES].forget_all_runs()
@@ -534,54 +502,49 @@ async def version(request: web.Request) -> web.Response:
 
 # Each handler is marked with @operation (its request and response structs) so that
 # /openapi.json describes it; the scope a path needs is decided in gateway/api/auth.py.
-_TRACKING_ROUTES: list[tuple[str, str, Any]] = [
-    ("POST", "/experiments/create", create_experiment),
-    ("GET", "/experiments/get", get_experiment),
-    ("GET", "/experiments/get-by-name", get_experiment_by_name),
-    ("POST", "/experiments/search", search_experiments),
-    ("GET", "/experiments/search", search_experiments),
-    ("GET", "/experiments/list", search_experiments),
-    ("POST", "/experiments/update", update_experiment),
-    ("POST", "/experiments/delete", delete_experiment),
-    ("POST", "/experiments/restore", restore_experiment),
-    ("POST", "/experiments/set-experiment-tag", set_experiment_tag),
-    ("POST", "/experiments/delete-experiment-tag", delete_experiment_tag),
-    ("POST", "/runs/create", create_run),
-    ("GET", "/runs/get", get_run),
-    ("POST", "/runs/update", update_run),
-    ("POST", "/runs/delete", delete_run),
-    ("POST", "/runs/restore", restore_run),
-    ("POST", "/runs/log-metric", log_metric),
-    ("POST", "/runs/log-parameter", log_param),
-    ("POST", "/runs/set-tag", set_tag),
-    ("POST", "/runs/delete-tag", delete_tag),
-    ("POST", "/runs/log-batch", log_batch),
-    ("POST", "/runs/log-inputs", log_inputs),
-    ("POST", "/runs/log-model", log_model),
-    ("POST", "/runs/search", search_runs),
-    ("GET", "/runs/search", search_runs),
-    ("GET", "/metrics/get-history", get_metric_history),
-    ("GET", "/metrics/get-history-bulk-interval", get_metric_history_bulk_interval),
-    ("POST", "/databricks/runs/delete-runs", delete_runs),
-    ("POST", "/databricks/runs/restore-runs", restore_runs),
+_TRACKING_ROUTES = [
+    Route("POST", "/experiments/create", create_experiment),
+    Route("GET", "/experiments/get", get_experiment),
+    Route("GET", "/experiments/get-by-name", get_experiment_by_name),
+    Route("POST", "/experiments/search", search_experiments),
+    Route("GET", "/experiments/search", search_experiments),
+    Route("GET", "/experiments/list", search_experiments),
+    Route("POST", "/experiments/update", update_experiment),
+    Route("POST", "/experiments/delete", delete_experiment),
+    Route("POST", "/experiments/restore", restore_experiment),
+    Route("POST", "/experiments/set-experiment-tag", set_experiment_tag),
+    Route("POST", "/experiments/delete-experiment-tag", delete_experiment_tag),
+    Route("POST", "/runs/create", create_run),
+    Route("GET", "/runs/get", get_run),
+    Route("POST", "/runs/update", update_run),
+    Route("POST", "/runs/delete", delete_run),
+    Route("POST", "/runs/restore", restore_run),
+    Route("POST", "/runs/log-metric", log_metric),
+    Route("POST", "/runs/log-parameter", log_param),
+    Route("POST", "/runs/set-tag", set_tag),
+    Route("POST", "/runs/delete-tag", delete_tag),
+    Route("POST", "/runs/log-batch", log_batch),
+    Route("POST", "/runs/log-inputs", log_inputs),
+    Route("POST", "/runs/log-model", log_model),
+    Route("POST", "/runs/search", search_runs),
+    Route("GET", "/runs/search", search_runs),
+    Route("GET", "/metrics/get-history", get_metric_history),
+    Route("GET", "/metrics/get-history-bulk-interval", get_metric_history_bulk_interval),
+    Route("POST", "/databricks/runs/delete-runs", delete_runs),
+    Route("POST", "/databricks/runs/restore-runs", restore_runs),
 ]
 
 
 # Paths `mlflow server` serves for its web UI only, under /ajax-api/2.0/mlflow.
-_UI_ROUTES: list[tuple[str, str, Any]] = [
-    ("GET", "/metrics/get-history-bulk", get_metric_history_bulk),
-    ("POST", "/experiments/search-datasets", search_datasets),
+_UI_ROUTES = [
+    Route("GET", "/metrics/get-history-bulk", get_metric_history_bulk),
+    Route("POST", "/experiments/search-datasets", search_datasets),
 ]
 
 
-def add_routes(app: web.Application) -> None:
-    """Register every tracking path under both prefixes, the web UI's own paths, /health and /version."""
-    from gateway.api.export import EXPORT_ROUTES  # it builds on this module's helpers
-
-    for prefix in PREFIXES:
-        for method, path, handler in [*_TRACKING_ROUTES, *EXPORT_ROUTES]:
-            app.router.add_route(method, prefix + path, handler)
-    for method, path, handler in _UI_ROUTES:
-        app.router.add_route(method, UI_PREFIX + path, handler)
-    app.router.add_get("/health", health)
-    app.router.add_get("/version", version)
+ROUTES = [
+    *under(TRACKING_PREFIXES, _TRACKING_ROUTES),
+    *under([UI_PREFIX], _UI_ROUTES),
+    Route("GET", "/health", health),
+    Route("GET", "/version", version),
+]
