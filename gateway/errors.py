@@ -84,14 +84,6 @@ class Overloaded(GatewayError):
         super().__init__(message, "REQUEST_LIMIT_EXCEEDED", retry_after=retry_after)
 
 
-def check_run_writable(run_id: str, stage: str | None) -> None:
-    """Raise MLflow's error for a write to a run that does not exist (stage None) or is not active."""
-    if stage is None:
-        raise NotFound(f"Run with id={run_id} not found")
-    if stage != "active":
-        raise InvalidParameter(f"The run {run_id} must be in the 'active' state. Current state is {stage}.")
-
-
 class TransientStoreError(Exception):
     """The database could not be reached or failed over; the operation may be retried.
 

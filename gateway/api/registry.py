@@ -22,7 +22,8 @@ from gateway.api.state import REGISTRY
 from gateway.errors import InvalidParameter
 from gateway.mlflow import messages
 from gateway.mlflow import registry as rules
-from gateway.mlflow.wire import TRACKING_PREFIXES
+from gateway.mlflow.registry import canonical_stage
+from gateway.mlflow.wire import ACTIVE_STAGES, TRACKING_PREFIXES
 from gateway.model import KeyValue
 from gateway.search.registry import (
     MODEL_VERSIONS_DEFAULT_MAX_RESULTS,
@@ -33,7 +34,7 @@ from gateway.search.registry import (
     compile_model_version_search,
     compile_registered_model_search,
 )
-from gateway.store.registry import ACTIVE_STAGES, canonical_stage
+
 
 
 

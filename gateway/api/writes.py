@@ -6,8 +6,9 @@ import asyncio
 import logging
 import time
 
-from gateway.errors import GatewayError, Unavailable, check_run_writable
+from gateway.errors import GatewayError, Unavailable
 from gateway.ingest import Accumulator
+from gateway.mlflow import runs
 from gateway.model import RunWrite
 from gateway.store.tracking import TrackingStore
 
@@ -47,7 +48,7 @@ class WritePath:
         """Raise MLflow's error if the run does not exist or is not active."""
         if run_id in self._active_runs:
             return
-        check_run_writable(run_id, await self._store.run_lifecycle_stage(run_id))
+        runs.check_run_writable(run_id, await self._store.run_lifecycle_stage(run_id))
         if len(self._active_runs) >= _KNOWN_RUNS_LIMIT:
             self._active_runs.clear()
         self._active_runs.add(run_id)

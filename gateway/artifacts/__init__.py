@@ -14,8 +14,8 @@ from gateway.artifacts.store import (
     Download,
     LocalArtifactStore,
     iter_file,
-    open_store,
 )
+from gateway.artifacts.locations import open_store
 
 __all__ = [
     "ArtifactEntry",

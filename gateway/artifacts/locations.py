@@ -20,9 +20,9 @@ from urllib.parse import unquote, urlsplit
 from gateway.artifacts.paths import PROXY_SCHEME, store_path_of_uri
 from gateway.artifacts.store import ArtifactStore, LocalArtifactStore
 from gateway.errors import GatewayError, InvalidParameter
+from gateway.mlflow.wire import PROXIED_ARTIFACTS_ROUTE
 
 # An http(s) artifact root names this server's proxy when its path holds this anchor.
-_PROXY_HTTP_ANCHOR = "/api/2.0/mlflow-artifacts/artifacts/"
 _LOCAL_SCHEMES = ("", "file")
 
 
@@ -65,8 +65,8 @@ def _proxied_root(artifact_uri: str) -> str | None:
     if root is not None:
         return root
     parts = urlsplit(artifact_uri)
-    if parts.scheme in ("http", "https") and _PROXY_HTTP_ANCHOR in parts.path:
-        return parts.path.split(_PROXY_HTTP_ANCHOR, 1)[1].strip("/")
+    if parts.scheme in ("http", "https") and PROXIED_ARTIFACTS_ROUTE in parts.path:
+        return parts.path.split(PROXIED_ARTIFACTS_ROUTE, 1)[1].strip("/")
     return None
 
 
@@ -90,36 +90,69 @@ async def open_location(artifact_uri: str, destination: ArtifactStore) -> AsyncI
     if root is not None:
         yield ArtifactLocation(destination, root)
         return
-    parts = urlsplit(artifact_uri)
-    scheme = parts.scheme.lower()
-    # A one-letter scheme is a Windows drive ("C:/data"), a local path.
-    if scheme in _LOCAL_SCHEMES or len(scheme) == 1:
-        directory = unquote(parts.path) if scheme == "file" else artifact_uri
+    if _is_local(artifact_uri):
         try:
-            yield ArtifactLocation(LocalArtifactStore(directory, create=False), "")
+            yield ArtifactLocation(store_at(artifact_uri, create=False), "")
         except PermissionError:
             raise GatewayError(
                 f"The server may not read the artifacts at {artifact_uri}.", "PERMISSION_DENIED"
             ) from None
         return
-    if scheme == "s3":
-        if not _has_boto3():
-            raise GatewayError(
-                f"Reading the artifacts at {artifact_uri} needs boto3 on the server: "
-                "pip install 'mlflow-ingestion-gateway[s3]'.",
-                "NOT_IMPLEMENTED",
-            )
-        from gateway.artifacts.s3 import S3ArtifactStore, translate_s3_errors
+    _check_remote(artifact_uri)
+    from gateway.artifacts.s3 import translate_s3_errors
 
-        with translate_s3_errors(artifact_uri):
-            try:
-                # Building a boto3 client reads files and the environment: keep it off the event loop.
-                store = await asyncio.to_thread(S3ArtifactStore.from_uri, artifact_uri)
-            except ValueError as error:
-                raise InvalidParameter(str(error)) from None
-            try:
-                yield ArtifactLocation(store, "")
-            finally:
-                await store.close()
-        return
-    raise unsupported_scheme(artifact_uri)
+    with translate_s3_errors(artifact_uri):
+        try:
+            # Building a boto3 client reads files and the environment: keep it off the event loop.
+            store = await asyncio.to_thread(store_at, artifact_uri, create=False)
+        except ValueError as error:
+            raise InvalidParameter(str(error)) from None
+        try:
+            yield ArtifactLocation(store, "")
+        finally:
+            await store.close()
+
+
+def _is_local(uri: str) -> bool:
+    scheme = urlsplit(uri).scheme
+    # A one-letter scheme is a Windows drive ("C:/data"), a local path.
+    return scheme.lower() in _LOCAL_SCHEMES or len(scheme) == 1
+
+
+def store_at(uri: str, *, create: bool) -> ArtifactStore:
+    """The store whose root is ``uri``: a local directory (a path or a ``file:`` URI) or S3 (``s3://bucket/prefix``).
+
+    The S3 backend is imported only when asked for, so boto3 is needed only then
+    (``pip install 'mlflow-ingestion-gateway[s3]'``).
+
+    Args:
+        uri: the root.
+        create: make a local root that does not exist yet (the server's own destination).
+
+    Raises:
+        UnsupportedScheme: a scheme no store of this server takes (MLflow's message).
+        GatewayError: NOT_IMPLEMENTED, an S3 URI on a server without boto3.
+    """
+    if _is_local(uri):
+        parts = urlsplit(uri)
+        return LocalArtifactStore(unquote(parts.path) if parts.scheme.lower() == "file" else uri, create=create)
+    _check_remote(uri)
+    from gateway.artifacts.s3 import S3ArtifactStore
+
+    return S3ArtifactStore.from_uri(uri)
+
+
+def _check_remote(uri: str) -> None:
+    """Refuse a URI that is not local unless it is S3 and boto3 is installed."""
+    if urlsplit(uri).scheme.lower() != "s3":
+        raise unsupported_scheme(uri)
+    if not _has_boto3():
+        raise GatewayError(
+            f"Reading the artifacts at {uri} needs boto3 on the server: pip install 'mlflow-ingestion-gateway[s3]'.",
+            "NOT_IMPLEMENTED",
+        )
+
+
+def open_store(destination: str) -> ArtifactStore:
+    """The store for this server's artifacts destination (``--artifacts-destination``), made when missing."""
+    return store_at(destination, create=True)

@@ -287,19 +287,3 @@ async def iter_file(path: Path, chunk_size: int = READ_CHUNK_BYTES) -> AsyncIter
             yield chunk
     finally:
         handle.close()
-
-
-def open_store(destination: str) -> ArtifactStore:
-    """The store for an artifacts destination: ``s3://bucket/prefix`` or a local directory.
-
-    The S3 backend is imported only when asked for, so boto3 is needed only then
-    (``pip install 'mlflow-ingestion-gateway[s3]'``).
-    """
-    if destination.startswith("s3://"):
-        from gateway.artifacts.s3 import S3ArtifactStore
-
-        return S3ArtifactStore.from_uri(destination)
-    if destination.startswith("file://"):
-        destination = destination[len("file://") :]
-    return LocalArtifactStore(destination)
-

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Collection, Iterable
 
-from gateway.errors import InvalidParameter
+from gateway.errors import InvalidParameter, NotFound
 from gateway.mlflow.limits import (
     MAX_CUSTOM_VIEWS_PER_EXPERIMENT,
     MAX_EXPERIMENT_NAME_LENGTH,
@@ -145,3 +145,16 @@ def custom_view_added(existing_keys: Collection[str], key: str, experiment_id: s
         return
     if sum(1 for k in existing_keys if k.startswith(CUSTOM_VIEW_TAG_PREFIX)) >= MAX_CUSTOM_VIEWS_PER_EXPERIMENT:
         raise _custom_view_limit(experiment_id)
+
+
+# ---- an experiment's state ------------------------------------------------------------
+
+
+def experiment_not_found(experiment_id: object) -> NotFound:
+    return NotFound(f"No Experiment with id={experiment_id} exists")
+
+
+def check_experiment_active(experiment_id: object, stage: str) -> None:
+    """Refuse a change to an experiment (or to what it holds) once it is deleted, as MLflow does."""
+    if stage != "active":
+        raise InvalidParameter(f"The experiment {experiment_id} must be in the 'active' state. Current state is {stage}.")

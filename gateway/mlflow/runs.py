@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from gateway.errors import InvalidParameter
+from gateway.errors import GatewayError, InvalidParameter, NotFound
 from gateway.mlflow.limits import (
     INT64_MAX,
     INT64_MIN,
@@ -351,3 +351,25 @@ def param_conflict_error(write: RunWrite, conflicts: list[tuple[str, str, str]])
             listed, write.run_id
         )
     )
+
+
+# ---- a run's state ----------------------------------------------------------------------
+
+
+def run_not_found(run_id: str) -> NotFound:
+    return NotFound(f"Run with id={run_id} not found")
+
+
+def run_write_refused(run_id: str, stage: str | None) -> GatewayError | None:
+    """MLflow's error for a write to a run that does not exist (stage None) or is not active; None if it may be written."""
+    if stage is None:
+        return run_not_found(run_id)
+    if stage != "active":
+        return InvalidParameter(f"The run {run_id} must be in the 'active' state. Current state is {stage}.")
+    return None
+
+
+def check_run_writable(run_id: str, stage: str | None) -> None:
+    """Raise :func:`run_write_refused`'s error, if there is one."""
+    if (error := run_write_refused(run_id, stage)) is not None:
+        raise error

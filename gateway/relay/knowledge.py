@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from gateway.errors import GatewayError, InvalidParameter
+from gateway.errors import GatewayError
 from gateway.model import RunWrite
+from gateway.mlflow import runs
 from gateway.mlflow.runs import param_conflict_error
 from gateway.relay.spool import Spool
 from gateway.relay.upstream import Upstream
@@ -73,10 +74,6 @@ class _GetRunAnswer(msgspec.Struct):
 _decode_run = msgspec.json.Decoder(_GetRunAnswer).decode
 
 
-def inactive_error(run_id: str, stage: str) -> InvalidParameter:
-    return InvalidParameter(f"The run {run_id} must be in the 'active' state. Current state is {stage}.")
-
-
 class RunKnowledge:
     """Run states and logged params, checked upstream once per run.
 
@@ -103,8 +100,7 @@ class RunKnowledge:
                 deleted run or a changed param.
         """
         state = await self._state(write.run_id)
-        if state.lifecycle_stage != "active":
-            raise inactive_error(write.run_id, state.lifecycle_stage)
+        runs.check_run_writable(write.run_id, state.lifecycle_stage)
         conflicts = [
             (p.key, state.params[p.key], p.value)
             for p in write.params
@@ -120,8 +116,7 @@ class RunKnowledge:
     async def check_run(self, run_id: str) -> None:
         """Refuse an unknown or inactive run (log-batch with nothing in it)."""
         state = await self._state(run_id)
-        if state.lifecycle_stage != "active":
-            raise inactive_error(run_id, state.lifecycle_stage)
+        runs.check_run_writable(run_id, state.lifecycle_stage)
 
     def release(self, run_id: str, keys: list[str]) -> None:
         """Forget params reserved by a write that was not spooled."""

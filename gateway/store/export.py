@@ -23,13 +23,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from gateway import search
+from gateway.mlflow.wire import SOURCE_NAME_TAG, SOURCE_TYPE_TAG, USER_TAG
 from gateway.store import searching
 from gateway.store.errors import translate_transient
 
 FIXED_COLUMNS = ("Run ID", "Name", "Source Type", "Source Name", "User", "Status")
-SOURCE_TYPE_TAG = "mlflow.source.type"
-SOURCE_NAME_TAG = "mlflow.source.name"
-USER_TAG = "mlflow.user"
 DEFAULT_PAGE_SIZE = 1000
 
 

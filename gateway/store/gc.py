@@ -42,8 +42,9 @@ import msgspec
 
 from gateway.durations import format_duration_ms
 from gateway.errors import InvalidParameter, NotFound
+from gateway.mlflow.experiments import experiment_not_found
 from gateway.store.errors import translate_transient
-from gateway.store.tracking import run_uuid
+from gateway.store.columns import run_uuid
 
 # Every table whose rows belong to one run (keyed by run_id), removed with the run.
 # Removed metric chunks are counted by the points they held.
@@ -301,7 +302,7 @@ class GarbageCollector:
                 }
                 missing = [e for e in self._experiment_ids if e not in found]
                 if missing:
-                    raise NotFound(f"No Experiment with id={missing[0]} exists")
+                    raise experiment_not_found(missing[0])
             experiments = await self._deleted_experiments()
             runs = await self._conn.fetchval(
                 _COUNT_RUNS, self.cutoff_ms, self._experiment_ids, experiments, self._run_ids

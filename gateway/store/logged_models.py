@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from gateway.errors import InvalidParameter, NotFound, check_run_writable
+from gateway.errors import NotFound
+from gateway.mlflow import experiments, runs
+from gateway.mlflow.wire import LOGGED_MODEL_WIRE_STATUS
 from gateway.model import KeyValue, LoggedModel, LoggedModelData, LoggedModelInfo, Metric, ModelOutput, Tag, wire_float
 from gateway.search.logged_models import (
     DatasetFilter,
@@ -21,17 +23,8 @@ from gateway.search.logged_models import (
 )
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
-from gateway.store.tracking import now_ms, parse_experiment_id, run_uuid
+from gateway.store.columns import now_ms, parse_experiment_id, run_uuid
 
-# LoggedModelStatus names as stored -> as the wire (protobuf enum) shows them.
-WIRE_STATUS = {
-    "UNSPECIFIED": "LOGGED_MODEL_STATUS_UNSPECIFIED",
-    "PENDING": "LOGGED_MODEL_PENDING",
-    "READY": "LOGGED_MODEL_READY",
-    "FAILED": "LOGGED_MODEL_UPLOAD_FAILED",
-}
-STATUS_BY_WIRE = {wire: name for name, wire in WIRE_STATUS.items()}
-STATUS_BY_NUMBER = {0: "UNSPECIFIED", 1: "PENDING", 2: "READY", 3: "FAILED"}
 
 
 def model_not_found(model_id: str) -> NotFound:
@@ -69,12 +62,8 @@ class LoggedModelStore:
                     "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = $1", exp_id
                 )
                 if experiment is None:
-                    raise NotFound(f"No Experiment with id={exp_id} exists")
-                if experiment["lifecycle_stage"] != "active":
-                    raise InvalidParameter(
-                        f"The experiment {exp_id} must be in the 'active' state. "
-                        f"Current state is {experiment['lifecycle_stage']}."
-                    )
+                    raise experiments.experiment_not_found(exp_id)
+                experiments.check_experiment_active(exp_id, experiment["lifecycle_stage"])
                 location = f"{experiment['artifact_location'].rstrip('/')}/models/{model_id}/artifacts"
                 await conn.execute(
                     """INSERT INTO logged_models (model_id, experiment_id, name, artifact_location,
@@ -177,7 +166,7 @@ class LoggedModelStore:
                 creation_timestamp_ms=row["creation_timestamp_ms"],
                 last_updated_timestamp_ms=row["last_updated_timestamp_ms"],
                 artifact_uri=row["artifact_location"],
-                status=WIRE_STATUS.get(row["status"], "LOGGED_MODEL_STATUS_UNSPECIFIED"),
+                status=LOGGED_MODEL_WIRE_STATUS.get(row["status"], "LOGGED_MODEL_STATUS_UNSPECIFIED"),
                 model_type=row["model_type"],
                 source_run_id=row["source_run_id"],
                 status_message=row["status_message"],
@@ -264,7 +253,7 @@ class LoggedModelStore:
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 stage = await conn.fetchval("SELECT lifecycle_stage FROM runs WHERE run_id = $1", run_id)
-                check_run_writable(run_id, stage)
+                runs.check_run_writable(run_id, stage)
                 await conn.executemany(
                     "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES ($1, $2, $3) "
                     "ON CONFLICT DO NOTHING",

@@ -12,58 +12,46 @@ logged models, so that check lives here too (:meth:`RegistryStore.resolve_source
 from __future__ import annotations
 
 import json
-import posixpath
 import re
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import asyncpg
 
 from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFound
-from gateway.model import KeyValue, ModelVersion, RegisteredModel, RegisteredModelAlias, RegistryTag
-from gateway.search.registry import PROMPT_TAG, RegistryQuery
-from gateway.store.errors import translate_transient
-from gateway.store.tracking import now_ms
-
-MODEL_STAGES = ("None", "Staging", "Production", "Archived")
-ACTIVE_STAGES = ("Staging", "Production")
-_STAGE_BY_LOWER = {stage.lower(): stage for stage in MODEL_STAGES}
-# The logged model's tag listing the versions registered from it.
-MODEL_VERSIONS_TAG = "mlflow.modelVersions"
-# The only sources a prompt version may have (MLflow's placeholders).
-PROMPT_SOURCES = frozenset({"dummy-source", "prompt-template"})
-
-_INT32_MAX = 2**31 - 1
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-# Schemes whose URIs name a host the server would connect to.
-_HOST_ADDRESSED_SCHEMES = frozenset(
-    {"ftp", "sftp", "hdfs", "viewfs", "http", "https", "mlflow-artifacts", "r2", "b2", "abfss"}
+from gateway.mlflow.registry import (
+    PROMPT_SOURCES,
+    ModelsUri,
+    ResolvedSource,
+    canonical_stage,
+    check_no_relative_parts,
+    check_source_scheme,
+    invalid_source,
+    is_local,
+    is_proxied_artifact,
+    local_path,
+    model_not_found,
+    parse_models_uri,
+    runs_uri_run_id,
+    version_not_found,
+    within,
 )
-_MLFLOW_ARTIFACTS_ROUTE = ("api", "2.0", "mlflow-artifacts", "artifacts")
+from gateway.mlflow.limits import INT32_MAX
+from gateway.mlflow.wire import MODEL_STAGES, MODEL_VERSIONS_TAG, PROMPT_TAG
+from gateway.model import KeyValue, ModelVersion, RegisteredModel, RegisteredModelAlias, RegistryTag
+from gateway.search.registry import RegistryQuery
+from gateway.store.errors import translate_transient
+from gateway.store.columns import RUN_ID, now_ms
+
+
+
 _FORBIDDEN_CHARACTER = re.compile(r"[\x00\ud800-\udfff]")
 
 
-def canonical_stage(stage: str) -> str:
-    """A stage in MLflow's spelling (``staging`` is ``Staging``).
-
-    Raises:
-        InvalidParameter: not one of None, Staging, Production, Archived.
-    """
-    found = _STAGE_BY_LOWER.get(stage.lower())
-    if found is None:
-        raise InvalidParameter(
-            f"Invalid Model Version stage: {stage}. Value must be one of {', '.join(MODEL_STAGES)}."
-        )
-    return found
 
 
-def model_not_found(name: str) -> NotFound:
-    return NotFound(f"Registered Model with name={name} not found")
 
 
-def version_not_found(name: str, version: int) -> NotFound:
-    return NotFound(f"Model Version (name={name}, version={version}) not found")
 
 
 def _check_storable(*values: str | None) -> None:
@@ -107,148 +95,32 @@ def _last_per_key(tags: Sequence[KeyValue]) -> dict[str, str]:
 # ---- sources ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ResolvedSource:
-    """What a new version records: its source, run, logged model and where its files are read from."""
-
-    source: str
-    run_id: str | None
-    model_id: str | None
-    storage_location: str
 
 
-def _invalid_source(source: str, id_name: str) -> InvalidParameter:
-    return InvalidParameter(
-        f"Invalid model version source: '{source}'. The {id_name} request parameter must "
-        "identify the resource that contains the source."
-    )
 
 
-def host_addressed_scheme(uri: str) -> str | None:
-    """The scheme of a URI naming a host the server would have to connect to, else None."""
-    parsed = urllib.parse.urlparse(uri)
-    scheme = parsed.scheme
-    if scheme not in _HOST_ADDRESSED_SCHEMES:
-        return None
-    if scheme == "mlflow-artifacts" and not parsed.netloc:
-        return None  # served by this server itself
-    return scheme
 
 
-def check_source_scheme(source: str) -> None:
-    """Refuse a source that names another host, with MLflow's message."""
-    scheme = host_addressed_scheme(source)
-    if scheme is not None:
-        raise InvalidParameter(
-            f"'source' cannot use the '{scheme}' scheme: the '{scheme}' scheme addresses a host other than "
-            "the tracking server's configured artifact storage, so the server would connect to the host named "
-            "in the URI. Set the MLFLOW_ALLOWED_HOST_ADDRESSED_ARTIFACT_SCHEMES environment variable on the "
-            "server to allow it."
-        )
 
 
-def _is_local(uri: str) -> bool:
-    scheme = urllib.parse.urlparse(uri).scheme
-    return scheme in ("", "file")
 
 
-def _local_path(uri: str) -> str:
-    path = urllib.parse.urlparse(uri).path if uri.startswith("file:") else uri
-    return posixpath.normpath(posixpath.join("/", urllib.parse.unquote(path)))
 
 
-def _unquoted(value: str, unquote=urllib.parse.unquote) -> str:
-    while (once := unquote(value)) != value:
-        value = once
-    return value
 
 
-def _check_no_relative_parts(source: str) -> None:
-    """Refuse a source whose path steps out of itself (``..``, NUL, ``.``), as MLflow does."""
-    message = (
-        f"Invalid model version source: '{source}'. If supplying a source as an http, https, "
-        "local file path, ftp, objectstore, or mlflow-artifacts uri, an absolute path must be "
-        "provided without relative path references present. "
-        "Please provide an absolute path."
-    )
-    unquoted = _unquoted(source, urllib.parse.unquote_plus)
-    path = re.sub(r"/+", "/", urllib.parse.urlparse(unquoted).path.rstrip("/"))
-    if "\x00" in path or any(part == ".." for part in unquoted.split("/")):
-        raise InvalidParameter(message)
-    if not path.startswith("/") or posixpath.normpath(path) != path:
-        raise InvalidParameter(message)
 
 
-def _uri_parts(uri: str) -> tuple[str, str, tuple[str, ...]]:
-    parsed = urllib.parse.urlsplit(uri)
-    parts = tuple(_unquoted(part) for part in parsed.path.split("/") if part)
-    return parsed.scheme.lower(), parsed.netloc.lower(), parts
 
 
-def _within(source: str, root: str) -> bool:
-    scheme, authority, parts = _uri_parts(source)
-    root_scheme, root_authority, root_parts = _uri_parts(root)
-    return (
-        scheme == root_scheme
-        and authority == root_authority
-        and bool(root_parts)
-        and parts[: len(root_parts)] == root_parts
-    )
 
 
-def _is_proxied_artifact(source: str) -> bool:
-    scheme, _, parts = _uri_parts(source)
-    if scheme == "mlflow-artifacts":
-        return True
-    size = len(_MLFLOW_ARTIFACTS_ROUTE)
-    return scheme in ("http", "https") and any(
-        parts[i : i + size] == _MLFLOW_ARTIFACTS_ROUTE for i in range(len(parts) - size + 1)
-    )
 
 
-@dataclass(frozen=True)
-class _ModelsUri:
-    model_id: str | None = None
-    name: str | None = None
-    version: str | None = None
-    stage: str | None = None
-    alias: str | None = None
 
 
-def _parse_models_uri(uri: str) -> _ModelsUri | None:
-    """A ``models:/`` URI's parts, as MLflow reads them; None when it is malformed."""
-    parsed = urllib.parse.urlparse(uri, allow_fragments=False)
-    path = parsed.path
-    if parsed.scheme != "models" or not path.startswith("/") or len(path) <= 1:
-        return None
-    parts = path.lstrip("/").split("/")
-    if len(parts) > 2 or parts[0].strip() == "":
-        return None
-    if len(parts) == 2:
-        name, suffix = parts
-        if suffix.strip() == "":
-            return None
-        if suffix.isdigit():
-            return _ModelsUri(name=name, version=suffix)
-        if suffix.lower() == "latest":
-            return _ModelsUri(name=name)
-        return _ModelsUri(name=name, stage=suffix)
-    if "@" in path:
-        name, _, alias = parts[0].rpartition("@")
-        if alias.strip() == "":
-            return None
-        return _ModelsUri(name=name, alias=alias)
-    return _ModelsUri(model_id=parts[0])
 
 
-def _runs_uri_run_id(uri: str) -> str:
-    path = urllib.parse.urlparse(uri).path
-    if not path.startswith("/") or len(path) <= 1 or path[1:].split("/")[0] == "":
-        raise InvalidParameter(
-            f"Not a proper runs:/ URI: {uri}. "
-            "Runs URIs must be of the form 'runs:/<run_id>/run-relative/path/to/artifact'"
-        )
-    return path[1:].split("/")[0]
 
 
 # ---- rows to entities -------------------------------------------------------------------
@@ -299,7 +171,7 @@ class RegistryStore:
 
     @staticmethod
     async def _version(conn, model, version: int, *, lock: bool = False):
-        if not 0 < version <= _INT32_MAX:
+        if not 0 < version <= INT32_MAX:
             raise version_not_found(model["name"], version)
         row = await conn.fetchrow(
             "SELECT * FROM model_versions WHERE model_key = $1 AND version = $2" + (" FOR UPDATE" if lock else ""),
@@ -687,9 +559,9 @@ class RegistryStore:
                             f"Invalid model version source: '{source}'. Registered model sources must use the "
                             "active model registry."
                         )
-                    models_uri = _parse_models_uri(source)
+                    models_uri = parse_models_uri(source)
                     if models_uri is None:
-                        raise _invalid_source(source, "model_id")
+                        raise invalid_source(source, "model_id")
                     if models_uri.model_id is None:
                         source, run_id, model_id, storage_location = await self._promoted(
                             conn, source, models_uri, run_id, model_id, has_run_id, has_model_id
@@ -699,7 +571,7 @@ class RegistryStore:
                 else:
                     model = None
                     await self._check_run_source(conn, source, run_id)
-                models_uri = _parse_models_uri(source) if parsed.scheme == "models" else None
+                models_uri = parse_models_uri(source) if parsed.scheme == "models" else None
                 if models_uri is not None and models_uri.model_id is not None:
                     logged = model or await self._logged_model(conn, models_uri.model_id)
                     if logged is None:
@@ -723,7 +595,7 @@ class RegistryStore:
             model_id,
         )
 
-    async def _promoted(self, conn, source, models_uri: _ModelsUri, run_id, model_id, has_run_id, has_model_id):
+    async def _promoted(self, conn, source, models_uri: ModelsUri, run_id, model_id, has_run_id, has_model_id):
         """A registered version named as a source: its canonical URI, run and files."""
         model = await self._model(conn, models_uri.name)
         prompt = await conn.fetchval(
@@ -774,12 +646,12 @@ class RegistryStore:
         return number
 
     async def _check_run_source(self, conn, source: str, run_id: str | None) -> None:
-        if _is_local(source):
+        if is_local(source):
             if run_id:
                 artifact_uri = await self._run_artifacts(conn, run_id, source)
-                resolved = _local_path(source)
-                if _is_local(artifact_uri):
-                    root = _local_path(artifact_uri)
+                resolved = local_path(source)
+                if is_local(artifact_uri):
+                    root = local_path(artifact_uri)
                     if resolved == root or resolved.startswith(root.rstrip("/") + "/"):
                         return
                 source = resolved
@@ -788,32 +660,32 @@ class RegistryStore:
                 "source, the run_id request parameter has to be specified and the local path has to be "
                 "contained within the artifact directory of the run specified by the run_id."
             )
-        _check_no_relative_parts(source)
+        check_no_relative_parts(source)
         parsed = urllib.parse.urlparse(source)
         if parsed.scheme == "runs":
             if parsed.netloc:
-                raise _invalid_source(source, "run_id")
-            if run_id and _runs_uri_run_id(source) == run_id:
+                raise invalid_source(source, "run_id")
+            if run_id and runs_uri_run_id(source) == run_id:
                 return
-            raise _invalid_source(source, "run_id")
+            raise invalid_source(source, "run_id")
         if parsed.scheme == "models":
             if parsed.netloc:
-                raise _invalid_source(source, "model_id")
-            models_uri = _parse_models_uri(source)
+                raise invalid_source(source, "model_id")
+            models_uri = parse_models_uri(source)
             if models_uri is None or models_uri.model_id is not None:
-                raise _invalid_source(source, "model_id")
-        if _is_proxied_artifact(source):
-            if run_id and _within(source, await self._run_artifacts(conn, run_id, source)):
+                raise invalid_source(source, "model_id")
+        if is_proxied_artifact(source):
+            if run_id and within(source, await self._run_artifacts(conn, run_id, source)):
                 return
-            raise _invalid_source(source, "run_id")
+            raise invalid_source(source, "run_id")
 
     @staticmethod
     async def _run_artifacts(conn, run_id: str, source: str) -> str:
         artifact_uri = None
-        if _RUN_ID.match(run_id):
+        if RUN_ID.match(run_id):
             artifact_uri = await conn.fetchval("SELECT artifact_uri FROM runs WHERE run_id = $1::uuid", run_id)
         if artifact_uri is None:
-            raise _invalid_source(source, "run_id")
+            raise invalid_source(source, "run_id")
         return artifact_uri
 
     async def _check_model_source(self, conn, source: str, model_id: str):
@@ -822,14 +694,14 @@ class RegistryStore:
         async def logged_model():
             row = await self._logged_model(conn, model_id)
             if row is None:
-                raise _invalid_source(source, "model_id")
+                raise invalid_source(source, "model_id")
             return row
 
-        if _is_local(source):
+        if is_local(source):
             row = await logged_model()
-            resolved = _local_path(source)
-            if _is_local(row["artifact_location"]):
-                root = _local_path(row["artifact_location"])
+            resolved = local_path(source)
+            if is_local(row["artifact_location"]):
+                root = local_path(row["artifact_location"])
                 if resolved == root or resolved.startswith(root.rstrip("/") + "/"):
                     return row
             raise InvalidParameter(
@@ -837,25 +709,25 @@ class RegistryStore:
                 "source, the model_id request parameter has to be specified and the local path has to "
                 "be contained within the artifact directory of the run specified by the model_id."
             )
-        _check_no_relative_parts(source)
+        check_no_relative_parts(source)
         parsed = urllib.parse.urlparse(source)
         if parsed.scheme == "models":
             if parsed.netloc:
-                raise _invalid_source(source, "model_id")
-            models_uri = _parse_models_uri(source)
+                raise invalid_source(source, "model_id")
+            models_uri = parse_models_uri(source)
             if models_uri is None:
-                raise _invalid_source(source, "model_id")
+                raise invalid_source(source, "model_id")
             if models_uri.model_id is not None:
                 if models_uri.model_id == model_id:
                     return await logged_model()
-                raise _invalid_source(source, "model_id")
+                raise invalid_source(source, "model_id")
         if parsed.scheme == "runs":
-            raise _invalid_source(source, "model_id")
-        if _is_proxied_artifact(source):
+            raise invalid_source(source, "model_id")
+        if is_proxied_artifact(source):
             row = await logged_model()
-            if _within(source, row["artifact_location"]):
+            if within(source, row["artifact_location"]):
                 return row
-            raise _invalid_source(source, "model_id")
+            raise invalid_source(source, "model_id")
         return None
 
     async def create_model_version(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from itertools import groupby
@@ -14,8 +12,10 @@ from operator import itemgetter
 import asyncpg
 
 from gateway import search
-from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFound, check_run_writable
+from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFound
+from gateway.mlflow import experiments, runs
 from gateway.mlflow.page_tokens import offset_token, start_offset
+from gateway.mlflow.wire import LOGGED_MODELS_TAG, RUN_NAME_TAG
 from gateway.model import (
     Dataset,
     DatasetInput,
@@ -33,36 +33,9 @@ from gateway.model import (
     wire_float,
 )
 from gateway.store import export, points, searching
+from gateway.store.columns import RUN_ID, now_ms, parse_experiment_id, run_uuid
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
-from gateway.store.writer import RUN_NAME_TAG
-
-LOGGED_MODELS_TAG = "mlflow.log-model.history"
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def parse_experiment_id(experiment_id: object) -> int:
-    """An experiment id as the integer it is stored as; MLflow's error otherwise."""
-    try:
-        value = int(experiment_id)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidParameter(
-            f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer."
-        ) from None
-    if not -(2**63) <= value < 2**63:
-        raise NotFound(f"No Experiment with id={value} exists")
-    return value
-
-
-def run_uuid(run_id: str) -> str:
-    """Check that a run id can name a stored run; NotFound (as MLflow) when it cannot."""
-    if not _RUN_ID.match(run_id):
-        raise NotFound(f"Run with id={run_id} not found")
-    return run_id
 
 
 def _experiment_from_row(row, tags: list[Tag]) -> Experiment:
@@ -95,7 +68,6 @@ def _run_info_from_row(row) -> RunInfo:
 
 # The run ids of a page with their places in it, for get_runs.
 _PLACES = "unnest($1::uuid[]) WITH ORDINALITY AS p(run_id, place)"
-
 
 _place_of_row = itemgetter(0)
 
@@ -180,7 +152,7 @@ class TrackingStore:
         exp_id = parse_experiment_id(experiment_id)
         row = await self._fetchrow("SELECT * FROM experiments WHERE experiment_id = $1", exp_id)
         if row is None:
-            raise NotFound(f"No Experiment with id={exp_id} exists")
+            raise experiments.experiment_not_found(exp_id)
         tags = await self._experiment_tags([exp_id])
         return _experiment_from_row(row, tags.get(exp_id, []))
 
@@ -221,7 +193,7 @@ class TrackingStore:
                     expected,
                 )
                 if updated is None:
-                    raise NotFound(f"No Experiment with id={exp_id} exists")
+                    raise experiments.experiment_not_found(exp_id)
                 # Lock the runs in run_id order first, as flushes and gc do, so this
                 # statement cannot deadlock with them.
                 await conn.execute(
@@ -238,11 +210,7 @@ class TrackingStore:
 
     async def set_experiment_tag(self, experiment_id: object, key: str, value: str) -> None:
         experiment = await self.get_experiment(experiment_id)
-        if experiment.lifecycle_stage != "active":
-            raise InvalidParameter(
-                f"The experiment {experiment.experiment_id} must be in the 'active' state. "
-                f"Current state is {experiment.lifecycle_stage}."
-            )
+        experiments.check_experiment_active(experiment.experiment_id, experiment.lifecycle_stage)
         await self._execute(
             "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3) "
             "ON CONFLICT (experiment_id, key) DO UPDATE SET value = EXCLUDED.value",
@@ -253,11 +221,7 @@ class TrackingStore:
 
     async def delete_experiment_tag(self, experiment_id: object, key: str) -> None:
         experiment = await self.get_experiment(experiment_id)
-        if experiment.lifecycle_stage != "active":
-            raise InvalidParameter(
-                f"The experiment {experiment.experiment_id} must be in the 'active' state. "
-                f"Current state is {experiment.lifecycle_stage}."
-            )
+        experiments.check_experiment_active(experiment.experiment_id, experiment.lifecycle_stage)
         deleted = await self._fetchrow(
             "DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2 RETURNING key",
             int(experiment.experiment_id),
@@ -317,12 +281,8 @@ class TrackingStore:
                     exp_id,
                 )
                 if experiment is None:
-                    raise NotFound(f"No Experiment with id={exp_id} exists")
-                if experiment["lifecycle_stage"] != "active":
-                    raise InvalidParameter(
-                        f"The experiment {exp_id} must be in the 'active' state. "
-                        f"Current state is {experiment['lifecycle_stage']}."
-                    )
+                    raise experiments.experiment_not_found(exp_id)
+                experiments.check_experiment_active(exp_id, experiment["lifecycle_stage"])
                 if run_name and tag_name and run_name != tag_name:
                     raise InvalidParameter(
                         "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
@@ -366,7 +326,7 @@ class TrackingStore:
 
     async def run_lifecycle_stage(self, run_id: str) -> str | None:
         """The run's lifecycle stage, or None if there is no such run."""
-        if not _RUN_ID.match(run_id):
+        if not RUN_ID.match(run_id):
             return None
         row = await self._fetchrow("SELECT lifecycle_stage FROM runs WHERE run_id = $1", run_id)
         return None if row is None else row["lifecycle_stage"]
@@ -375,14 +335,14 @@ class TrackingStore:
         run_uuid(run_id)
         row = await self._fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1", run_id)
         if row is None:
-            raise NotFound(f"Run with id={run_id} not found")
+            raise runs.run_not_found(run_id)
         return _run_info_from_row(row)
 
     async def get_run(self, run_id: str) -> Run:
         run_uuid(run_id)
         runs = await self.get_runs([run_id], with_outputs=True)
         if not runs:
-            raise NotFound(f"Run with id={run_id} not found")
+            raise runs.run_not_found(run_id)
         return runs[0]
 
     async def get_runs(self, run_ids: list[str], *, with_outputs: bool = False) -> list[Run]:
@@ -473,7 +433,7 @@ class TrackingStore:
                 row = await conn.fetchrow(
                     f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1 FOR UPDATE", run_id
                 )
-                check_run_writable(run_id, None if row is None else row["lifecycle_stage"])
+                runs.check_run_writable(run_id, None if row is None else row["lifecycle_stage"])
                 row = await conn.fetchrow(
                     f"""UPDATE runs SET status = COALESCE($2, status), end_time = COALESCE($3, end_time),
                               name = COALESCE($4, name)
@@ -504,7 +464,7 @@ class TrackingStore:
             now_ms(),
         )
         if updated is None:
-            raise NotFound(f"Run with id={run_id} not found")
+            raise runs.run_not_found(run_id)
 
     async def bulk_delete_runs(self, experiment_id: object, max_timestamp_millis: int, max_runs: int) -> int:
         """Soft-delete the experiment's active runs created at or before the time, at most ``max_runs``.
@@ -555,7 +515,7 @@ class TrackingStore:
         return len(restored)
 
     async def delete_tag(self, run_id: str, key: str) -> None:
-        check_run_writable(run_id, (await self.get_run_info(run_id)).lifecycle_stage)
+        runs.check_run_writable(run_id, (await self.get_run_info(run_id)).lifecycle_stage)
         deleted = await self._fetchrow(
             "DELETE FROM run_tags WHERE run_id = $1 AND key = $2 RETURNING key", run_id, key
         )
@@ -563,7 +523,7 @@ class TrackingStore:
             raise NotFound(f"No tag with name: {key} in run with id {run_id}")
 
     async def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput], model_ids: Sequence[str]) -> None:
-        check_run_writable(run_id, (await self.get_run_info(run_id)).lifecycle_stage)
+        runs.check_run_writable(run_id, (await self.get_run_info(run_id)).lifecycle_stage)
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 position = await conn.fetchval(
@@ -619,7 +579,7 @@ class TrackingStore:
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction():
                 stage = await conn.fetchval("SELECT lifecycle_stage FROM runs WHERE run_id = $1 FOR UPDATE", run_id)
-                check_run_writable(run_id, stage)
+                runs.check_run_writable(run_id, stage)
                 current = await conn.fetchval(
                     "SELECT value FROM run_tags WHERE run_id = $1 AND key = $2", run_id, LOGGED_MODELS_TAG
                 )
@@ -651,7 +611,7 @@ class TrackingStore:
             async with self._pool.acquire() as conn:
                 page, total = await points.history_page(conn, run_id, key, offset, max_results)
                 if not page and not await conn.fetchval(_RUN_EXISTS, run_id):
-                    raise NotFound(f"Run with id={run_id} not found")
+                    raise runs.run_not_found(run_id)
         token = None
         if max_results is not None and offset + max_results < total:
             token = offset_token(offset + max_results)
@@ -660,7 +620,7 @@ class TrackingStore:
     async def get_metric_history_bulk(self, run_ids: Sequence[str], key: str, max_results: int) -> list[Metric]:
         """A key's points over several runs, by run id and then as get-history orders them, at most
         ``max_results`` in all; ids of no stored run are left out, as MLflow leaves them out."""
-        ids = sorted({r for r in run_ids if _RUN_ID.match(r)})
+        ids = sorted({r for r in run_ids if RUN_ID.match(r)})
         result: list[Metric] = []
         with translate_transient():
             async with self._pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
@@ -695,7 +655,7 @@ class TrackingStore:
                     "SELECT run_id FROM runs WHERE run_id = ANY($1::uuid[])", ordered)}
                 for run_id in run_ids:
                     if run_id not in stored:
-                        raise NotFound(f"Run with id={run_id} not found")
+                        raise runs.run_not_found(run_id)
                 chunks_by_run = await points.chunks_of(conn, ordered, key)
                 sampled = await points.sample(conn, chunks_by_run, key, max_results, low, high)
         return [

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from gateway.errors import GatewayError, InvalidParameter, NotFound, TransientStoreError
+from gateway.errors import GatewayError, TransientStoreError
+from gateway.mlflow import runs
 from gateway.mlflow.runs import param_conflict_error
 from gateway.mlflow.wire import RUN_NAME_TAG
 from gateway.model import MetricPoint, RunWrite
@@ -236,13 +237,9 @@ class BatchWriter:
         )
         stage_by_run = {row["run_id"].hex: row["lifecycle_stage"] for row in rows}
         for index, write in enumerate(writes):
-            stage = stage_by_run.get(write.run_id)
-            if stage is None:
-                outcome[index] = NotFound(f"Run with id={write.run_id} not found")
-            elif stage != "active":
-                outcome[index] = InvalidParameter(
-                    f"The run {write.run_id} must be in the 'active' state. Current state is {stage}."
-                )
+            error = runs.run_write_refused(write.run_id, stage_by_run.get(write.run_id))
+            if error is not None:
+                outcome[index] = error
 
     async def _insert_params(self, conn, writes, outcome) -> None:
         """Insert params write-once; a write with a conflicting param fails as a whole.

@@ -5,26 +5,26 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import InvalidParameter
-from gateway.store.registry import (
-    _check_no_relative_parts,
-    _is_proxied_artifact,
-    _parse_models_uri,
-    _ModelsUri,
-    _within,
+from gateway.mlflow.registry import (
+    ModelsUri,
     canonical_stage,
+    check_no_relative_parts,
     check_source_scheme,
     host_addressed_scheme,
+    is_proxied_artifact,
+    parse_models_uri,
+    within,
 )
 
 
 @pytest.mark.parametrize(
     ("uri", "parsed"),
     [
-        ("models:/m-0123", _ModelsUri(model_id="m-0123")),
-        ("models:/name/3", _ModelsUri(name="name", version="3")),
-        ("models:/name/latest", _ModelsUri(name="name")),
-        ("models:/name/Production", _ModelsUri(name="name", stage="Production")),
-        ("models:/name@champion", _ModelsUri(name="name", alias="champion")),
+        ("models:/m-0123", ModelsUri(model_id="m-0123")),
+        ("models:/name/3", ModelsUri(name="name", version="3")),
+        ("models:/name/latest", ModelsUri(name="name")),
+        ("models:/name/Production", ModelsUri(name="name", stage="Production")),
+        ("models:/name@champion", ModelsUri(name="name", alias="champion")),
         ("models:/", None),
         ("models:/a/b/c", None),
         ("models:/name/ ", None),
@@ -33,7 +33,7 @@ from gateway.store.registry import (
     ],
 )
 def test_models_uris_read_as_mlflow_reads_them(uri, parsed):
-    assert _parse_models_uri(uri) == parsed
+    assert parse_models_uri(uri) == parsed
 
 
 @pytest.mark.parametrize(
@@ -42,13 +42,13 @@ def test_models_uris_read_as_mlflow_reads_them(uri, parsed):
 )
 def test_sources_that_climb_out_of_themselves_are_refused(source):
     with pytest.raises(InvalidParameter) as caught:
-        _check_no_relative_parts(source)
+        check_no_relative_parts(source)
     assert caught.value.message.startswith(f"Invalid model version source: '{source}'. If supplying a source")
 
 
 @pytest.mark.parametrize("source", ["s3://bucket/models/a", "runs:/0123/model", "models:/m-1", "mlflow-artifacts:/1/x"])
 def test_plain_sources_pass(source):
-    _check_no_relative_parts(source)
+    check_no_relative_parts(source)
 
 
 def test_host_addressed_schemes():
@@ -63,14 +63,14 @@ def test_host_addressed_schemes():
 
 def test_within_an_artifact_root():
     root = "mlflow-artifacts:/1/0123/artifacts"
-    assert _within("mlflow-artifacts:/1/0123/artifacts/model", root)
-    assert _within("mlflow-artifacts:/1/0123/artifacts", root)
-    assert not _within("mlflow-artifacts:/1/0124/artifacts/model", root)
-    assert not _within("mlflow-artifacts:/1/0123/artifactsX/model", root)
-    assert not _within("s3://1/0123/artifacts/model", root)
-    assert _is_proxied_artifact("mlflow-artifacts:/1/x")
-    assert _is_proxied_artifact("https://host/api/2.0/mlflow-artifacts/artifacts/1/x")
-    assert not _is_proxied_artifact("https://host/other/1/x")
+    assert within("mlflow-artifacts:/1/0123/artifacts/model", root)
+    assert within("mlflow-artifacts:/1/0123/artifacts", root)
+    assert not within("mlflow-artifacts:/1/0124/artifacts/model", root)
+    assert not within("mlflow-artifacts:/1/0123/artifactsX/model", root)
+    assert not within("s3://1/0123/artifacts/model", root)
+    assert is_proxied_artifact("mlflow-artifacts:/1/x")
+    assert is_proxied_artifact("https://host/api/2.0/mlflow-artifacts/artifacts/1/x")
+    assert not is_proxied_artifact("https://host/other/1/x")
 
 
 def test_stages_are_canonical():

@@ -26,9 +26,9 @@ from operator import itemgetter
 
 import asyncpg
 
+from gateway.mlflow.wire import LOGGED_MODEL_STATUS_BY_NUMBER
 from gateway.store import pgcopy
 from gateway.store import points as chunked
-from gateway.store.logged_models import STATUS_BY_NUMBER
 from gateway.store.migrations import migrate
 from gateway.store.mlflow_import.errors import ImportRefused
 from gateway.store.mlflow_import.revisions import HEAD, KNOWN_REVISIONS, LAST_2X_HEAD
@@ -702,7 +702,7 @@ class MlflowImporter:
                 f"SELECT model_id, tag_key, tag_value FROM logged_model_tags WHERE model_id IN ({marks})", *batch)
             records = [
                 (model_id, experiment_id, name, location, created, updated,
-                 STATUS_BY_NUMBER.get(status, "UNSPECIFIED"), message, stage or "active", model_type, run_id)
+                 LOGGED_MODEL_STATUS_BY_NUMBER.get(status, "UNSPECIFIED"), message, stage or "active", model_type, run_id)
                 for model_id, experiment_id, name, location, created, updated, status, message, stage, model_type,
                 run_id in models
             ]
