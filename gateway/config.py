@@ -158,7 +158,7 @@ SETTING_DOCS: dict[str, str] = {}
 
 
 def _collect_docs() -> None:
-    """Read each field's doc string (the string literal under it) for --help and the README."""
+    """Read each field's doc string (the string literal under it) for --help and docs/settings.md."""
     import ast
     import inspect
 

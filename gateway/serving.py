@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 # collections a second under a log-batch flood, each walking the rows of the
 # batches still buffered: 40 % of the process's CPU in log-batch-c16. The
 # server makes few reference cycles, so collecting far less often keeps memory
-# bounded all the same (BENCHMARKS.md, "The cyclic garbage collector").
+# bounded all the same (docs/benchmarks-history.md, "The cyclic garbage collector").
 GC_THRESHOLDS = (50_000, 20, 100)
 
 

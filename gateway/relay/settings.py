@@ -97,7 +97,7 @@ ENV_PREFIX = "GATEWAY_RELAY_"
 
 
 def _field_docs() -> dict[str, str]:
-    """Each field's doc string (the string literal under it), for --help and the README."""
+    """Each field's doc string (the string literal under it), for --help and docs/relay.md."""
     import ast
     import inspect
 
