@@ -28,7 +28,7 @@ import asyncpg
 from gateway import telemetry
 from gateway.store import pgcopy
 from gateway.store import points as chunked
-from gateway.store.errors import translate_transient
+from gateway.store.connections import connection
 
 log = logging.getLogger(__name__)
 
@@ -169,44 +169,43 @@ class Compactor:
             (0, 2, self._chunk_points) if complete
             else (self._chunk_points, self._min_chunks, WORTH_MERGING_BELOW)
         )
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                # Planned from ranges and counts, without a lock: no flush waits for this part.
-                async with conn.transaction(readonly=True, isolation="repeatable_read"):
-                    found = await conn.fetch(
-                        _CANDIDATES, points_needed, chunks_needed, self._batch_keys * 4, quiet_since, below)
-                    chosen, total = [], 0
-                    for row in found:
-                        if chosen and (len(chosen) >= self._batch_keys or total + row["points"] > self._batch_points):
-                            break
-                        chosen.append((row["run_id"], row["key"]))
-                        total += row["points"]
-                    if not chosen:
+        async with connection(self._pool) as conn:
+            # Planned from ranges and counts, without a lock: no flush waits for this part.
+            async with conn.transaction(readonly=True, isolation="repeatable_read"):
+                found = await conn.fetch(
+                    _CANDIDATES, points_needed, chunks_needed, self._batch_keys * 4, quiet_since, below)
+                chosen, total = [], 0
+                for row in found:
+                    if chosen and (len(chosen) >= self._batch_keys or total + row["points"] > self._batch_points):
+                        break
+                    chosen.append((row["run_id"], row["key"]))
+                    total += row["points"]
+                if not chosen:
+                    return Progress()
+                chunks = await conn.fetch(_SERIES_CHUNKS, [k[0] for k in chosen], [k[1] for k in chosen])
+                groups, settled = self._plan(chunks, complete)
+                if not groups and not settled:
+                    return Progress()
+                picked = [chunk for group, _ in groups for chunk in group]
+                arrays = {row["chunk_id"]: row for row in await conn.fetch(_READ_CHUNKS, *_ids(picked))}
+            rows: list[tuple] = []
+            for group, seal_last in groups:
+                self._merge(rows, group, arrays, seal_last)
+            touched = sorted({(c["run_id"], c["key"]) for c in picked + settled})
+            try:
+                async with conn.transaction():
+                    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACTOR_LOCK_ID):
                         return Progress()
-                    chunks = await conn.fetch(_SERIES_CHUNKS, [k[0] for k in chosen], [k[1] for k in chosen])
-                    groups, settled = self._plan(chunks, complete)
-                    if not groups and not settled:
-                        return Progress()
-                    picked = [chunk for group, _ in groups for chunk in group]
-                    arrays = {row["chunk_id"]: row for row in await conn.fetch(_READ_CHUNKS, *_ids(picked))}
-                rows: list[tuple] = []
-                for group, seal_last in groups:
-                    self._merge(rows, group, arrays, seal_last)
-                touched = sorted({(c["run_id"], c["key"]) for c in picked + settled})
-                try:
-                    async with conn.transaction():
-                        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACTOR_LOCK_ID):
-                            return Progress()
-                        await conn.execute(_LOCK_WAIT)
-                        await conn.fetch(_LOCK_KEYS, [k[0] for k in touched], [k[1] for k in touched])
-                        if picked and await conn.fetchval(_TAKE_CHUNKS, *_ids(picked)) != len(picked):
-                            raise _Changed
-                        if settled:
-                            await conn.execute(_SEAL, *_ids(settled))
-                        if rows:
-                            await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS)
-                except (_Changed, asyncpg.LockNotAvailableError):
-                    return Progress()  # rolled back (a chunk changed, or a flush held a key): planned again later
+                    await conn.execute(_LOCK_WAIT)
+                    await conn.fetch(_LOCK_KEYS, [k[0] for k in touched], [k[1] for k in touched])
+                    if picked and await conn.fetchval(_TAKE_CHUNKS, *_ids(picked)) != len(picked):
+                        raise _Changed
+                    if settled:
+                        await conn.execute(_SEAL, *_ids(settled))
+                    if rows:
+                        await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS)
+            except (_Changed, asyncpg.LockNotAvailableError):
+                return Progress()  # rolled back (a chunk changed, or a flush held a key): planned again later
         progress = Progress(
             keys=len(touched), chunks_merged=len(picked), chunks_written=len(rows),
             points=sum(chunk["point_count"] for chunk in picked),
@@ -217,26 +216,25 @@ class Compactor:
 
     async def convert_round(self) -> Progress:
         """Move one batch of (run, key)s from metric_rows into chunks."""
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                try:
-                    async with conn.transaction():
-                        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACTOR_LOCK_ID):
-                            return Progress()
-                        found = await conn.fetch(_UNCONVERTED_KEYS, self._batch_points)
-                        await conn.execute(_LOCK_WAIT)
-                        keys = await self._lock(
-                            conn, [(row["run_id"], row["key"]) for row in found][: self._batch_keys])
-                        if not keys:
-                            return Progress()
-                        taken = await conn.fetch(_TAKE_ROWS, [k[0] for k in keys], [k[1] for k in keys])
-                        by_key: dict[tuple, list] = {}
-                        for row in taken:
-                            by_key.setdefault((row["run_id"].hex, row["key"]), []).append(tuple(row[2:8]))
-                        progress = await self._write(conn, by_key)
-                        progress.rows_converted = len(taken)
-                except asyncpg.LockNotAvailableError:
-                    return Progress()  # a flush held a key too long: the next round tries again
+        async with connection(self._pool) as conn:
+            try:
+                async with conn.transaction():
+                    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACTOR_LOCK_ID):
+                        return Progress()
+                    found = await conn.fetch(_UNCONVERTED_KEYS, self._batch_points)
+                    await conn.execute(_LOCK_WAIT)
+                    keys = await self._lock(
+                        conn, [(row["run_id"], row["key"]) for row in found][: self._batch_keys])
+                    if not keys:
+                        return Progress()
+                    taken = await conn.fetch(_TAKE_ROWS, [k[0] for k in keys], [k[1] for k in keys])
+                    by_key: dict[tuple, list] = {}
+                    for row in taken:
+                        by_key.setdefault((row["run_id"].hex, row["key"]), []).append(tuple(row[2:8]))
+                    progress = await self._write(conn, by_key)
+                    progress.rows_converted = len(taken)
+            except asyncpg.LockNotAvailableError:
+                return Progress()  # a flush held a key too long: the next round tries again
         telemetry.CONVERTED_ROWS.inc(progress.rows_converted)
         return progress
 

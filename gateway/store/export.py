@@ -25,7 +25,7 @@ import asyncpg
 from gateway import search
 from gateway.mlflow.wire import SOURCE_NAME_TAG, SOURCE_TYPE_TAG, USER_TAG
 from gateway.store import searching
-from gateway.store.errors import translate_transient
+from gateway.store.connections import transaction
 
 FIXED_COLUMNS = ("Run ID", "Name", "Source Type", "Source Name", "User", "Status")
 DEFAULT_PAGE_SIZE = 1000
@@ -142,31 +142,30 @@ async def runs_csv(
         max_results=page_size,
         page_token=None,
     )
-    with translate_transient():
-        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            await conn.execute(searching.PLANNER_SETTINGS)
-            param_keys = await _keys(conn, "params", matching)
-            metric_keys = await _keys(conn, "metric_summaries", matching)
-            yield _csv_line([*FIXED_COLUMNS, *param_keys, *metric_keys])
-            while True:
-                rows = await searching.fetch_page(conn, page)
-                run_ids = [row["run_id"] for row in rows[:page_size]]
-                if run_ids:
-                    lines = await _page_rows(conn, run_ids, param_keys, metric_keys)
-                    buffer = io.StringIO()
-                    csv.writer(buffer, lineterminator="\r\n").writerows(lines)
-                    yield buffer.getvalue()
-                token = search.next_run_page_token(page, rows, page_size)
-                if token is None:
-                    return
-                page = search.compile_run_search(
-                    experiment_ids=experiment_ids,
-                    filter_string=filter_string,
-                    run_view_type=run_view_type,
-                    order_by=order_by,
-                    max_results=page_size,
-                    page_token=token,
-                )
+    async with transaction(pool, isolation="repeatable_read", readonly=True) as conn:
+        await conn.execute(searching.PLANNER_SETTINGS)
+        param_keys = await _keys(conn, "params", matching)
+        metric_keys = await _keys(conn, "metric_summaries", matching)
+        yield _csv_line([*FIXED_COLUMNS, *param_keys, *metric_keys])
+        while True:
+            rows = await searching.fetch_page(conn, page)
+            run_ids = [row["run_id"] for row in rows[:page_size]]
+            if run_ids:
+                lines = await _page_rows(conn, run_ids, param_keys, metric_keys)
+                buffer = io.StringIO()
+                csv.writer(buffer, lineterminator="\r\n").writerows(lines)
+                yield buffer.getvalue()
+            token = search.next_run_page_token(page, rows, page_size)
+            if token is None:
+                return
+            page = search.compile_run_search(
+                experiment_ids=experiment_ids,
+                filter_string=filter_string,
+                run_view_type=run_view_type,
+                order_by=order_by,
+                max_results=page_size,
+                page_token=token,
+            )
 
 
 async def write_runs_csv(database_url: str, out: io.TextIOBase, **search_args) -> int:

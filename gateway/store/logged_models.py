@@ -21,6 +21,7 @@ from gateway.search.logged_models import (
     compile_logged_model_search,
     next_page_token,
 )
+from gateway.store.connections import connection, transaction
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
 from gateway.store.columns import now_ms, parse_experiment_id, run_uuid
@@ -56,29 +57,28 @@ class LoggedModelStore:
         model_id = "m-" + uuid.uuid4().hex
         created = now_ms()
         name = name or random_run_name()
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                experiment = await conn.fetchrow(
-                    "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = $1", exp_id
-                )
-                if experiment is None:
-                    raise experiments.experiment_not_found(exp_id)
-                experiments.check_experiment_active(exp_id, experiment["lifecycle_stage"])
-                location = f"{experiment['artifact_location'].rstrip('/')}/models/{model_id}/artifacts"
-                await conn.execute(
-                    """INSERT INTO logged_models (model_id, experiment_id, name, artifact_location,
-                           creation_timestamp_ms, last_updated_timestamp_ms, status, model_type, source_run_id)
-                       VALUES ($1, $2, $3, $4, $5, $5, 'PENDING', $6, $7)""",
-                    model_id,
-                    exp_id,
-                    name,
-                    location,
-                    created,
-                    model_type or None,
-                    source_run_id or None,
-                )
-                await self._upsert(conn, "logged_model_params", model_id, params)
-                await self._upsert(conn, "logged_model_tags", model_id, tags)
+        async with transaction(self._pool) as conn:
+            experiment = await conn.fetchrow(
+                "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = $1", exp_id
+            )
+            if experiment is None:
+                raise experiments.experiment_not_found(exp_id)
+            experiments.check_experiment_active(exp_id, experiment["lifecycle_stage"])
+            location = f"{experiment['artifact_location'].rstrip('/')}/models/{model_id}/artifacts"
+            await conn.execute(
+                """INSERT INTO logged_models (model_id, experiment_id, name, artifact_location,
+                       creation_timestamp_ms, last_updated_timestamp_ms, status, model_type, source_run_id)
+                   VALUES ($1, $2, $3, $4, $5, $5, 'PENDING', $6, $7)""",
+                model_id,
+                exp_id,
+                name,
+                location,
+                created,
+                model_type or None,
+                source_run_id or None,
+            )
+            await self._upsert(conn, "logged_model_params", model_id, params)
+            await self._upsert(conn, "logged_model_tags", model_id, tags)
         return await self.get(model_id)
 
     @staticmethod
@@ -109,30 +109,29 @@ class LoggedModelStore:
         """Full models in the order of ``model_ids``; unknown (or deleted) ids are skipped."""
         if not model_ids:
             return []
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                rows = await conn.fetch(
-                    "SELECT * FROM logged_models WHERE model_id = ANY($1::text[]) "
-                    "AND ($2 OR lifecycle_stage = 'active')",
-                    model_ids,
-                    allow_deleted,
-                )
-                params = await conn.fetch(
-                    "SELECT model_id, key, value FROM logged_model_params WHERE model_id = ANY($1::text[]) "
-                    "ORDER BY model_id, key",
-                    model_ids,
-                )
-                tags = await conn.fetch(
-                    "SELECT model_id, key, value FROM logged_model_tags WHERE model_id = ANY($1::text[]) "
-                    "ORDER BY model_id, key",
-                    model_ids,
-                )
-                metrics = await conn.fetch(
-                    """SELECT run_id, model_id, key, value, timestamp, step, dataset_name, dataset_digest
-                       FROM metric_points WHERE model_id = ANY($1::text[])
-                       ORDER BY model_id, key, step, timestamp""",
-                    model_ids,
-                )
+        async with connection(self._pool) as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM logged_models WHERE model_id = ANY($1::text[]) "
+                "AND ($2 OR lifecycle_stage = 'active')",
+                model_ids,
+                allow_deleted,
+            )
+            params = await conn.fetch(
+                "SELECT model_id, key, value FROM logged_model_params WHERE model_id = ANY($1::text[]) "
+                "ORDER BY model_id, key",
+                model_ids,
+            )
+            tags = await conn.fetch(
+                "SELECT model_id, key, value FROM logged_model_tags WHERE model_id = ANY($1::text[]) "
+                "ORDER BY model_id, key",
+                model_ids,
+            )
+            metrics = await conn.fetch(
+                """SELECT run_id, model_id, key, value, timestamp, step, dataset_name, dataset_digest
+                   FROM metric_points WHERE model_id = ANY($1::text[])
+                   ORDER BY model_id, key, step, timestamp""",
+                model_ids,
+            )
         by_id = {row["model_id"]: row for row in rows}
         params_of: dict[str, list[Tag]] = {}
         tags_of: dict[str, list[Tag]] = {}
@@ -178,50 +177,45 @@ class LoggedModelStore:
 
     async def finalize(self, model_id: str, status: str) -> LoggedModel:
         """Set the model's status (PENDING, READY, FAILED or UNSPECIFIED)."""
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._require(conn, model_id)
-                await conn.execute(
-                    "UPDATE logged_models SET status = $2, last_updated_timestamp_ms = $3 WHERE model_id = $1",
-                    model_id,
-                    status,
-                    now_ms(),
-                )
+        async with transaction(self._pool) as conn:
+            await self._require(conn, model_id)
+            await conn.execute(
+                "UPDATE logged_models SET status = $2, last_updated_timestamp_ms = $3 WHERE model_id = $1",
+                model_id,
+                status,
+                now_ms(),
+            )
         return await self.get(model_id)
 
     async def delete(self, model_id: str) -> None:
         """Soft-delete: the model is hidden from get and search; its artifacts stay until gc."""
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._require(conn, model_id)
-                await conn.execute(
-                    "UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_timestamp_ms = $2 "
-                    "WHERE model_id = $1",
-                    model_id,
-                    now_ms(),
-                )
+        async with transaction(self._pool) as conn:
+            await self._require(conn, model_id)
+            await conn.execute(
+                "UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_timestamp_ms = $2 "
+                "WHERE model_id = $1",
+                model_id,
+                now_ms(),
+            )
 
     async def set_tags(self, model_id: str, tags: Sequence[KeyValue]) -> None:
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._require(conn, model_id)
-                await self._upsert(conn, "logged_model_tags", model_id, tags)
+        async with transaction(self._pool) as conn:
+            await self._require(conn, model_id)
+            await self._upsert(conn, "logged_model_tags", model_id, tags)
 
     async def delete_tag(self, model_id: str, key: str) -> None:
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._require(conn, model_id)
-                deleted = await conn.fetchval(
-                    "DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2 RETURNING key", model_id, key
-                )
+        async with transaction(self._pool) as conn:
+            await self._require(conn, model_id)
+            deleted = await conn.fetchval(
+                "DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2 RETURNING key", model_id, key
+            )
         if deleted is None:
             raise NotFound(f"No tag with key {key!r} found for model with ID {model_id!r}.")
 
     async def log_params(self, model_id: str, params: Sequence[KeyValue]) -> None:
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._require(conn, model_id)
-                await self._upsert(conn, "logged_model_params", model_id, params)
+        async with transaction(self._pool) as conn:
+            await self._require(conn, model_id)
+            await self._upsert(conn, "logged_model_params", model_id, params)
 
     async def search(
         self,
@@ -250,15 +244,14 @@ class LoggedModelStore:
     async def log_outputs(self, run_id: str, outputs: Sequence[ModelOutput]) -> None:
         """Record the models a run produced (runs/outputs); the run must be active."""
         run_uuid(run_id)
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                stage = await conn.fetchval("SELECT lifecycle_stage FROM runs WHERE run_id = $1", run_id)
-                runs.check_run_writable(run_id, stage)
-                await conn.executemany(
-                    "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES ($1, $2, $3) "
-                    "ON CONFLICT DO NOTHING",
-                    [(run_id, output.model_id, output.step) for output in outputs],
-                )
+        async with transaction(self._pool) as conn:
+            stage = await conn.fetchval("SELECT lifecycle_stage FROM runs WHERE run_id = $1", run_id)
+            runs.check_run_writable(run_id, stage)
+            await conn.executemany(
+                "INSERT INTO run_model_outputs (run_id, model_id, step) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                [(run_id, output.model_id, output.step) for output in outputs],
+            )
 
     async def run_outputs(self, run_ids: list[str]) -> dict[str, list[ModelOutput]]:
         """The model outputs of each run, for runs/get."""

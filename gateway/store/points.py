@@ -24,6 +24,7 @@ from operator import attrgetter, le, lt
 
 import asyncpg
 
+from gateway.mlflow.limits import INT64_MAX
 from gateway.model import Metric, MetricPoint
 
 # A sealed chunk holds this many points; the compactor merges smaller ones up to it.
@@ -441,10 +442,6 @@ WHERE s.group_end > $3 AND s.group_end - s.group_count < $4
 ORDER BY s.place, s.first_timestamp, s.chunk_id
 """
 
-# No page ends further than this.
-_NO_END = 2**63 - 1
-
-
 async def history_page(
     conn: asyncpg.Connection, run_id: str, key: str, offset: int, limit: int | None
 ) -> tuple[list[Metric], int]:
@@ -455,7 +452,7 @@ async def history_page(
     The database picks the chunks that hold the page and sends only those, so a
     page costs the same wherever it starts, however many chunks the series has.
     """
-    end = _NO_END if limit is None else min(offset + limit, _NO_END)
+    end = INT64_MAX if limit is None else min(offset + limit, INT64_MAX)  # bigint's end: no page ends further
     rows = await conn.fetch(_PAGE, run_id, key, offset, end)
     if not rows:
         return [], 0

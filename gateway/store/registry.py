@@ -40,7 +40,7 @@ from gateway.mlflow.limits import INT32_MAX
 from gateway.mlflow.wire import MODEL_STAGES, MODEL_VERSIONS_TAG, PROMPT_TAG
 from gateway.model import KeyValue, ModelVersion, RegisteredModel, RegisteredModelAlias, RegistryTag
 from gateway.search.registry import RegistryQuery
-from gateway.store.errors import translate_transient
+from gateway.store.connections import connection, transaction
 from gateway.store.columns import RUN_ID, now_ms
 
 
@@ -282,22 +282,19 @@ class RegistryStore:
 
     async def get_registered_model(self, name: str) -> RegisteredModel:
         """A registered model with the latest version of each stage, its tags and aliases."""
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                return (await self._models_of(conn, [await self._model(conn, name)]))[0]
+        async with connection(self._pool) as conn:
+            return (await self._models_of(conn, [await self._model(conn, name)]))[0]
 
     async def get_model_version(self, name: str, version: int) -> ModelVersion:
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                model = await self._model(conn, name, of_version=version)
-                return await self._one_version(conn, model, await self._version(conn, model, version))
+        async with connection(self._pool) as conn:
+            model = await self._model(conn, name, of_version=version)
+            return await self._one_version(conn, model, await self._version(conn, model, version))
 
     async def get_download_uri(self, name: str, version: int) -> str:
         """Where the version's files are read from (the logged model's location for a ``models:/<id>`` source)."""
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                model = await self._model(conn, name, of_version=version)
-                row = await self._version(conn, model, version)
+        async with connection(self._pool) as conn:
+            model = await self._model(conn, name, of_version=version)
+            row = await self._version(conn, model, version)
         return row["storage_location"] or row["source"]
 
     async def get_latest_versions(self, name: str, stages: Sequence[str] | None) -> list[ModelVersion]:
@@ -307,13 +304,12 @@ class RegistryStore:
             NotFound: no such model (checked before the stages, as MLflow does).
             InvalidParameter: a stage that is not one of MLflow's.
         """
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                model = await self._model(conn, name)
-                wanted = {canonical_stage(stage) for stage in stages} if stages else set(MODEL_STAGES)
-                rows = [row for row in await self._latest_rows(conn, [model["model_key"]])
-                        if row["current_stage"] in wanted]
-                return await self._versions_of(conn, rows, {model["model_key"]: name}, with_aliases=True)
+        async with connection(self._pool) as conn:
+            model = await self._model(conn, name)
+            wanted = {canonical_stage(stage) for stage in stages} if stages else set(MODEL_STAGES)
+            rows = [row for row in await self._latest_rows(conn, [model["model_key"]])
+                    if row["current_stage"] in wanted]
+            return await self._versions_of(conn, rows, {model["model_key"]: name}, with_aliases=True)
 
     async def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
         """The version an alias points at; ``latest`` (any case) is the highest version.
@@ -328,51 +324,48 @@ class RegistryStore:
             if not versions:
                 raise NotFound(f"Latest version not found for model {name}.")
             return max(versions, key=lambda version: int(version.version))
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                model = await self._model(conn, name)
-                number = await conn.fetchval(
-                    "SELECT version FROM registered_model_aliases WHERE model_key = $1 AND alias = $2",
-                    model["model_key"],
-                    alias,
-                )
-                if number is None:
-                    raise InvalidParameter(f"Registered model alias {alias} not found.")
-                return await self._one_version(conn, model, await self._version(conn, model, number))
+        async with connection(self._pool) as conn:
+            model = await self._model(conn, name)
+            number = await conn.fetchval(
+                "SELECT version FROM registered_model_aliases WHERE model_key = $1 AND alias = $2",
+                model["model_key"],
+                alias,
+            )
+            if number is None:
+                raise InvalidParameter(f"Registered model alias {alias} not found.")
+            return await self._one_version(conn, model, await self._version(conn, model, number))
 
     async def search_registered_models(self, query: RegistryQuery) -> tuple[list[RegisteredModel], str | None]:
         """One page of registered models and the next page's token."""
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-                keys = [row["model_key"] for row in await conn.fetch(query.sql, *query.args)]
-                token = query.next_token(len(keys))
-                keys = keys[: max(query.max_results, 0)]
-                rows = await conn.fetch(
-                    "SELECT rm.* FROM registered_models rm "
-                    "JOIN unnest($1::bigint[]) WITH ORDINALITY AS k(model_key, n) ON k.model_key = rm.model_key "
-                    "ORDER BY k.n",
-                    keys,
-                )
-                return await self._models_of(conn, rows, searched=True), token
+        async with transaction(self._pool, readonly=True) as conn:
+            keys = [row["model_key"] for row in await conn.fetch(query.sql, *query.args)]
+            token = query.next_token(len(keys))
+            keys = keys[: max(query.max_results, 0)]
+            rows = await conn.fetch(
+                "SELECT rm.* FROM registered_models rm "
+                "JOIN unnest($1::bigint[]) WITH ORDINALITY AS k(model_key, n) ON k.model_key = rm.model_key "
+                "ORDER BY k.n",
+                keys,
+            )
+            return await self._models_of(conn, rows, searched=True), token
 
     async def search_model_versions(self, query: RegistryQuery) -> tuple[list[ModelVersion], str | None]:
         """One page of model versions (with tags; MLflow lists no aliases here) and the next page's token."""
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-                found = await conn.fetch(query.sql, *query.args)
-                token = query.next_token(len(found))
-                found = found[: max(query.max_results, 0)]
-                rows = await conn.fetch(
-                    """SELECT mv.*, rm.name
-                       FROM unnest($1::bigint[], $2::integer[]) WITH ORDINALITY AS k(model_key, version, n)
-                       JOIN model_versions mv ON mv.model_key = k.model_key AND mv.version = k.version
-                       JOIN registered_models rm ON rm.model_key = mv.model_key
-                       ORDER BY k.n""",
-                    [row["model_key"] for row in found],
-                    [row["version"] for row in found],
-                )
-                names = {row["model_key"]: row["name"] for row in rows}
-                return await self._versions_of(conn, rows, names, with_aliases=False), token
+        async with transaction(self._pool, readonly=True) as conn:
+            found = await conn.fetch(query.sql, *query.args)
+            token = query.next_token(len(found))
+            found = found[: max(query.max_results, 0)]
+            rows = await conn.fetch(
+                """SELECT mv.*, rm.name
+                   FROM unnest($1::bigint[], $2::integer[]) WITH ORDINALITY AS k(model_key, version, n)
+                   JOIN model_versions mv ON mv.model_key = k.model_key AND mv.version = k.version
+                   JOIN registered_models rm ON rm.model_key = mv.model_key
+                   ORDER BY k.n""",
+                [row["model_key"] for row in found],
+                [row["version"] for row in found],
+            )
+            names = {row["model_key"]: row["name"] for row in rows}
+            return await self._versions_of(conn, rows, names, with_aliases=False), token
 
     # -- registered models ---------------------------------------------------------------
 
@@ -385,133 +378,125 @@ class RegistryStore:
         _check_column("description", description, DESCRIPTION_WIDTH)
         _check_storable_tags(tags, MODEL_TAG_VALUE_WIDTH)
         created = now_ms()
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                async with conn.transaction():
-                    key = await conn.fetchval(
-                        """INSERT INTO registered_models (name, creation_time, last_updated_time, description)
-                           VALUES ($1, $2, $2, $3) ON CONFLICT (name) DO NOTHING RETURNING model_key""",
-                        name,
-                        created,
-                        description,
+        async with connection(self._pool) as conn:
+            async with conn.transaction():
+                key = await conn.fetchval(
+                    """INSERT INTO registered_models (name, creation_time, last_updated_time, description)
+                       VALUES ($1, $2, $2, $3) ON CONFLICT (name) DO NOTHING RETURNING model_key""",
+                    name,
+                    created,
+                    description,
+                )
+                if key is not None:
+                    await conn.executemany(
+                        "INSERT INTO registered_model_tags (model_key, key, value) VALUES ($1, $2, $3)",
+                        [(key, k, v) for k, v in _last_per_key(tags).items()],
                     )
-                    if key is not None:
-                        await conn.executemany(
-                            "INSERT INTO registered_model_tags (model_key, key, value) VALUES ($1, $2, $3)",
-                            [(key, k, v) for k, v in _last_per_key(tags).items()],
-                        )
-                if key is None:
-                    existing = await conn.fetchval(
-                        "SELECT EXISTS (SELECT 1 FROM registered_model_tags t JOIN registered_models rm "
-                        "ON rm.model_key = t.model_key WHERE rm.name = $1 AND t.key = $2)",
-                        name,
-                        PROMPT_TAG,
-                    )
-                    raise _name_taken(name, bool(existing), any(tag.key == PROMPT_TAG for tag in tags))
-                return (await self._models_of(conn, [await self._model(conn, name)]))[0]
+            if key is None:
+                existing = await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM registered_model_tags t JOIN registered_models rm "
+                    "ON rm.model_key = t.model_key WHERE rm.name = $1 AND t.key = $2)",
+                    name,
+                    PROMPT_TAG,
+                )
+                raise _name_taken(name, bool(existing), any(tag.key == PROMPT_TAG for tag in tags))
+            return (await self._models_of(conn, [await self._model(conn, name)]))[0]
 
     async def update_registered_model(self, name: str, description: str) -> RegisteredModel:
         _check_storable(description)
         _check_column("description", description, DESCRIPTION_WIDTH)
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                async with conn.transaction():
-                    model = await self._model(conn, name, lock=True)
-                    await conn.execute(
-                        "UPDATE registered_models SET description = $2, last_updated_time = $3 WHERE model_key = $1",
-                        model["model_key"],
-                        description,
-                        now_ms(),
-                    )
-                return (await self._models_of(conn, [await self._model(conn, name)]))[0]
+        async with connection(self._pool) as conn:
+            async with conn.transaction():
+                model = await self._model(conn, name, lock=True)
+                await conn.execute(
+                    "UPDATE registered_models SET description = $2, last_updated_time = $3 WHERE model_key = $1",
+                    model["model_key"],
+                    description,
+                    now_ms(),
+                )
+            return (await self._models_of(conn, [await self._model(conn, name)]))[0]
 
     async def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
         """Rename a model; its versions follow it (and count as updated, as in MLflow)."""
         _check_storable(new_name)
         _check_column("new_name", new_name, NAME_WIDTH)
         updated = now_ms()
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                try:
-                    async with conn.transaction():
-                        model = await self._model(conn, name, lock=True)
-                        await conn.execute(
-                            "UPDATE registered_models SET name = $2, last_updated_time = $3 WHERE model_key = $1",
-                            model["model_key"],
-                            new_name,
-                            updated,
-                        )
-                        await conn.execute(
-                            "UPDATE model_versions SET last_updated_time = $2 WHERE model_key = $1",
-                            model["model_key"],
-                            updated,
-                        )
-                except asyncpg.exceptions.UniqueViolationError:
-                    raise AlreadyExists(f"Registered Model (name={new_name}) already exists.") from None
-                return (await self._models_of(conn, [await self._model(conn, new_name)]))[0]
+        async with connection(self._pool) as conn:
+            try:
+                async with conn.transaction():
+                    model = await self._model(conn, name, lock=True)
+                    await conn.execute(
+                        "UPDATE registered_models SET name = $2, last_updated_time = $3 WHERE model_key = $1",
+                        model["model_key"],
+                        new_name,
+                        updated,
+                    )
+                    await conn.execute(
+                        "UPDATE model_versions SET last_updated_time = $2 WHERE model_key = $1",
+                        model["model_key"],
+                        updated,
+                    )
+            except asyncpg.exceptions.UniqueViolationError:
+                raise AlreadyExists(f"Registered Model (name={new_name}) already exists.") from None
+            return (await self._models_of(conn, [await self._model(conn, new_name)]))[0]
 
     async def delete_registered_model(self, name: str) -> None:
         """Delete a model with its versions, their tags, its tags and its aliases."""
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                key = (await self._model(conn, name, lock=True))["model_key"]
-                tables = ("registered_model_aliases", "model_version_tags", "model_versions", "registered_model_tags")
-                for table in tables:
-                    await conn.execute(f"DELETE FROM {table} WHERE model_key = $1", key)
-                await conn.execute("DELETE FROM registered_models WHERE model_key = $1", key)
+        async with transaction(self._pool) as conn:
+            key = (await self._model(conn, name, lock=True))["model_key"]
+            tables = ("registered_model_aliases", "model_version_tags", "model_versions", "registered_model_tags")
+            for table in tables:
+                await conn.execute(f"DELETE FROM {table} WHERE model_key = $1", key)
+            await conn.execute("DELETE FROM registered_models WHERE model_key = $1", key)
 
     async def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
         _check_storable(key, value)
         _check_column("value", value, MODEL_TAG_VALUE_WIDTH)
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name)
-                await conn.execute(
-                    "INSERT INTO registered_model_tags (model_key, key, value) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (model_key, key) DO UPDATE SET value = EXCLUDED.value",
-                    model["model_key"],
-                    key,
-                    value,
-                )
+        async with transaction(self._pool) as conn:
+            model = await self._model(conn, name)
+            await conn.execute(
+                "INSERT INTO registered_model_tags (model_key, key, value) VALUES ($1, $2, $3) "
+                "ON CONFLICT (model_key, key) DO UPDATE SET value = EXCLUDED.value",
+                model["model_key"],
+                key,
+                value,
+            )
 
     async def delete_registered_model_tag(self, name: str, key: str) -> None:
         """Delete a tag; a tag that is not there is no error (as in MLflow)."""
         _check_storable(key)
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name)
-                await conn.execute(
-                    "DELETE FROM registered_model_tags WHERE model_key = $1 AND key = $2", model["model_key"], key
-                )
+        async with transaction(self._pool) as conn:
+            model = await self._model(conn, name)
+            await conn.execute(
+                "DELETE FROM registered_model_tags WHERE model_key = $1 AND key = $2", model["model_key"], key
+            )
 
     # -- aliases ---------------------------------------------------------------------------
 
     async def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point an alias at an existing version (moving it if it pointed elsewhere)."""
         _check_storable(alias)
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name, lock=True, of_version=version)
-                await self._version(conn, model, version)
-                await conn.execute(
-                    "INSERT INTO registered_model_aliases (model_key, alias, version) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (model_key, alias) DO UPDATE SET version = EXCLUDED.version",
-                    model["model_key"],
-                    alias,
-                    version,
-                )
+        async with transaction(self._pool) as conn:
+            model = await self._model(conn, name, lock=True, of_version=version)
+            await self._version(conn, model, version)
+            await conn.execute(
+                "INSERT INTO registered_model_aliases (model_key, alias, version) VALUES ($1, $2, $3) "
+                "ON CONFLICT (model_key, alias) DO UPDATE SET version = EXCLUDED.version",
+                model["model_key"],
+                alias,
+                version,
+            )
 
     async def delete_alias(self, name: str, alias: str) -> None:
         """Remove an alias; one that is not there is no error (as in MLflow)."""
         _check_storable(alias)
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name)
-                await conn.execute(
-                    "DELETE FROM registered_model_aliases WHERE model_key = $1 AND alias = $2",
-                    model["model_key"],
-                    alias,
-                )
+        async with transaction(self._pool) as conn:
+            model = await self._model(conn, name)
+            await conn.execute(
+                "DELETE FROM registered_model_aliases WHERE model_key = $1 AND alias = $2",
+                model["model_key"],
+                alias,
+            )
 
     # -- model versions ------------------------------------------------------------------
 
@@ -549,42 +534,41 @@ class RegistryStore:
             check_source_scheme(source)
             return ResolvedSource(source, run_id, model_id, source)
         check_source_scheme(source)
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                storage_location = None
-                parsed = urllib.parse.urlparse(source)
-                if parsed.scheme == "models":
-                    if parsed.netloc:
-                        raise InvalidParameter(
-                            f"Invalid model version source: '{source}'. Registered model sources must use the "
-                            "active model registry."
-                        )
-                    models_uri = parse_models_uri(source)
-                    if models_uri is None:
-                        raise invalid_source(source, "model_id")
-                    if models_uri.model_id is None:
-                        source, run_id, model_id, storage_location = await self._promoted(
-                            conn, source, models_uri, run_id, model_id, has_run_id, has_model_id
-                        )
-                if model_id:
-                    model = await self._check_model_source(conn, source, model_id)
-                else:
-                    model = None
-                    await self._check_run_source(conn, source, run_id)
-                models_uri = parse_models_uri(source) if parsed.scheme == "models" else None
-                if models_uri is not None and models_uri.model_id is not None:
-                    logged = model or await self._logged_model(conn, models_uri.model_id)
-                    if logged is None:
-                        raise InvalidParameter(
-                            f"Unable to fetch model from model URI source artifact location '{source}'."
-                        )
-                    storage_location = logged["artifact_location"]
-                    run_id = run_id or logged["source_run_id"]
-                if not run_id and model_id:
-                    logged = model or await self._logged_model(conn, model_id)
-                    if logged is None:
-                        raise NotFound(f"Logged model with ID '{model_id}' not found.")
-                    run_id = logged["source_run_id"]
+        async with connection(self._pool) as conn:
+            storage_location = None
+            parsed = urllib.parse.urlparse(source)
+            if parsed.scheme == "models":
+                if parsed.netloc:
+                    raise InvalidParameter(
+                        f"Invalid model version source: '{source}'. Registered model sources must use the "
+                        "active model registry."
+                    )
+                models_uri = parse_models_uri(source)
+                if models_uri is None:
+                    raise invalid_source(source, "model_id")
+                if models_uri.model_id is None:
+                    source, run_id, model_id, storage_location = await self._promoted(
+                        conn, source, models_uri, run_id, model_id, has_run_id, has_model_id
+                    )
+            if model_id:
+                model = await self._check_model_source(conn, source, model_id)
+            else:
+                model = None
+                await self._check_run_source(conn, source, run_id)
+            models_uri = parse_models_uri(source) if parsed.scheme == "models" else None
+            if models_uri is not None and models_uri.model_id is not None:
+                logged = model or await self._logged_model(conn, models_uri.model_id)
+                if logged is None:
+                    raise InvalidParameter(
+                        f"Unable to fetch model from model URI source artifact location '{source}'."
+                    )
+                storage_location = logged["artifact_location"]
+                run_id = run_id or logged["source_run_id"]
+            if not run_id and model_id:
+                logged = model or await self._logged_model(conn, model_id)
+                if logged is None:
+                    raise NotFound(f"Logged model with ID '{model_id}' not found.")
+                run_id = logged["source_run_id"]
         return ResolvedSource(source, run_id, model_id, storage_location or source)
 
     @staticmethod
@@ -755,37 +739,36 @@ class RegistryStore:
         _check_column("description", description, DESCRIPTION_WIDTH)
         _check_storable_tags(tags)
         created = now_ms()
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                async with conn.transaction():
-                    model = await self._model(conn, name, lock=True)
-                    number = await conn.fetchval(
-                        "UPDATE registered_models SET last_version = last_version + 1, last_updated_time = $2 "
-                        "WHERE model_key = $1 RETURNING last_version",
-                        model["model_key"],
-                        created,
-                    )
-                    await conn.execute(
-                        """INSERT INTO model_versions (model_key, version, creation_time, last_updated_time,
-                               description, source, storage_location, source_run_id, run_link)
-                           VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)""",
-                        model["model_key"],
-                        number,
-                        created,
-                        description,
-                        resolved.source,
-                        resolved.storage_location,
-                        resolved.run_id,
-                        run_link,
-                    )
-                    await conn.executemany(
-                        "INSERT INTO model_version_tags (model_key, version, key, value) VALUES ($1, $2, $3, $4)",
-                        [(model["model_key"], number, k, v) for k, v in _last_per_key(tags).items()],
-                    )
-                    if resolved.model_id and not is_prompt:
-                        await self._list_on_logged_model(conn, resolved.model_id, name, number)
-                    row = await self._version(conn, model, number)
-                return await self._one_version(conn, model, row)
+        async with connection(self._pool) as conn:
+            async with conn.transaction():
+                model = await self._model(conn, name, lock=True)
+                number = await conn.fetchval(
+                    "UPDATE registered_models SET last_version = last_version + 1, last_updated_time = $2 "
+                    "WHERE model_key = $1 RETURNING last_version",
+                    model["model_key"],
+                    created,
+                )
+                await conn.execute(
+                    """INSERT INTO model_versions (model_key, version, creation_time, last_updated_time,
+                           description, source, storage_location, source_run_id, run_link)
+                       VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)""",
+                    model["model_key"],
+                    number,
+                    created,
+                    description,
+                    resolved.source,
+                    resolved.storage_location,
+                    resolved.run_id,
+                    run_link,
+                )
+                await conn.executemany(
+                    "INSERT INTO model_version_tags (model_key, version, key, value) VALUES ($1, $2, $3, $4)",
+                    [(model["model_key"], number, k, v) for k, v in _last_per_key(tags).items()],
+                )
+                if resolved.model_id and not is_prompt:
+                    await self._list_on_logged_model(conn, resolved.model_id, name, number)
+                row = await self._version(conn, model, number)
+            return await self._one_version(conn, model, row)
 
     @staticmethod
     async def _list_on_logged_model(conn, model_id: str, name: str, version: int) -> None:
@@ -818,96 +801,91 @@ class RegistryStore:
         """Set (or, with None, clear) a version's description."""
         _check_storable(description)
         _check_column("description", description, DESCRIPTION_WIDTH)
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                async with conn.transaction():
-                    model = await self._model(conn, name, of_version=version)
-                    await self._version(conn, model, version, lock=True)
-                    await conn.execute(
-                        "UPDATE model_versions SET description = $3, last_updated_time = $4 "
-                        "WHERE model_key = $1 AND version = $2",
-                        model["model_key"],
-                        version,
-                        description,
-                        now_ms(),
-                    )
-                return await self._one_version(conn, model, await self._version(conn, model, version))
+        async with connection(self._pool) as conn:
+            async with conn.transaction():
+                model = await self._model(conn, name, of_version=version)
+                await self._version(conn, model, version, lock=True)
+                await conn.execute(
+                    "UPDATE model_versions SET description = $3, last_updated_time = $4 "
+                    "WHERE model_key = $1 AND version = $2",
+                    model["model_key"],
+                    version,
+                    description,
+                    now_ms(),
+                )
+            return await self._one_version(conn, model, await self._version(conn, model, version))
 
     async def transition_stage(self, name: str, version: int, stage: str, archive_existing: bool) -> ModelVersion:
         """Move a version to ``stage`` (canonical); with ``archive_existing`` the others in it go to Archived."""
         updated = now_ms()
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                async with conn.transaction():
-                    model = await self._model(conn, name, lock=True, of_version=version)
-                    await self._version(conn, model, version)
-                    if archive_existing:
-                        await conn.execute(
-                            "UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $4 "
-                            "WHERE model_key = $1 AND version <> $2 AND current_stage = $3",
-                            model["model_key"],
-                            version,
-                            stage,
-                            updated,
-                        )
+        async with connection(self._pool) as conn:
+            async with conn.transaction():
+                model = await self._model(conn, name, lock=True, of_version=version)
+                await self._version(conn, model, version)
+                if archive_existing:
                     await conn.execute(
-                        "UPDATE model_versions SET current_stage = $3, last_updated_time = $4 "
-                        "WHERE model_key = $1 AND version = $2",
+                        "UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $4 "
+                        "WHERE model_key = $1 AND version <> $2 AND current_stage = $3",
                         model["model_key"],
                         version,
                         stage,
                         updated,
                     )
-                    await conn.execute(
-                        "UPDATE registered_models SET last_updated_time = $2 WHERE model_key = $1",
-                        model["model_key"],
-                        updated,
-                    )
-                return await self._one_version(conn, model, await self._version(conn, model, version))
-
-    async def delete_model_version(self, name: str, version: int) -> None:
-        """Delete a version with its tags and the aliases pointing at it; its number is not given again."""
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name, lock=True, of_version=version)
-                await self._version(conn, model, version)
-                for table in ("registered_model_aliases", "model_version_tags", "model_versions"):
-                    await conn.execute(f"DELETE FROM {table} WHERE model_key = $1 AND version = $2",
-                                       model["model_key"], version)
+                await conn.execute(
+                    "UPDATE model_versions SET current_stage = $3, last_updated_time = $4 "
+                    "WHERE model_key = $1 AND version = $2",
+                    model["model_key"],
+                    version,
+                    stage,
+                    updated,
+                )
                 await conn.execute(
                     "UPDATE registered_models SET last_updated_time = $2 WHERE model_key = $1",
                     model["model_key"],
-                    now_ms(),
+                    updated,
                 )
+            return await self._one_version(conn, model, await self._version(conn, model, version))
+
+    async def delete_model_version(self, name: str, version: int) -> None:
+        """Delete a version with its tags and the aliases pointing at it; its number is not given again."""
+        async with transaction(self._pool) as conn:
+            model = await self._model(conn, name, lock=True, of_version=version)
+            await self._version(conn, model, version)
+            for table in ("registered_model_aliases", "model_version_tags", "model_versions"):
+                await conn.execute(f"DELETE FROM {table} WHERE model_key = $1 AND version = $2",
+                                   model["model_key"], version)
+            await conn.execute(
+                "UPDATE registered_models SET last_updated_time = $2 WHERE model_key = $1",
+                model["model_key"],
+                now_ms(),
+            )
 
     async def set_model_version_tag(self, name: str, version: int, key: str, value: str) -> None:
         _check_storable(key, value)
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name, of_version=version)
-                await self._version(conn, model, version, lock=True)
-                await conn.execute(
-                    "INSERT INTO model_version_tags (model_key, version, key, value) VALUES ($1, $2, $3, $4) "
-                    "ON CONFLICT (model_key, version, key) DO UPDATE SET value = EXCLUDED.value",
-                    model["model_key"],
-                    version,
-                    key,
-                    value,
-                )
+        async with transaction(self._pool) as conn:
+            model = await self._model(conn, name, of_version=version)
+            await self._version(conn, model, version, lock=True)
+            await conn.execute(
+                "INSERT INTO model_version_tags (model_key, version, key, value) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (model_key, version, key) DO UPDATE SET value = EXCLUDED.value",
+                model["model_key"],
+                version,
+                key,
+                value,
+            )
 
     async def delete_model_version_tag(self, name: str, version: int, key: str) -> None:
         """Delete a version's tag; a tag that is not there is no error (as in MLflow)."""
         _check_storable(key)
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                model = await self._model(conn, name, of_version=version)
-                await self._version(conn, model, version)
-                await conn.execute(
-                    "DELETE FROM model_version_tags WHERE model_key = $1 AND version = $2 AND key = $3",
-                    model["model_key"],
-                    version,
-                    key,
-                )
+        async with transaction(self._pool) as conn:
+            model = await self._model(conn, name, of_version=version)
+            await self._version(conn, model, version)
+            await conn.execute(
+                "DELETE FROM model_version_tags WHERE model_key = $1 AND version = $2 AND key = $3",
+                model["model_key"],
+                version,
+                key,
+            )
 
 
 def _name_taken(name: str, existing_is_prompt: bool, new_is_prompt: bool) -> GatewayError:

@@ -14,6 +14,7 @@ import asyncpg
 from gateway import search
 from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFound
 from gateway.mlflow import experiments, runs
+from gateway.mlflow.limits import INT64_MAX, INT64_MIN
 from gateway.mlflow.page_tokens import offset_token, start_offset
 from gateway.mlflow.wire import LOGGED_MODELS_TAG, RUN_NAME_TAG
 from gateway.model import (
@@ -34,6 +35,7 @@ from gateway.model import (
 )
 from gateway.store import export, points, searching
 from gateway.store.columns import RUN_ID, now_ms, parse_experiment_id, run_uuid
+from gateway.store.connections import connection, transaction
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
 
@@ -113,28 +115,27 @@ class TrackingStore:
     async def create_experiment(self, name: str, artifact_location: str | None, tags: Sequence[KeyValue]) -> str:
         """Create an experiment; RESOURCE_ALREADY_EXISTS if the name is taken (by any stage)."""
         created = now_ms()
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                experiment_id = await conn.fetchval("SELECT nextval('experiment_id_seq')")
-                location = artifact_location or f"{self._artifact_root}/{experiment_id}"
-                try:
-                    await conn.execute(
-                        """INSERT INTO experiments (experiment_id, name, artifact_location,
-                                                    creation_time, last_update_time)
-                           VALUES ($1, $2, $3, $4, $4)""",
-                        experiment_id,
-                        name,
-                        location,
-                        created,
-                    )
-                except asyncpg.exceptions.UniqueViolationError:
-                    raise AlreadyExists(f"Experiment(name={name}) already exists.") from None
-                if tags:
-                    await conn.executemany(
-                        "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3) "
-                        "ON CONFLICT (experiment_id, key) DO UPDATE SET value = EXCLUDED.value",
-                        [(experiment_id, t.key, t.value) for t in tags],
-                    )
+        async with transaction(self._pool) as conn:
+            experiment_id = await conn.fetchval("SELECT nextval('experiment_id_seq')")
+            location = artifact_location or f"{self._artifact_root}/{experiment_id}"
+            try:
+                await conn.execute(
+                    """INSERT INTO experiments (experiment_id, name, artifact_location,
+                                                creation_time, last_update_time)
+                       VALUES ($1, $2, $3, $4, $4)""",
+                    experiment_id,
+                    name,
+                    location,
+                    created,
+                )
+            except asyncpg.exceptions.UniqueViolationError:
+                raise AlreadyExists(f"Experiment(name={name}) already exists.") from None
+            if tags:
+                await conn.executemany(
+                    "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (experiment_id, key) DO UPDATE SET value = EXCLUDED.value",
+                    [(experiment_id, t.key, t.value) for t in tags],
+                )
         return str(experiment_id)
 
     async def _experiment_tags(self, experiment_ids: list[int]) -> dict[int, list[Tag]]:
@@ -182,31 +183,30 @@ class TrackingStore:
         exp_id = parse_experiment_id(experiment_id)
         expected = "active" if stage == "deleted" else "deleted"
         moment = now_ms()
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                updated = await conn.fetchval(
-                    """UPDATE experiments SET lifecycle_stage = $2, last_update_time = $3
-                       WHERE experiment_id = $1 AND lifecycle_stage = $4 RETURNING experiment_id""",
-                    exp_id,
-                    stage,
-                    moment,
-                    expected,
-                )
-                if updated is None:
-                    raise experiments.experiment_not_found(exp_id)
-                # Lock the runs in run_id order first, as flushes and gc do, so this
-                # statement cannot deadlock with them.
-                await conn.execute(
-                    "SELECT run_id FROM runs WHERE experiment_id = $1 ORDER BY run_id FOR UPDATE", exp_id
-                )
-                await conn.execute(
-                    """UPDATE runs SET lifecycle_stage = $2,
-                              deleted_time = CASE WHEN $2 = 'deleted' THEN $3::bigint ELSE NULL END
-                       WHERE experiment_id = $1""",
-                    exp_id,
-                    stage,
-                    moment,
-                )
+        async with transaction(self._pool) as conn:
+            updated = await conn.fetchval(
+                """UPDATE experiments SET lifecycle_stage = $2, last_update_time = $3
+                   WHERE experiment_id = $1 AND lifecycle_stage = $4 RETURNING experiment_id""",
+                exp_id,
+                stage,
+                moment,
+                expected,
+            )
+            if updated is None:
+                raise experiments.experiment_not_found(exp_id)
+            # Lock the runs in run_id order first, as flushes and gc do, so this
+            # statement cannot deadlock with them.
+            await conn.execute(
+                "SELECT run_id FROM runs WHERE experiment_id = $1 ORDER BY run_id FOR UPDATE", exp_id
+            )
+            await conn.execute(
+                """UPDATE runs SET lifecycle_stage = $2,
+                          deleted_time = CASE WHEN $2 = 'deleted' THEN $3::bigint ELSE NULL END
+                   WHERE experiment_id = $1""",
+                exp_id,
+                stage,
+                moment,
+            )
 
     async def set_experiment_tag(self, experiment_id: object, key: str, value: str) -> None:
         experiment = await self.get_experiment(experiment_id)
@@ -272,41 +272,40 @@ class TrackingStore:
         tag_name = tag_values.get(RUN_NAME_TAG)
         run_id = uuid.uuid4().hex
         start = start_time if start_time is not None else now_ms()
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                # The experiment is read once, and held while the run goes in, so
-                # gc cannot remove it underneath the run and leave the run without one.
-                experiment = await conn.fetchrow(
-                    "SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = $1 FOR SHARE",
-                    exp_id,
+        async with transaction(self._pool) as conn:
+            # The experiment is read once, and held while the run goes in, so
+            # gc cannot remove it underneath the run and leave the run without one.
+            experiment = await conn.fetchrow(
+                "SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = $1 FOR SHARE",
+                exp_id,
+            )
+            if experiment is None:
+                raise experiments.experiment_not_found(exp_id)
+            experiments.check_experiment_active(exp_id, experiment["lifecycle_stage"])
+            if run_name and tag_name and run_name != tag_name:
+                raise InvalidParameter(
+                    "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+                    f"different values (run_name='{run_name}', mlflow.runName='{tag_name}')."
                 )
-                if experiment is None:
-                    raise experiments.experiment_not_found(exp_id)
-                experiments.check_experiment_active(exp_id, experiment["lifecycle_stage"])
-                if run_name and tag_name and run_name != tag_name:
-                    raise InvalidParameter(
-                        "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
-                        f"different values (run_name='{run_name}', mlflow.runName='{tag_name}')."
-                    )
-                name = run_name or tag_name or random_run_name()
-                if tag_name is None:
-                    tag_values[RUN_NAME_TAG] = name
-                artifact_uri = f"{experiment['artifact_location'].rstrip('/')}/{run_id}/artifacts"
-                await conn.execute(
-                    """INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time,
-                                         artifact_uri, lifecycle_stage)
-                       VALUES ($1, $2, $3, $4, 'RUNNING', $5, $6, 'active')""",
-                    run_id,
-                    exp_id,
-                    name,
-                    user_id,
-                    start,
-                    artifact_uri,
-                )
-                await conn.executemany(
-                    "INSERT INTO run_tags (run_id, key, value, experiment_id, start_time) VALUES ($1, $2, $3, $4, $5)",
-                    [(run_id, key, value, exp_id, start) for key, value in tag_values.items()],
-                )
+            name = run_name or tag_name or random_run_name()
+            if tag_name is None:
+                tag_values[RUN_NAME_TAG] = name
+            artifact_uri = f"{experiment['artifact_location'].rstrip('/')}/{run_id}/artifacts"
+            await conn.execute(
+                """INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time,
+                                     artifact_uri, lifecycle_stage)
+                   VALUES ($1, $2, $3, $4, 'RUNNING', $5, $6, 'active')""",
+                run_id,
+                exp_id,
+                name,
+                user_id,
+                start,
+                artifact_uri,
+            )
+            await conn.executemany(
+                "INSERT INTO run_tags (run_id, key, value, experiment_id, start_time) VALUES ($1, $2, $3, $4, $5)",
+                [(run_id, key, value, exp_id, start) for key, value in tag_values.items()],
+            )
         info = RunInfo(
             run_uuid=run_id,
             experiment_id=str(exp_id),
@@ -428,28 +427,27 @@ class TrackingStore:
         self, run_id: str, *, status: str | None, end_time: int | None, run_name: str | None
     ) -> RunInfo:
         run_uuid(run_id)
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1 FOR UPDATE", run_id
-                )
-                runs.check_run_writable(run_id, None if row is None else row["lifecycle_stage"])
-                row = await conn.fetchrow(
-                    f"""UPDATE runs SET status = COALESCE($2, status), end_time = COALESCE($3, end_time),
-                              name = COALESCE($4, name)
-                       WHERE run_id = $1 RETURNING {_RUN_COLUMNS}""",
+        async with transaction(self._pool) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = $1 FOR UPDATE", run_id
+            )
+            runs.check_run_writable(run_id, None if row is None else row["lifecycle_stage"])
+            row = await conn.fetchrow(
+                f"""UPDATE runs SET status = COALESCE($2, status), end_time = COALESCE($3, end_time),
+                          name = COALESCE($4, name)
+                   WHERE run_id = $1 RETURNING {_RUN_COLUMNS}""",
+                run_id,
+                status,
+                end_time,
+                run_name or None,
+            )
+            if run_name:
+                await conn.execute(
+                    _SET_RUN_TAG,
                     run_id,
-                    status,
-                    end_time,
-                    run_name or None,
+                    RUN_NAME_TAG,
+                    run_name,
                 )
-                if run_name:
-                    await conn.execute(
-                        _SET_RUN_TAG,
-                        run_id,
-                        RUN_NAME_TAG,
-                        run_name,
-                    )
         return _run_info_from_row(row)
 
     async def set_run_lifecycle(self, run_id: str, stage: str) -> None:
@@ -524,31 +522,30 @@ class TrackingStore:
 
     async def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput], model_ids: Sequence[str]) -> None:
         runs.check_run_writable(run_id, (await self.get_run_info(run_id)).lifecycle_stage)
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                position = await conn.fetchval(
-                    "SELECT COALESCE(max(position), 0) FROM run_dataset_inputs WHERE run_id = $1", run_id
+        async with transaction(self._pool) as conn:
+            position = await conn.fetchval(
+                "SELECT COALESCE(max(position), 0) FROM run_dataset_inputs WHERE run_id = $1", run_id
+            )
+            rows = []
+            for offset, item in enumerate(datasets, start=1):
+                d = item.dataset
+                tags = json.dumps([{"key": t.key, "value": t.value} for t in item.tags])
+                rows.append(
+                    (run_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile, tags, position + offset)
                 )
-                rows = []
-                for offset, item in enumerate(datasets, start=1):
-                    d = item.dataset
-                    tags = json.dumps([{"key": t.key, "value": t.value} for t in item.tags])
-                    rows.append(
-                        (run_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile, tags, position + offset)
-                    )
-                if rows:
-                    await conn.executemany(
-                        """INSERT INTO run_dataset_inputs
-                               (run_id, name, digest, source_type, source, schema, profile, tags, position)
-                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)
-                           ON CONFLICT (run_id, name, digest) DO UPDATE SET tags = EXCLUDED.tags""",
-                        rows,
-                    )
-                if model_ids:
-                    await conn.executemany(
-                        "INSERT INTO run_model_inputs (run_id, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                        [(run_id, m) for m in model_ids],
-                    )
+            if rows:
+                await conn.executemany(
+                    """INSERT INTO run_dataset_inputs
+                           (run_id, name, digest, source_type, source, schema, profile, tags, position)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)
+                       ON CONFLICT (run_id, name, digest) DO UPDATE SET tags = EXCLUDED.tags""",
+                    rows,
+                )
+            if model_ids:
+                await conn.executemany(
+                    "INSERT INTO run_model_inputs (run_id, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    [(run_id, m) for m in model_ids],
+                )
 
     async def search_datasets(self, experiment_ids: Sequence[object]) -> list[DatasetSummary]:
         """The datasets logged to runs of these experiments, each with its context input tag.
@@ -576,24 +573,23 @@ class TrackingStore:
     async def append_logged_model(self, run_id: str, model: dict) -> None:
         """Record a logged model in the run's ``mlflow.log-model.history`` tag, as MLflow does."""
         run_uuid(run_id)
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction():
-                stage = await conn.fetchval("SELECT lifecycle_stage FROM runs WHERE run_id = $1 FOR UPDATE", run_id)
-                runs.check_run_writable(run_id, stage)
-                current = await conn.fetchval(
-                    "SELECT value FROM run_tags WHERE run_id = $1 AND key = $2", run_id, LOGGED_MODELS_TAG
-                )
-                try:
-                    history = json.loads(current) if current else []
-                except ValueError:
-                    history = []
-                history.append(model)
-                await conn.execute(
-                    _SET_RUN_TAG,
-                    run_id,
-                    LOGGED_MODELS_TAG,
-                    json.dumps(history),
-                )
+        async with transaction(self._pool) as conn:
+            stage = await conn.fetchval("SELECT lifecycle_stage FROM runs WHERE run_id = $1 FOR UPDATE", run_id)
+            runs.check_run_writable(run_id, stage)
+            current = await conn.fetchval(
+                "SELECT value FROM run_tags WHERE run_id = $1 AND key = $2", run_id, LOGGED_MODELS_TAG
+            )
+            try:
+                history = json.loads(current) if current else []
+            except ValueError:
+                history = []
+            history.append(model)
+            await conn.execute(
+                _SET_RUN_TAG,
+                run_id,
+                LOGGED_MODELS_TAG,
+                json.dumps(history),
+            )
 
     # ---- metric history --------------------------------------------------------------
 
@@ -607,11 +603,10 @@ class TrackingStore:
         except InvalidParameter:
             await self.get_run_info(run_id)  # a missing run is reported before a bad token
             raise
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                page, total = await points.history_page(conn, run_id, key, offset, max_results)
-                if not page and not await conn.fetchval(_RUN_EXISTS, run_id):
-                    raise runs.run_not_found(run_id)
+        async with connection(self._pool) as conn:
+            page, total = await points.history_page(conn, run_id, key, offset, max_results)
+            if not page and not await conn.fetchval(_RUN_EXISTS, run_id):
+                raise runs.run_not_found(run_id)
         token = None
         if max_results is not None and offset + max_results < total:
             token = offset_token(offset + max_results)
@@ -622,15 +617,14 @@ class TrackingStore:
         ``max_results`` in all; ids of no stored run are left out, as MLflow leaves them out."""
         ids = sorted({r for r in run_ids if RUN_ID.match(r)})
         result: list[Metric] = []
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-                chunks_by_run = await points.chunks_of(conn, ids, key)
-                for run_id in ids:
-                    if len(result) >= max_results or run_id not in chunks_by_run:
-                        continue
-                    result += await points.history(
-                        conn, chunks_by_run[run_id], key, 0, max_results - len(result), run_id, with_series=False
-                    )
+        async with transaction(self._pool, readonly=True, isolation="repeatable_read") as conn:
+            chunks_by_run = await points.chunks_of(conn, ids, key)
+            for run_id in ids:
+                if len(result) >= max_results or run_id not in chunks_by_run:
+                    continue
+                result += await points.history(
+                    conn, chunks_by_run[run_id], key, 0, max_results - len(result), run_id, with_series=False
+                )
         return result
 
     async def get_metric_history_sampled(
@@ -647,17 +641,16 @@ class TrackingStore:
         for run_id in run_ids:
             run_uuid(run_id)
         ordered = sorted(set(run_ids))
-        low = start_step if start_step is not None else -(2**63)
-        high = end_step if end_step is not None else 2**63 - 1
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-                stored = {r["run_id"].hex for r in await conn.fetch(
-                    "SELECT run_id FROM runs WHERE run_id = ANY($1::uuid[])", ordered)}
-                for run_id in run_ids:
-                    if run_id not in stored:
-                        raise runs.run_not_found(run_id)
-                chunks_by_run = await points.chunks_of(conn, ordered, key)
-                sampled = await points.sample(conn, chunks_by_run, key, max_results, low, high)
+        low = start_step if start_step is not None else INT64_MIN
+        high = end_step if end_step is not None else INT64_MAX
+        async with transaction(self._pool, readonly=True, isolation="repeatable_read") as conn:
+            stored = {r["run_id"].hex for r in await conn.fetch(
+                "SELECT run_id FROM runs WHERE run_id = ANY($1::uuid[])", ordered)}
+            for run_id in run_ids:
+                if run_id not in stored:
+                    raise runs.run_not_found(run_id)
+            chunks_by_run = await points.chunks_of(conn, ordered, key)
+            sampled = await points.sample(conn, chunks_by_run, key, max_results, low, high)
         return [
             Metric(key, wire_float(value), timestamp, step, run_id=run_id)
             for run_id in ordered
@@ -701,10 +694,9 @@ class TrackingStore:
             max_results=max_results,
             page_token=page_token,
         )
-        with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-                await conn.execute(searching.PLANNER_SETTINGS)
-                rows = await searching.fetch_page(conn, query)
+        async with transaction(self._pool, readonly=True) as conn:
+            await conn.execute(searching.PLANNER_SETTINGS)
+            rows = await searching.fetch_page(conn, query)
         token = search.next_run_page_token(query, rows, max_results)
         run_ids = [row["run_id"].hex for row in rows[:max_results]]
         # Each run with the models it logged, as MLflow's runs/search shows it.

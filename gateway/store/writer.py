@@ -34,7 +34,7 @@ from gateway.mlflow.wire import RUN_NAME_TAG
 from gateway.model import MetricPoint, RunWrite
 from gateway.store import pgcopy
 from gateway.store import points as chunked
-from gateway.store.errors import translate_transient
+from gateway.store.connections import connection
 
 _UPSERT_SUMMARIES = """
 INSERT INTO metric_summaries AS s (run_id, key, step, timestamp, value, min_value, max_value, point_count)
@@ -200,21 +200,20 @@ class BatchWriter:
         # The points are arranged into chunks before the transaction, so the summary
         # rows it locks are held for its statements only.
         batches = chunked.batch_by_key(writes)
-        with translate_transient():
-            async with self._pool.acquire() as conn:
-                try:
-                    while True:
-                        try:
-                            async with conn.transaction():
-                                return await self._write(conn, writes, batches)
-                        except _LockedOutOfOrder:
-                            continue
-                except Exception as exc:
-                    if conn.is_closed() and not isinstance(exc, GatewayError):
-                        # The connection died under the flush (asyncpg may report it
-                        # as an internal state error); nothing committed, so retry.
-                        raise TransientStoreError(f"connection lost: {type(exc).__name__}") from exc
-                    raise
+        async with connection(self._pool) as conn:
+            try:
+                while True:
+                    try:
+                        async with conn.transaction():
+                            return await self._write(conn, writes, batches)
+                    except _LockedOutOfOrder:
+                        continue
+            except Exception as exc:
+                if conn.is_closed() and not isinstance(exc, GatewayError):
+                    # The connection died under the flush (asyncpg may report it
+                    # as an internal state error); nothing committed, so retry.
+                    raise TransientStoreError(f"connection lost: {type(exc).__name__}") from exc
+                raise
 
     async def _write(
         self, conn: asyncpg.Connection, writes: Sequence[RunWrite], batches: dict

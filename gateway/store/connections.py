@@ -1,0 +1,33 @@
+"""How a store takes a connection: from the pool, in a transaction when it asks for one, with
+asyncpg's connection failures turned into the gateway's retriable error (see
+:func:`gateway.store.errors.translate_transient`)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from gateway.store.errors import translate_transient
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the pool for the block, outside any transaction."""
+    with translate_transient():
+        async with pool.acquire() as conn:
+            yield conn
+
+
+@contextlib.asynccontextmanager
+async def transaction(pool: asyncpg.Pool, **options) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the pool in a transaction that commits when the block ends and rolls back if it raises.
+
+    Args:
+        pool: the pool.
+        options: asyncpg's transaction options (``isolation``, ``readonly``, ``deferrable``).
+    """
+    with translate_transient():
+        async with pool.acquire() as conn, conn.transaction(**options):
+            yield conn
