@@ -2,7 +2,7 @@
 refuse and say.
 
 Every module here is pure: no I/O, no event loop, no aiohttp, no asyncpg. The HTTP layer
-(:mod:`gateway.api`), the search compiler (:mod:`gateway.search`), the stores
+(:mod:`gateway.api`), the searches (:mod:`gateway.search`), the stores
 (:mod:`gateway.store`) and the relay (:mod:`gateway.relay`) all import their limits,
 messages and checks from here, so that a rule changes in one place.
 

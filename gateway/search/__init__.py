@@ -12,14 +12,9 @@ the next page token::
 """
 
 from gateway.search.ast import Aggregate, Comparison, Entity, OrderKey
-from gateway.search.compiler import (
-    CompiledQuery,
-    compile_experiment_search,
-    compile_run_filter,
-    compile_run_search,
-    next_experiment_page_token,
-    next_run_page_token,
-)
+from gateway.search.experiments import compile_experiment_search, next_experiment_page_token
+from gateway.search.runs import compile_run_filter, compile_run_search, next_run_page_token
+from gateway.search.statements import CompiledQuery
 from gateway.search.parser import (
     parse_experiment_filter,
     parse_experiment_order_by,

@@ -10,9 +10,9 @@ import uuid
 import pytest
 
 from gateway.errors import InvalidParameter
+from gateway.search import runs, statements
 from gateway.search import (
     CompiledQuery,
-    compiler,
     compile_experiment_search,
     compile_run_search,
     next_experiment_page_token,
@@ -447,7 +447,7 @@ def test_an_equality_on_a_param_or_tag_is_where_the_runs_are_read(filter_string,
 def test_a_search_that_reads_more_of_a_run_reads_runs(filter_string, order_by, view_type):
     for part in parts_of(run_search(filter_string, order_by, run_view_type=view_type)):
         assert "\nFROM runs r\n" in part.sql and "r.key" not in part.sql
-        assert f"r.lifecycle_stage {compiler._LIFECYCLE_CONDITION[view_type]}" in part.sql
+        assert f"r.lifecycle_stage {statements.LIFECYCLE_CONDITION[view_type]}" in part.sql
 
 
 def test_metric_head_keeps_numbers_only():
@@ -643,7 +643,7 @@ def test_experiment_token_round_trip():
     ],
 )
 def test_a_pattern_is_matched_on_the_prefix_only_where_the_prefix_decides(pattern, decided):
-    assert compiler._decided_by_prefix(pattern) is decided
+    assert runs._decided_by_prefix(pattern) is decided
     if pattern.endswith("\\"):
         return
     for comparator in ("LIKE", "ILIKE"):

@@ -1,4 +1,4 @@
-"""Compile parsed searches into parameterised PostgreSQL.
+"""runs/search (and the filters of bulk delete, gc and the CSV export) compiled into parameterised PostgreSQL.
 
 The SQL text depends only on the shape of the search (which clauses, which
 order keys); every value the client sent, keys included, is a ``$n``
@@ -29,37 +29,25 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
-from decimal import Decimal
 
 from gateway.mlflow import numbers, searches
 from gateway.mlflow.wire import DATASET_CONTEXT_TAG, RUN_NAME_TAG
 from gateway.search import ast
 from gateway.search import page_token as tokens
 from gateway.search.ast import Aggregate, Comparison, Entity, OrderKey
-from gateway.search.parser import (
-    parse_experiment_filter,
-    parse_experiment_order_by,
-    parse_run_filter,
-    parse_run_order_by,
+from gateway.search.parser import parse_run_filter, parse_run_order_by
+from gateway.search.statements import (
+    LIFECYCLE_CONDITION,
+    SQL_OPERATOR,
+    Binder,
+    CompiledQuery,
+    SortKey,
+    assemble,
+    decode_keyset,
+    next_page_token,
 )
 
-_LIFECYCLE_CONDITION = {
-    "ACTIVE_ONLY": "= 'active'",
-    "DELETED_ONLY": "= 'deleted'",
-    "ALL": "IN ('active', 'deleted')",
-}
 
-_SQL_OPERATOR = {
-    ast.EQ: "=",
-    ast.NE: "<>",
-    ast.LT: "<",
-    ast.LE: "<=",
-    ast.GT: ">",
-    ast.GE: ">=",
-    ast.LIKE: "LIKE",
-    ast.ILIKE: "ILIKE",
-}
 
 # Allowlists: attribute -> column.
 _RUN_TEXT_COLUMNS = {
@@ -78,85 +66,19 @@ _INDEXED_PREFIX = 400
 # How many leading characters of a run name its search index holds (sql/007).
 _INDEXED_NAME_PREFIX = 200
 _DATASET_COLUMNS = {"name": "d.name", "digest": "d.digest"}
-_EXPERIMENT_COLUMNS = {
-    "name": ("e.name", tokens.TEXT),
-    "experiment_id": ("e.experiment_id", tokens.BIGINT),
-    "creation_time": ("e.creation_time", tokens.BIGINT),
-    "last_update_time": ("e.last_update_time", tokens.BIGINT),
-}
 
 _RUN_ID_HEX = re.compile(r"[0-9a-f]{32}")
 _NAN = "'NaN'::double precision"
 
 
-@dataclass(frozen=True)
-class CompiledQuery:
-    """A search ready to run.
-
-    Attributes:
-        sql: the statement, with ``$1..$n`` placeholders only.
-        args: the values for the placeholders, in order.
-        sort_columns: names of the columns after the first one (the id) that
-            make up the keyset, as they appear in each returned row.
-        fingerprint: identifies the search, so its page tokens fit only it.
-        keyset_columns: every column of the keyset in order, the id included.
-        keyset_types: the SQL type of each keyset column.
-        row_limit: the most rows the page needs (``max_results + 1``); 0 when unpaged.
-        then: a statement whose rows follow this one's, to run when this one
-            returns fewer than ``row_limit`` rows (its own ``then`` likewise).
-    """
-
-    sql: str
-    args: list
-    sort_columns: list[str]
-    fingerprint: str = field(default="", repr=False)
-    keyset_columns: tuple[str, ...] = field(default=(), repr=False)
-    keyset_types: tuple[str, ...] = field(default=(), repr=False)
-    row_limit: int = field(default=0, repr=False)
-    then: CompiledQuery | None = field(default=None, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class _SortKey:
-    """One ORDER BY key: an optional rank (missing/NaN last), then the value."""
-
-    value_sql: str
-    value_type: str
-    ascending: bool
-    output: str
-    rank_sql: str | None = None
-    # (column, characters): a text key an index holds by its first characters
-    # (sql/007). The ORDER BY leads with that prefix, which sorts like the value
-    # except for ties that the value then breaks, so the index delivers the rows.
-    indexed_prefix: tuple[str, int] | None = None
-
-    @property
-    def rank_output(self) -> str:
-        return self.output + "_rank"
 
 
-class _Binder:
-    """Collects placeholder values; each value gets the next ``$n`` and a cast."""
-
-    def __init__(self) -> None:
-        self.args: list = []
-
-    def __call__(self, value: object, sql_type: str) -> str:
-        self.args.append(value)
-        return f"${len(self.args)}::{sql_type}"
-
-    def number(self, value: int | float) -> str:
-        """Bind a number compared with a bigint or double column."""
-        if isinstance(value, float):
-            return self(value, "double precision")
-        if numbers.in_int64(value):
-            return self(value, "bigint")
-        # Out of bigint's range: numeric compares exactly with any bigint.
-        return self(Decimal(value), "numeric")
 
 
 # ---------------------------------------------------------------------------
-# Argument checks shared by both searches
+# Arguments
 
 
 def _experiment_id_list(experiment_ids: list) -> list[int]:
@@ -173,7 +95,7 @@ def _run_uuid(text: str) -> uuid.UUID | None:
 # Run filters
 
 
-def _metric_condition(clause: Comparison, bind: _Binder) -> str:
+def _metric_condition(clause: Comparison, bind: Binder) -> str:
     column = "s." + _METRIC_SUMMARY_COLUMN[clause.aggregate]
     value = bind(clause.value, "double precision")
     if clause.comparator == ast.NE:
@@ -182,14 +104,14 @@ def _metric_condition(clause: Comparison, bind: _Binder) -> str:
         condition = f"({column} <> {value} OR {column} IS NULL)"
     else:
         # PostgreSQL sorts NaN above every number, MLflow never matches it here.
-        condition = f"{column} {_SQL_OPERATOR[clause.comparator]} {value} AND {column} <> {_NAN}"
+        condition = f"{column} {SQL_OPERATOR[clause.comparator]} {value} AND {column} <> {_NAN}"
     return (
         "EXISTS (SELECT 1 FROM metric_summaries s WHERE s.run_id = r.run_id "
         f"AND s.key = {bind(clause.key, 'text')} AND {condition})"
     )
 
 
-def _keyed_row_conditions(clause: Comparison, alias: str, bind: _Binder) -> list[str]:
+def _keyed_row_conditions(clause: Comparison, alias: str, bind: Binder) -> list[str]:
     """The conditions on a params or run_tags row (``alias``) of an equality or comparison clause."""
     conditions = [f"{alias}.key = {bind(clause.key, 'text')}"]
     value = bind(clause.value, "text")
@@ -214,7 +136,7 @@ def _keyed_row_conditions(clause: Comparison, alias: str, bind: _Binder) -> list
         else:
             conditions.append(f'{alias}.value_prefix COLLATE "default" ILIKE {value}')
     else:
-        conditions.append(f"{alias}.value {_SQL_OPERATOR[clause.comparator]} {value}")
+        conditions.append(f"{alias}.value {SQL_OPERATOR[clause.comparator]} {value}")
     return conditions
 
 
@@ -237,13 +159,13 @@ def _decided_by_prefix(pattern: str) -> bool:
     return width < _INDEXED_PREFIX
 
 
-def _keyed_condition(clause: Comparison, bind: _Binder, experiment_ids: list[int]) -> str:
+def _keyed_condition(clause: Comparison, bind: Binder, experiment_ids: list[int]) -> str:
     if clause.entity is Entity.TAG and clause.key == RUN_NAME_TAG:
         if clause.comparator == ast.IS_NULL:
             return "FALSE"
         if clause.comparator == ast.IS_NOT_NULL:
             return "TRUE"
-        return f"r.name {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')}"
+        return f"r.name {SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')}"
     table = _KEYED_TABLE[clause.entity]
     # The row carries its run's experiment (sql/005), so the (experiment_id,
     # key, value) index finds the matching rows of the experiment alone.
@@ -264,7 +186,7 @@ def _keyed_condition(clause: Comparison, bind: _Binder, experiment_ids: list[int
     return f"EXISTS ({row_of_run} AND {' AND '.join(_keyed_row_conditions(clause, 'k', bind))})"
 
 
-def _experiment_condition_sql(ids: list[int], bind: _Binder, column: str = "r.experiment_id") -> str:
+def _experiment_condition_sql(ids: list[int], bind: Binder, column: str = "r.experiment_id") -> str:
     # One experiment (the common case) is an equality: PostgreSQL can then read
     # the page in order from an index led by experiment_id, which it cannot do
     # for = ANY(array).
@@ -273,10 +195,10 @@ def _experiment_condition_sql(ids: list[int], bind: _Binder, column: str = "r.ex
     return f"{column} = ANY({bind(ids, 'bigint[]')})"
 
 
-def _run_id_condition(clause: Comparison, bind: _Binder) -> str:
+def _run_id_condition(clause: Comparison, bind: Binder) -> str:
     comparator = clause.comparator
     if comparator in (ast.LIKE, ast.ILIKE):
-        return f"replace(r.run_id::text, '-', '') {_SQL_OPERATOR[comparator]} {bind(clause.value, 'text')}"
+        return f"replace(r.run_id::text, '-', '') {SQL_OPERATOR[comparator]} {bind(clause.value, 'text')}"
     if comparator in (ast.IN, ast.NOT_IN):
         # Text that is not a run id matches no run, so it is left out of the list.
         ids = [run_uuid for text in clause.value if (run_uuid := _run_uuid(text)) is not None]
@@ -286,27 +208,27 @@ def _run_id_condition(clause: Comparison, bind: _Binder) -> str:
     run_uuid = _run_uuid(clause.value)
     if run_uuid is None:
         return "FALSE" if comparator == ast.EQ else "TRUE"
-    return f"r.run_id {_SQL_OPERATOR[comparator]} {bind(run_uuid, 'uuid')}"
+    return f"r.run_id {SQL_OPERATOR[comparator]} {bind(run_uuid, 'uuid')}"
 
 
-def _text_condition(column: str, clause: Comparison, bind: _Binder) -> str:
+def _text_condition(column: str, clause: Comparison, bind: Binder) -> str:
     if clause.comparator == ast.IN:
         return f"{column} = ANY({bind(list(clause.value), 'text[]')})"
     if clause.comparator == ast.NOT_IN:
         return f"{column} <> ALL({bind(list(clause.value), 'text[]')})"
-    return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')}"
+    return f"{column} {SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')}"
 
 
-def _attribute_condition(clause: Comparison, bind: _Binder) -> str:
+def _attribute_condition(clause: Comparison, bind: Binder) -> str:
     if clause.key == "run_id":
         return _run_id_condition(clause, bind)
     if clause.key in _RUN_NUMERIC_COLUMNS:
         column = _RUN_NUMERIC_COLUMNS[clause.key]
-        return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind.number(clause.value)}"
+        return f"{column} {SQL_OPERATOR[clause.comparator]} {bind.number(clause.value)}"
     return _text_condition(_RUN_TEXT_COLUMNS[clause.key], clause, bind)
 
 
-def _dataset_condition(clause: Comparison, bind: _Binder) -> str:
+def _dataset_condition(clause: Comparison, bind: Binder) -> str:
     if clause.key == "context":
         tag_value = "input_tag.tag ->> 'value'"
         # A tags value that is not an array yields no tags instead of failing the search.
@@ -322,7 +244,7 @@ def _dataset_condition(clause: Comparison, bind: _Binder) -> str:
     )
 
 
-def _run_condition(clause: Comparison, bind: _Binder, experiment_ids: list[int]) -> str:
+def _run_condition(clause: Comparison, bind: Binder, experiment_ids: list[int]) -> str:
     if clause.entity is Entity.METRIC:
         return _metric_condition(clause, bind)
     if clause.entity in (Entity.PARAM, Entity.TAG):
@@ -385,7 +307,7 @@ def _anchor_clause(clauses: list[Comparison], view_type: str) -> Comparison | No
     return None
 
 
-def _reads_anchored_columns_only(joins: list[str], conditions: list[str], sort_keys: list[_SortKey]) -> bool:
+def _reads_anchored_columns_only(joins: list[str], conditions: list[str], sort_keys: list[SortKey]) -> bool:
     """Whether the statement reads no column of a run but those an anchor row carries."""
     texts = [*joins, *conditions]
     for key in sort_keys:
@@ -457,18 +379,18 @@ def _orders_by_run_name(order_key: OrderKey) -> bool:
 
 def _run_sort_keys(
     order_keys: tuple[OrderKey, ...],
-    bind: _Binder,
+    bind: Binder,
     part: str,
     leading_clauses: list[Comparison],
     experiment_ids: list[int],
-) -> tuple[list[_SortKey], list[str], list[str]]:
+) -> tuple[list[SortKey], list[str], list[str]]:
     """The ORDER BY keys of a run search, the joins they read from and the conditions they add.
 
     ``part`` says how a first key on a metric, param or tag is read (see
     :func:`compile_run_search`); ``leading_clauses`` (see
     :func:`_clauses_requiring_leading_metric`) become conditions of the head's join.
     """
-    sort_keys: list[_SortKey] = []
+    sort_keys: list[SortKey] = []
     joins: list[str] = []
     conditions: list[str] = []
     start_time_column = "r.start_time"
@@ -489,7 +411,7 @@ def _run_sort_keys(
             value_type = tokens.FLOAT if order_key.entity is Entity.METRIC else tokens.TEXT
             null = "NULL::double precision" if order_key.entity is Entity.METRIC else "NULL::text"
             rank = str(_RANK_OF_MISSING[order_key.entity])
-            sort_keys.append(_SortKey(null, value_type, order_key.ascending, output, rank))
+            sort_keys.append(SortKey(null, value_type, order_key.ascending, output, rank))
         elif first_keyed and part == _NAN_VALUES:
             # A row whose summary is NaN: NaN itself, or no min/max (no non-NaN point).
             column = f"{alias}.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}"
@@ -501,7 +423,7 @@ def _run_sort_keys(
                 f"JOIN metric_summaries {alias} ON {alias}.run_id = r.run_id "
                 f"AND {alias}.key = {bind(order_key.key, 'text')} AND {nan}"
             )
-            sort_keys.append(_SortKey("NULL::double precision", tokens.FLOAT, order_key.ascending, output, "1"))
+            sort_keys.append(SortKey("NULL::double precision", tokens.FLOAT, order_key.ascending, output, "1"))
         elif first_keyed and part == _LONG:
             # Some value of the key is longer than the indexed prefix: every run
             # with a value is sorted the exact way.
@@ -510,16 +432,16 @@ def _run_sort_keys(
                 f"JOIN {_KEYED_TABLE[order_key.entity]} {alias} ON {alias}.run_id = r.run_id AND {alias}.key = {key}"
             )
             conditions.append(_long_values(order_key, key, experiment_ids, bind))
-            sort_keys.append(_SortKey(f'{alias}.value COLLATE "C"', tokens.TEXT, order_key.ascending, output, "0"))
+            sort_keys.append(SortKey(f'{alias}.value COLLATE "C"', tokens.TEXT, order_key.ascending, output, "0"))
         elif head and order_key.entity is Entity.METRIC:
             column = f"{alias}.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}"
             # PostgreSQL sorts NaN above every number: "< NaN" keeps the numbers
             # (no NULL either) and bounds the (key, value) index scan.
             join = [f"{alias}.key = {bind(order_key.key, 'text')}", f"{column} < {_NAN}"]
             for clause in leading_clauses:
-                join.append(f"{column} {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'double precision')}")
+                join.append(f"{column} {SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'double precision')}")
             joins.append(f"JOIN metric_summaries {alias} ON {alias}.run_id = r.run_id AND " + " AND ".join(join))
-            sort_keys.append(_SortKey(column, tokens.FLOAT, order_key.ascending, output, head_rank))
+            sort_keys.append(SortKey(column, tokens.FLOAT, order_key.ascending, output, head_rank))
         elif head:
             # The row carries its run's experiment and start time (sql/005), so
             # one index holds this key's whole order within the experiment. It
@@ -532,7 +454,7 @@ def _run_sort_keys(
                 f"AND {alias}.experiment_id = r.experiment_id AND {alias}.key = {key}"
             )
             conditions.append(f"NOT {_long_values(order_key, key, experiment_ids, bind)}")
-            sort_keys.append(_SortKey(f"{alias}.value_prefix", tokens.TEXT, order_key.ascending, output, head_rank))
+            sort_keys.append(SortKey(f"{alias}.value_prefix", tokens.TEXT, order_key.ascending, output, head_rank))
             start_time_column = f"{alias}.start_time"
         elif order_key.entity is Entity.METRIC:
             joins.append(
@@ -541,11 +463,11 @@ def _run_sort_keys(
             )
             number = f"NULLIF({alias}.{_METRIC_SUMMARY_COLUMN[order_key.aggregate]}, {_NAN})"
             rank = f"CASE WHEN {alias}.run_id IS NULL THEN 2 WHEN {number} IS NULL THEN 1 ELSE 0 END"
-            sort_keys.append(_SortKey(number, tokens.FLOAT, order_key.ascending, output, rank))
+            sort_keys.append(SortKey(number, tokens.FLOAT, order_key.ascending, output, rank))
         elif _orders_by_run_name(order_key):
             prefix = ("r.name", _INDEXED_NAME_PREFIX) if index == 0 else None
             sort_keys.append(
-                _SortKey('r.name COLLATE "C"', tokens.TEXT, order_key.ascending, output, indexed_prefix=prefix)
+                SortKey('r.name COLLATE "C"', tokens.TEXT, order_key.ascending, output, indexed_prefix=prefix)
             )
         elif order_key.entity in (Entity.PARAM, Entity.TAG):
             key = bind(order_key.key, "text")
@@ -555,26 +477,26 @@ def _run_sort_keys(
             )
             rank = f"CASE WHEN {alias}.run_id IS NULL THEN 1 ELSE 0 END"
             sort_keys.append(
-                _SortKey(f'{alias}.value COLLATE "C"', tokens.TEXT, order_key.ascending, output, rank)
+                SortKey(f'{alias}.value COLLATE "C"', tokens.TEXT, order_key.ascending, output, rank)
             )
         elif order_key.key == "run_id":
-            sort_keys.append(_SortKey("r.run_id", tokens.UUID, order_key.ascending, "run_id"))
+            sort_keys.append(SortKey("r.run_id", tokens.UUID, order_key.ascending, "run_id"))
         elif order_key.key in _RUN_NUMERIC_COLUMNS:
             column = _RUN_NUMERIC_COLUMNS[order_key.key]
             first_part = part if index == 0 else None
             sort_keys.append(_time_sort_key(column, order_key.ascending, output, first_part, conditions))
         else:
             column = _RUN_TEXT_COLUMNS[order_key.key]
-            sort_keys.append(_SortKey(f'{column} COLLATE "C"', tokens.TEXT, order_key.ascending, output))
+            sort_keys.append(SortKey(f'{column} COLLATE "C"', tokens.TEXT, order_key.ascending, output))
     if not any(k.entity is Entity.ATTRIBUTE and k.key == "start_time" for k in order_keys):
         first_part = part if not order_keys else None
         output = f"sort_{len(order_keys)}"
         sort_keys.append(_time_sort_key(start_time_column, False, output, first_part, conditions))
-    sort_keys.append(_SortKey("r.run_id", tokens.UUID, True, "run_id"))
+    sort_keys.append(SortKey("r.run_id", tokens.UUID, True, "run_id"))
     return sort_keys, joins, conditions
 
 
-def _time_sort_key(column: str, ascending: bool, output: str, part: str | None, conditions: list[str]) -> _SortKey:
+def _time_sort_key(column: str, ascending: bool, output: str, part: str | None, conditions: list[str]) -> SortKey:
     """A start or end time, missing times last in either direction.
 
     As the search's first key (``part`` is not None) the runs with a time (the
@@ -585,15 +507,15 @@ def _time_sort_key(column: str, ascending: bool, output: str, part: str | None, 
     rank = f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END"
     if part == _HEAD:
         conditions.append(f"{rank} = 0")
-        return _SortKey(column, tokens.BIGINT, ascending, output, "0")
+        return SortKey(column, tokens.BIGINT, ascending, output, "0")
     if part == _MISSING:
         # Every time here is NULL; ordering by it still matches the index's order.
         conditions.append(f"{rank} = 1")
-        return _SortKey(column, tokens.BIGINT, ascending, output, "1")
-    return _SortKey(column, tokens.BIGINT, ascending, output, rank)
+        return SortKey(column, tokens.BIGINT, ascending, output, "1")
+    return SortKey(column, tokens.BIGINT, ascending, output, rank)
 
 
-def _long_values(order_key: OrderKey, key: str, experiment_ids: list[int], bind: _Binder) -> str:
+def _long_values(order_key: OrderKey, key: str, experiment_ids: list[int], bind: Binder) -> str:
     """Whether a value of the key in the searched experiments is longer than the indexed prefix.
 
     Uncorrelated, so PostgreSQL answers it once per statement, from a partial index.
@@ -609,137 +531,18 @@ def _long_values(order_key: OrderKey, key: str, experiment_ids: list[int], bind:
 # Keyset pagination
 
 
-def _keyset_columns(sort_keys: list[_SortKey]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[bool, ...]]:
-    """Names, types, and whether each is preceded by its rank, of every keyset column."""
-    names: list[str] = []
-    types: list[str] = []
-    ranked: list[bool] = []
-    for key in sort_keys:
-        if key.rank_sql is not None:
-            names.append(key.rank_output)
-            types.append(tokens.RANK)
-            ranked.append(False)
-        names.append(key.output)
-        types.append(key.value_type)
-        ranked.append(key.rank_sql is not None)
-    return tuple(names), tuple(types), tuple(ranked)
 
 
-def _after_keyset(sort_keys: list[_SortKey], keyset: list, bind: _Binder) -> str:
-    """The condition for rows strictly after ``keyset`` in the order of ``sort_keys``.
-
-    Lexicographic: some key is past the cursor's and all keys before it are
-    equal. A ranked key's value is NULL exactly when its rank is not 0, so the
-    rank alone decides between rows of different ranks or NULL values.
-    """
-    cursor = iter(keyset)
-    equal_so_far: list[str] = []
-    alternatives: list[str] = []
-    bound = ""
-    for index, key in enumerate(sort_keys):
-        rank = next(cursor) if key.rank_sql is not None else 0
-        value = next(cursor)
-        if rank != 0:
-            cursor_rank = bind(rank, "integer")
-            after = f"{key.rank_sql} > {cursor_rank}"
-            equal = f"{key.rank_sql} = {cursor_rank}"
-        else:
-            cursor_value = bind(value, key.value_type)
-            operator = ">" if key.ascending else "<"
-            after = f"{key.value_sql} {operator} {cursor_value}"
-            if index == 0 and key.rank_sql in (None, "0"):
-                # Implied by the alternatives, but PostgreSQL can start an index
-                # scan from it instead of reading the rows before the cursor again.
-                bound = f"{key.value_sql} {operator}= {cursor_value} AND "
-                if key.indexed_prefix is not None:
-                    column, characters = key.indexed_prefix
-                    cursor_prefix = _text_prefix(cursor_value, characters)
-                    bound += f"{_text_prefix(column, characters)} {operator}= {cursor_prefix} AND "
-            elif key.rank_sql is not None:
-                after = f"({key.rank_sql} > 0 OR {after})"
-            # A non-NULL value implies rank 0.
-            equal = f"{key.value_sql} = {cursor_value}"
-        alternatives.append("(" + " AND ".join([*equal_so_far, after]) + ")")
-        equal_so_far.append(equal)
-    return bound + "(" + "\n       OR ".join(alternatives) + ")"
 
 
-def _text_prefix(operand: str, characters: int) -> str:
-    return f'left({operand}, {characters}) COLLATE "C"'
 
 
-def _select_and_order(sort_keys: list[_SortKey], id_column: str) -> tuple[list[str], list[str]]:
-    """The extra SELECT expressions and the ORDER BY items for ``sort_keys``."""
-    selected: list[str] = []
-    order_items: list[str] = []
-    for key in sort_keys:
-        direction = "" if key.ascending else " DESC"
-        if key.indexed_prefix is not None:
-            order_items.append(_text_prefix(*key.indexed_prefix) + direction)
-        if key.rank_sql is not None:
-            selected.append(f"{key.rank_sql} AS {key.rank_output}")
-            order_items.append(key.rank_output)
-        if key.output == id_column:
-            order_items.append(key.value_sql + direction)
-        else:
-            selected.append(f"{key.value_sql} AS {key.output}")
-            order_items.append(key.output + direction)
-    return selected, order_items
 
 
-def _next_page_token(query: CompiledQuery, rows: list, max_results: int) -> str | None:
-    if len(rows) <= max_results:
-        return None
-    last_row = rows[max_results - 1]
-    values = [last_row[column] for column in query.keyset_columns]
-    return tokens.encode(query.fingerprint, values, query.keyset_types)
 
 
-def _assemble(
-    *,
-    id_column: str,  # qualified, e.g. "r.run_id"; the row holds it under the bare name
-    table: str,
-    joins: list[str],
-    conditions: list[str],
-    sort_keys: list[_SortKey],
-    keyset: list | None,
-    search_fingerprint: str,
-    max_results: int,
-    bind: _Binder,
-    then: CompiledQuery | None = None,
-) -> CompiledQuery:
-    id_name = id_column.split(".")[1]
-    names, types, _ranked = _keyset_columns(sort_keys)
-    if keyset is not None:
-        conditions = [*conditions, _after_keyset(sort_keys, keyset, bind)]
-    selected, order_items = _select_and_order(sort_keys, id_name)
-    limit = bind(max_results + 1, "bigint")
-    lines = [
-        "SELECT " + ",\n       ".join([id_column, *selected]),
-        f"FROM {table}",
-        *joins,
-        "WHERE " + "\n  AND ".join(conditions),
-        "ORDER BY " + ", ".join(order_items),
-        f"LIMIT {limit}",
-    ]
-    sort_columns = [name for name in names if name != id_name]
-    return CompiledQuery(
-        sql="\n".join(lines),
-        args=bind.args,
-        sort_columns=sort_columns,
-        fingerprint=search_fingerprint,
-        keyset_columns=names,
-        keyset_types=types,
-        row_limit=max_results + 1,
-        then=then,
-    )
 
 
-def _decode_keyset(page_token: str | None, search_fingerprint: str, sort_keys: list[_SortKey]) -> list | None:
-    if not page_token:
-        return None
-    _names, types, ranked = _keyset_columns(sort_keys)
-    return tokens.decode(page_token, search_fingerprint, types, ranked)
 
 
 # ---------------------------------------------------------------------------
@@ -794,7 +597,7 @@ def compile_run_search(
     anchor = _anchor_clause(other_clauses, view_type)
 
     def part_query(part: str, keyset: list | None, then: CompiledQuery | None = None) -> CompiledQuery:
-        bind = _Binder()
+        bind = Binder()
         sort_keys, joins, order_conditions = _run_sort_keys(order_keys, bind, part, leading_clauses, ids)
         conditions = [
             _experiment_condition_sql(ids, bind),
@@ -808,10 +611,10 @@ def compile_run_search(
                 conditions.append(_NOT_DELETED)
         else:
             table = "runs r"
-            conditions.append(f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}")
+            conditions.append(f"r.lifecycle_stage {LIFECYCLE_CONDITION[view_type]}")
             if anchor is not None:
                 conditions.append(_run_condition(anchor, bind, ids))
-        return _assemble(
+        return assemble(
             id_column="r.run_id",
             table=table,
             joins=joins,
@@ -825,8 +628,8 @@ def compile_run_search(
         )
 
     def decode(part: str) -> list | None:
-        sort_keys, _joins, _conditions = _run_sort_keys(order_keys, _Binder(), part, leading_clauses, ids)
-        return _decode_keyset(page_token, search_fingerprint, sort_keys)
+        sort_keys, _joins, _conditions = _run_sort_keys(order_keys, Binder(), part, leading_clauses, ids)
+        return decode_keyset(page_token, search_fingerprint, sort_keys)
 
     # Ordered by a key some runs may lack: in either direction the runs with a
     # value come first (the head, read in index order, or the long part when
@@ -875,8 +678,8 @@ def compile_run_filter(
     view_type = searches.view_type(run_view_type, "run_view_type")
     ids = _experiment_id_list(experiment_ids)
     clauses = parse_run_filter(filter_string)
-    bind = _Binder()
-    conditions = [_experiment_condition_sql(ids, bind), f"r.lifecycle_stage {_LIFECYCLE_CONDITION[view_type]}"]
+    bind = Binder()
+    conditions = [_experiment_condition_sql(ids, bind), f"r.lifecycle_stage {LIFECYCLE_CONDITION[view_type]}"]
     conditions.extend(_run_condition(clause, bind, ids) for clause in clauses)
     sql = "SELECT r.run_id\nFROM runs r\nWHERE " + "\n  AND ".join(conditions)
     return CompiledQuery(sql=sql, args=bind.args, sort_columns=[])
@@ -893,120 +696,11 @@ def next_run_page_token(query: CompiledQuery, rows: list, max_results: int) -> s
     Returns:
         None when this is the last page (``len(rows) <= max_results``), else a token.
     """
-    return _next_page_token(query, rows, max_results)
+    return next_page_token(query, rows, max_results)
 
 
-def _experiment_condition(clause: Comparison, bind: _Binder) -> str:
-    if clause.entity is Entity.TAG:
-        row_of_key = (
-            "SELECT 1 FROM experiment_tags k WHERE k.experiment_id = e.experiment_id "
-            f"AND k.key = {bind(clause.key, 'text')}"
-        )
-        if clause.comparator == ast.IS_NULL:
-            return f"NOT EXISTS ({row_of_key})"
-        if clause.comparator == ast.IS_NOT_NULL:
-            return f"EXISTS ({row_of_key})"
-        return (
-            f"EXISTS ({row_of_key} AND k.value {_SQL_OPERATOR[clause.comparator]} "
-            f"{bind(clause.value, 'text')})"
-        )
-    column = _EXPERIMENT_COLUMNS[clause.key][0]
-    if clause.key == "experiment_id":
-        # Ids beyond bigint cannot exist: they match nothing and stay off the wire.
-        if clause.comparator in (ast.IN, ast.NOT_IN):
-            ids = [value for value in clause.value if numbers.in_int64(value)]
-            if clause.comparator == ast.IN:
-                return f"{column} = ANY({bind(ids, 'bigint[]')})" if ids else "FALSE"
-            return f"{column} <> ALL({bind(ids, 'bigint[]')})" if ids else "TRUE"
-        if not numbers.in_int64(clause.value):
-            return "FALSE" if clause.comparator == ast.EQ else "TRUE"
-        return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'bigint')}"
-    if clause.key == "name":
-        return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind(clause.value, 'text')}"
-    return f"{column} {_SQL_OPERATOR[clause.comparator]} {bind.number(clause.value)}"
 
 
-def compile_experiment_search(
-    *,
-    filter_string: str | None,
-    view_type: str,
-    order_by: list[str] | None,
-    max_results: int,
-    page_token: str | None,
-) -> CompiledQuery:
-    """Compile an experiments/search request.
-
-    The statement selects ``experiment_id`` first, then the sort columns, and
-    asks for ``max_results + 1`` rows. MLflow's default order is
-    ``creation_time DESC, experiment_id``; an explicit order_by without
-    experiment_id gets ``experiment_id DESC`` as the tiebreak (as in MLflow).
-
-    Args:
-        filter_string: MLflow's experiment filter syntax; None for all experiments.
-        view_type: ACTIVE_ONLY, DELETED_ONLY or ALL (or their enum numbers 1-3).
-        order_by: clauses on name, experiment_id, creation_time, last_update_time.
-        max_results: the page size, 1 to 50000.
-        page_token: a token from :func:`next_experiment_page_token` for the same search, or None/"".
-
-    Returns:
-        The statement, its arguments and the names of its keyset columns.
-
-    Raises:
-        InvalidParameter: a bad filter, order_by, view type, page size or page token
-            (MLflow's messages).
-    """
-    searches.page_size(max_results)
-    canonical_view_type = searches.view_type(view_type, "view_type")
-    clauses = parse_experiment_filter(filter_string)
-    order_keys = parse_experiment_order_by(order_by)
-    if not order_keys:
-        order_keys = (
-            OrderKey(Entity.ATTRIBUTE, "creation_time", ascending=False),
-            OrderKey(Entity.ATTRIBUTE, "experiment_id", ascending=True),
-        )
-    elif not any(key.key == "experiment_id" for key in order_keys):
-        order_keys = (*order_keys, OrderKey(Entity.ATTRIBUTE, "experiment_id", ascending=False))
-    search_fingerprint = tokens.fingerprint(
-        search="experiments",
-        filter=filter_string or "",
-        view_type=canonical_view_type,
-        order_by=list(order_by or []),
-    )
-    bind = _Binder()
-    conditions = [f"e.lifecycle_stage {_LIFECYCLE_CONDITION[canonical_view_type]}"]
-    conditions.extend(_experiment_condition(clause, bind) for clause in clauses)
-    sort_keys = []
-    for index, order_key in enumerate(order_keys):
-        column, sql_type = _EXPERIMENT_COLUMNS[order_key.key]
-        if order_key.key == "experiment_id":
-            sort_keys.append(_SortKey(column, sql_type, order_key.ascending, "experiment_id"))
-        elif sql_type == tokens.TEXT:
-            sort_keys.append(_SortKey(f'{column} COLLATE "C"', sql_type, order_key.ascending, f"sort_{index}"))
-        else:
-            sort_keys.append(_SortKey(column, sql_type, order_key.ascending, f"sort_{index}"))
-    return _assemble(
-        id_column="e.experiment_id",
-        table="experiments e",
-        joins=[],
-        conditions=conditions,
-        sort_keys=sort_keys,
-        keyset=_decode_keyset(page_token, search_fingerprint, sort_keys),
-        search_fingerprint=search_fingerprint,
-        max_results=max_results,
-        bind=bind,
-    )
 
 
-def next_experiment_page_token(query: CompiledQuery, rows: list, max_results: int) -> str | None:
-    """The token for the page after ``rows[:max_results]``.
-
-    Args:
-        query: what :func:`compile_experiment_search` returned for this page.
-        rows: the rows the query returned, up to ``max_results + 1``.
-        max_results: the page size the query was compiled with.
-
-    Returns:
-        None when this is the last page (``len(rows) <= max_results``), else a token.
-    """
-    return _next_page_token(query, rows, max_results)
 
