@@ -1,4 +1,4 @@
-"""runs/search (and the filters of bulk delete, gc and the CSV export) compiled into parameterised PostgreSQL.
+"""runs/search (and the CSV export's filter) compiled into parameterised PostgreSQL.
 
 The SQL text depends only on the shape of the search (which clauses, which
 order keys); every value the client sent, keys included, is a ``$n``
