@@ -36,8 +36,6 @@ from gateway.search.registry import (
 )
 
 
-
-
 # ---- request values --------------------------------------------------------------------
 
 

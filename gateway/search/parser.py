@@ -98,36 +98,12 @@ _EXPERIMENT_STRING_COMPARATORS = ("=", "!=", "LIKE", "ILIKE")
 _EXPERIMENT_ID_COMPARATORS = ("=", "!=", "IN", "NOT IN")
 
 
-
-
-
 # ---------------------------------------------------------------------------
 # Lexical patterns
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # ---------------------------------------------------------------------------
 # The two grammars
-
-
 
 
 def _resolve_run_entity(text: str) -> Entity:
@@ -172,10 +148,6 @@ _EXPERIMENT_GRAMMAR = Grammar(
 # Filters
 
 
-
-
-
-
 def _entity_and_key(identifier: Identifier, grammar: Grammar, valid_attributes: frozenset[str]) -> tuple[Entity, str]:
     """Resolve an identifier's entity and validate its key (MLflow's _get_identifier)."""
     if identifier.entity_text is None:
@@ -217,8 +189,6 @@ def _string_value(literal: Literal, entity_label: str) -> str:
     raise InvalidParameter(
         f"Expected a quoted string value for {entity_label} (e.g. 'my-value'). Got value {literal.text}"
     )
-
-
 
 
 def _clause_value(literal: Literal, entity: Entity, key: str, grammar: Grammar) -> ast.Value:
@@ -281,8 +251,6 @@ def _build_comparison(raw: RawClause, grammar: Grammar) -> Comparison:
     if raw.comparator in (ast.LIKE, ast.ILIKE) and isinstance(value, str):
         value = complete_like_escape(value)
     return Comparison(entity, key, raw.comparator, value, aggregate, raw.position)
-
-
 
 
 def invalid_comparator(comparator: str, allowed: tuple[str, ...], closing_quote: bool) -> InvalidParameter:
@@ -401,8 +369,6 @@ def parse_experiment_filter(filter_string: str | None) -> tuple[Comparison, ...]
 
 # ---------------------------------------------------------------------------
 # order_by
-
-
 
 
 def parse_run_order_by(order_by: list[str] | None) -> tuple[OrderKey, ...]:

@@ -48,7 +48,6 @@ from gateway.search.statements import (
 )
 
 
-
 # Allowlists: attribute -> column.
 _RUN_TEXT_COLUMNS = {
     "run_name": "r.name",
@@ -69,12 +68,6 @@ _DATASET_COLUMNS = {"name": "d.name", "digest": "d.digest"}
 
 _RUN_ID_HEX = re.compile(r"[0-9a-f]{32}")
 _NAN = "'NaN'::double precision"
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------------------
@@ -529,20 +522,6 @@ def _long_values(order_key: OrderKey, key: str, experiment_ids: list[int], bind:
 
 # ---------------------------------------------------------------------------
 # Keyset pagination
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------------------

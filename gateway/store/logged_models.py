@@ -27,7 +27,6 @@ from gateway.store.names import random_run_name
 from gateway.store.columns import now_ms, parse_experiment_id, run_uuid
 
 
-
 def model_not_found(model_id: str) -> NotFound:
     return NotFound(f"Logged model with ID '{model_id}' not found.")
 

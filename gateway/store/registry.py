@@ -44,14 +44,7 @@ from gateway.store.connections import connection, transaction
 from gateway.store.columns import RUN_ID, now_ms
 
 
-
 _FORBIDDEN_CHARACTER = re.compile(r"[\x00\ud800-\udfff]")
-
-
-
-
-
-
 
 
 def _check_storable(*values: str | None) -> None:
@@ -93,34 +86,6 @@ def _last_per_key(tags: Sequence[KeyValue]) -> dict[str, str]:
 
 
 # ---- sources ---------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ---- rows to entities -------------------------------------------------------------------

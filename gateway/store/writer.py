@@ -175,8 +175,6 @@ WHERE runs.run_id = renamed.run_id
 """
 
 
-
-
 class BatchWriter:
     """Writes batches of RunWrite to PostgreSQL; the accumulator's sink.
 
