@@ -19,12 +19,10 @@ from gateway.mlflow.wire import CUSTOM_VIEW_TAG_PREFIX, TRACE_ARCHIVAL_RETENTION
 
 _ARCHIVAL_NOT_OBJECT = "Trace archival config must be encoded as a JSON object."
 
-
 _ARCHIVAL_FORM = (
     "Trace archival retention must be in the form `<int><unit>`, "
     "where unit is one of 'm', 'h', or 'd'."
 )
-
 
 _ARCHIVAL_DURATION = re.compile(r"[1-9][0-9]*[mhd]")
 

@@ -17,7 +17,6 @@ from gateway.model import KeyValue
 
 _ALIAS_CHARACTERS = re.compile(r"^[\w\-]*$")
 
-
 _VERSION_ALIAS = re.compile(r"^[vV]\d+$")
 _STAGE_BY_LOWER = {stage.lower(): stage for stage in MODEL_STAGES}
 
@@ -283,11 +282,9 @@ def runs_uri_run_id(uri: str) -> str:
 # The only sources a prompt version may have (MLflow's placeholders).
 PROMPT_SOURCES = frozenset({"dummy-source", "prompt-template"})
 
-
 # Schemes whose URIs name a host the server would connect to.
 _HOST_ADDRESSED_SCHEMES = frozenset(
     {"ftp", "sftp", "hdfs", "viewfs", "http", "https", "mlflow-artifacts", "r2", "b2", "abfss"}
 )
-
 
 _MLFLOW_ARTIFACTS_ROUTE = ("api", "2.0", "mlflow-artifacts", "artifacts")

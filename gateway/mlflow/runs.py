@@ -36,17 +36,13 @@ from gateway.model import FLOAT_MAX, KeyValue, MetricPoint, RunWrite
 # Bound on each cache of values already found valid; past it the cache starts over.
 VALID_CACHE_LIMIT = 100_000
 
-
 # ``match`` with a trailing ``$`` (not ``fullmatch``): MLflow's rule lets one
 # trailing newline through, and a key it accepts must not be rejected here.
 KEY_CHARACTERS = re.compile(r"[\w/. :-]*$")
 
-
 _RUN_ID = re.compile(r"[a-zA-Z0-9][\w-]{0,255}$")
 
-
 valid_keys: set[str] = set()
-
 
 _valid_run_ids: set[str] = set()
 

@@ -18,7 +18,6 @@ from gateway.search.statements import (
     next_page_token,
 )
 
-
 _EXPERIMENT_COLUMNS = {
     "name": ("e.name", tokens.TEXT),
     "experiment_id": ("e.experiment_id", tokens.BIGINT),

@@ -21,35 +21,26 @@ def set_text(items: Iterable[str]) -> str:
 
 _WORD = re.compile(r"\w+")
 
-
 _DOTTED_WORDS = re.compile(r"\w+(?:\.\w+)*")
-
 
 # Quoted text as MLflow's SQL tokenizer delimits it: a doubled quote or a
 # backslash-quote does not end the string. The text between the outer quotes
 # is taken as is (MLflow does not unescape it either).
 _SINGLE_QUOTED = re.compile(r"'(?:''|\\'|[^'])*'")
 
-
 _DOUBLE_QUOTED = re.compile(r'"(?:""|\\"|[^"])*"')
 
-
 _BACKTICK_QUOTED = re.compile(r"`(?:``|[^`])*`")
-
 
 # Numbers as MLflow's tokenizer reads them: no leading '+', no hex; a number
 # followed by a letter or underscore is a word (as in ``metrics.1key``).
 _NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?[eE]-?\d+|\d+\.\d*|\.\d+|\d+)(?!\w)")
 
-
 _INTEGER = re.compile(r"-?\d+")
-
 
 _OPERATOR = re.compile(r"[<>=!~]+")
 
-
 _WHITESPACE = re.compile(r"\s*")
-
 
 # PostgreSQL text cannot hold NUL, and lone surrogates cannot be encoded.
 _FORBIDDEN_CHARACTER = re.compile(r"[\x00\ud800-\udfff]")

@@ -18,7 +18,6 @@ LIFECYCLE_CONDITION = {
     "ALL": "IN ('active', 'deleted')",
 }
 
-
 SQL_OPERATOR = {
     ast.EQ: "=",
     ast.NE: "<>",
