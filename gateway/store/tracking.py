@@ -339,10 +339,10 @@ class TrackingStore:
 
     async def get_run(self, run_id: str) -> Run:
         run_uuid(run_id)
-        runs = await self.get_runs([run_id], with_outputs=True)
-        if not runs:
+        found = await self.get_runs([run_id], with_outputs=True)
+        if not found:
             raise runs.run_not_found(run_id)
-        return runs[0]
+        return found[0]
 
     async def get_runs(self, run_ids: list[str], *, with_outputs: bool = False) -> list[Run]:
         """Full runs (info, latest metrics, params, tags, inputs) in the order of ``run_ids``."""
@@ -407,13 +407,13 @@ class TrackingStore:
         place: dict[str, int] = {}  # the first place of each run id (a repeated id reads its rows once)
         for index, run_id in enumerate(run_ids, start=1):
             place.setdefault(run_id, index)
-        runs = []
+        result = []
         for run_id in run_ids:
             row = by_id.get(run_id)
             if row is None:
                 continue
             run = place[run_id]
-            runs.append(
+            result.append(
                 Run(
                     info=_run_info_from_row(row),
                     data=RunData(metrics_of.get(run, []), params_of.get(run, []), tags_of.get(run, [])),
@@ -421,7 +421,7 @@ class TrackingStore:
                     outputs=(outputs_of.get(run_id) or RunOutputs()) if with_outputs else None,
                 )
             )
-        return runs
+        return result
 
     async def update_run(
         self, run_id: str, *, status: str | None, end_time: int | None, run_name: str | None
