@@ -24,6 +24,7 @@ from gateway.errors import AlreadyExists, GatewayError, InvalidParameter, NotFou
 from gateway.model import KeyValue, ModelVersion, RegisteredModel, RegisteredModelAlias, RegistryTag
 from gateway.search.registry import PROMPT_TAG, RegistryQuery
 from gateway.store.errors import translate_transient
+from gateway.store.replicas import ReadRouter
 from gateway.store.tracking import now_ms
 
 MODEL_STAGES = ("None", "Staging", "Production", "Archived")
@@ -275,11 +276,13 @@ class RegistryStore:
     """The model registry: registered models, their versions, tags and aliases.
 
     Args:
-        pool: the asyncpg pool.
+        pool: the asyncpg pool on the primary.
+        reads: where the searches run (a replica that has caught up, else the primary); by default on ``pool``.
     """
 
-    def __init__(self, pool: asyncpg.Pool):
+    def __init__(self, pool: asyncpg.Pool, *, reads: ReadRouter | None = None):
         self._pool = pool
+        self._reads = reads or ReadRouter(pool)
 
     # -- reading --------------------------------------------------------------------
 
@@ -470,8 +473,13 @@ class RegistryStore:
 
     async def search_registered_models(self, query: RegistryQuery) -> tuple[list[RegisteredModel], str | None]:
         """One page of registered models and the next page's token."""
+        return await self._reads.run(lambda pool: self._search_registered_models(pool, query))
+
+    async def _search_registered_models(
+        self, pool: asyncpg.Pool, query: RegistryQuery
+    ) -> tuple[list[RegisteredModel], str | None]:
         with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            async with pool.acquire() as conn, conn.transaction(readonly=True):
                 keys = [row["model_key"] for row in await conn.fetch(query.sql, *query.args)]
                 token = query.next_token(len(keys))
                 keys = keys[: max(query.max_results, 0)]
@@ -485,8 +493,13 @@ class RegistryStore:
 
     async def search_model_versions(self, query: RegistryQuery) -> tuple[list[ModelVersion], str | None]:
         """One page of model versions (with tags; MLflow lists no aliases here) and the next page's token."""
+        return await self._reads.run(lambda pool: self._search_model_versions(pool, query))
+
+    async def _search_model_versions(
+        self, pool: asyncpg.Pool, query: RegistryQuery
+    ) -> tuple[list[ModelVersion], str | None]:
         with translate_transient():
-            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            async with pool.acquire() as conn, conn.transaction(readonly=True):
                 found = await conn.fetch(query.sql, *query.args)
                 token = query.next_token(len(found))
                 found = found[: max(query.max_results, 0)]
