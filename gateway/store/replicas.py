@@ -223,8 +223,9 @@ class ReadRouter:
                 url, min_size=0, max_size=size, timeout=CONNECT_TIMEOUT_S, **pool_options
             )
             replicas.append(Replica(replica_name(url), pool))
-        for served_by, reason in READ_ROUTES:
-            telemetry.READS.labels(served_by, reason)
+        if replicas:
+            for served_by, reason in READ_ROUTES:
+                telemetry.READS.labels(served_by, reason)
         return cls(primary, replicas, wait_s=wait_s)
 
     async def close(self) -> None:
