@@ -58,9 +58,11 @@ _REPLAYED_POSITION = "SELECT pg_last_wal_replay_lsn()"
 # next read after that tries it again.
 RETRY_AFTER_S = 1.0
 # Pauses between two questions to a replica that is behind: short at first,
-# since streaming replicas usually replay within milliseconds.
-FIRST_PAUSE_S = 0.001
-LONGEST_PAUSE_S = 0.01
+# since a streaming replica usually replays a commit within a millisecond or
+# two, then doubling (at most one question is in flight per replica, whatever
+# the number of reads waiting).
+FIRST_PAUSE_S = 0.0002
+LONGEST_PAUSE_S = 0.005
 # Every (served_by, reason) pair of gateway_reads.
 READ_ROUTES = (("replica", "caught_up"), ("primary", "lag"), ("primary", "down"), ("primary", "conflict"))
 # How long opening a connection to a replica may take before it counts as down.
