@@ -132,6 +132,16 @@ async def throughput(url: str, run_ids: list[str], clients: int, seconds: float,
     return {"reads_per_s": done["reads"] / elapsed, "points_per_s": done["points"] / elapsed}
 
 
+def difference(now: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """Counters of ``now`` less ``before``, with the mean wait of the reads in between."""
+    counts = {name: value - before.get(name, 0.0) for name, value in now.items()}
+    if counts.get("gateway_replica_wait_seconds_count"):
+        counts["mean_wait_ms"] = (
+            1000 * counts["gateway_replica_wait_seconds_sum"] / counts["gateway_replica_wait_seconds_count"]
+        )
+    return counts
+
+
 async def read_counts(url: str) -> dict[str, float]:
     async with aiohttp.ClientSession() as session:
         async with session.get(url + "/metrics") as response:
@@ -144,10 +154,6 @@ async def read_counts(url: str) -> dict[str, float]:
         elif line.startswith(("gateway_replica_wait_seconds_sum ", "gateway_replica_wait_seconds_count ")):
             name, value = line.rsplit(" ", 1)
             counts[name] = float(value)
-    if counts.get("gateway_replica_wait_seconds_count"):
-        counts["mean_wait_ms"] = (
-            1000 * counts["gateway_replica_wait_seconds_sum"] / counts["gateway_replica_wait_seconds_count"]
-        )
     return counts
 
 
@@ -177,11 +183,19 @@ def main() -> None:
                 server = start_gateway(pair.primary_url, replica_url, folder, name.replace(" ", "-"))
                 try:
                     figures = {"latency_p50_ms": asyncio.run(latencies(server.url, run_ids, args.repetitions))}
+                    counted = [asyncio.run(read_counts(server.url))]
                     figures["reads"] = asyncio.run(throughput(server.url, run_ids, args.clients, args.seconds, 0))
+                    counted.append(asyncio.run(read_counts(server.url)))
                     figures["reads_beside_writes"] = asyncio.run(
                         throughput(server.url, run_ids, args.clients, args.seconds, args.write_clients)
                     )
-                    figures["gateway_reads_total"] = asyncio.run(read_counts(server.url))
+                    counted.append(asyncio.run(read_counts(server.url)))
+                    # Each phase's own counts: what its reads added to the gateway's counters.
+                    figures["counts"] = {
+                        phase: difference(now, before)
+                        for phase, now, before in zip(("latency", "reads", "reads_beside_writes"),
+                                                      counted, [{}, *counted[:-1]])
+                    }
                 finally:
                     server.stop()
                 rounds[name].append(figures)
