@@ -29,6 +29,7 @@ from gateway.store.errors import is_transient
 from gateway.store.logged_models import LoggedModelStore
 from gateway.store.migrations import migrate
 from gateway.store.registry import RegistryStore
+from gateway.store.replicas import ReadRouter
 from gateway.store.tracking import TrackingStore
 from gateway.store.writer import BatchWriter
 
@@ -85,10 +86,15 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
         async with pool.acquire() as conn:
             await migrate(conn)
         app[POOL] = pool
-        app[STORE] = TrackingStore(pool)
+        reads = await ReadRouter.open(
+            pool, settings.read_database_url, size=settings.pool_size, wait_s=settings.replica_wait_ms / 1000,
+            command_timeout=120, reset=_keep_session,
+        )
+        app[STORE] = TrackingStore(pool, reads=reads)
         app[LOGGED_MODELS] = LoggedModelStore(pool)
-        app[REGISTRY] = RegistryStore(pool)
+        app[REGISTRY] = RegistryStore(pool, reads=reads)
         yield
+        await reads.close()
         await pool.close()
 
     async def ingestion(app: web.Application):

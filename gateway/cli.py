@@ -37,6 +37,10 @@ def _add_setting_flags(parser: argparse.ArgumentParser, names: typing.Iterable[s
             parser.add_argument(flag, dest=name, action="store_const", const=True, default=None,
                                 help=f"{SETTING_DOCS.get(name, '')} [{env}]")
             continue
+        if hint == tuple[str, ...]:
+            parser.add_argument(flag, dest=name, action="append", default=None, metavar="URL",
+                                help=f"{SETTING_DOCS.get(name, '')} [{env}]")
+            continue
         kind = {int: int, float: float}.get(hint, str)
         parser.add_argument(flag, dest=name, type=kind, default=None, help=f"{SETTING_DOCS.get(name, '')} [{env}]")
 

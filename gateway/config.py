@@ -44,6 +44,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Server processes sharing the port (SO_REUSEPORT); each has its own accumulator."""
     database_url: str | None = None
     """PostgreSQL URL; when unset an embedded PostgreSQL is started in data_dir."""
+    read_database_url: tuple[str, ...] = ()
+    """Streaming replica URL for searches, run and history reads, exports and the UI's reads (repeat the flag; space-separated in the variable); see docs/replicas.md."""
+    replica_wait_ms: float = 250.0
+    """Longest time (ms) a read waits for a replica to replay the writes committed before it arrived, before it reads from the primary."""
     data_dir: str = msgspec.field(default_factory=default_data_dir)
     """Directory of the embedded PostgreSQL (and local artifacts)."""
     pool_size: int = 8
@@ -103,6 +107,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"port must be 1..65535, got {self.port}")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.read_database_url and not self.database_url:
+            raise ValueError(
+                "read_database_url needs database_url: replicas stream from a PostgreSQL server of yours, "
+                "not from the embedded one"
+            )
+        for url in self.read_database_url:
+            if not url.startswith(("postgresql://", "postgres://")):
+                raise ValueError(f"read_database_url must be postgresql:// URLs, got {url.split('@')[-1]!r}")
+            if url == self.database_url:
+                raise ValueError("read_database_url must name replicas, not the primary (database_url)")
+        if not 0 < self.replica_wait_ms <= 60_000:
+            raise ValueError(f"replica_wait_ms must be > 0 and at most 60000, got {self.replica_wait_ms}")
         if self.compact_interval_s < 0 or self.compact_min_chunks < 2:
             raise ValueError("compact_interval_s must be >= 0 and compact_min_chunks at least 2")
         if self.flush_concurrency < 1:
@@ -148,11 +164,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name, field_type in cls.__annotations__.items():
             raw = environ.get("GATEWAY_" + name.upper())
             if raw is not None and raw != "":
-                values[name] = raw
+                # A list setting is space-separated (URLs may hold commas, never bare spaces).
+                values[name] = raw.split() if name in _LIST_SETTINGS else raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         # msgspec converts the strings from the environment to each field's type.
         return msgspec.convert(values, cls, strict=False).validate()
 
+
+# Settings given several times on the command line (a tuple each).
+_LIST_SETTINGS = ("read_database_url",)
 
 SETTING_DOCS: dict[str, str] = {}
 

@@ -83,6 +83,25 @@ COMPACTION_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+READS = Counter(
+    "gateway_reads",
+    "Reads that may go to a read replica (searches, runs, histories, exports), by who served them "
+    "(replica or primary) and why: caught_up (the replica had replayed every write committed before the "
+    "read), lag (it had not within replica_wait_ms), down (it did not answer) or conflict (a recovery "
+    "conflict canceled the read there). Counted only when read replicas are configured.",
+    ["served_by", "reason"],
+    registry=REGISTRY,
+)
+REPLICA_UP = Gauge(
+    "gateway_replica_up", "Whether a read replica answered the last time it was asked (1) or not (0).",
+    ["replica"], registry=REGISTRY,
+)
+REPLICA_WAIT_SECONDS = Histogram(
+    "gateway_replica_wait_seconds",
+    "Time from a read's arrival until a replica had replayed the primary's position, for reads a replica served.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+    registry=REGISTRY,
+)
 
 # Every label value a panel or an alert reads is exported from the start, at 0, so that
 # "no errors yet" reads as 0 rather than as no data.

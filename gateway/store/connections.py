@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from gateway.store.errors import translate_transient
+from gateway.store.replicas import ReadRouter
 
 
 @contextlib.asynccontextmanager
@@ -21,11 +22,11 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 
 
 @contextlib.asynccontextmanager
-async def transaction(pool: asyncpg.Pool, **options) -> AsyncIterator[asyncpg.Connection]:
+async def transaction(pool: asyncpg.Pool | ReadRouter, **options) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the pool in a transaction that commits when the block ends and rolls back if it raises.
 
     Args:
-        pool: the pool.
+        pool: the pool, or a read router (a connection it chooses, for a long read such as the CSV export).
         options: asyncpg's transaction options (``isolation``, ``readonly``, ``deferrable``).
     """
     with translate_transient():

@@ -26,6 +26,7 @@ from gateway import search
 from gateway.mlflow.wire import SOURCE_NAME_TAG, SOURCE_TYPE_TAG, USER_TAG
 from gateway.store import searching
 from gateway.store.connections import transaction
+from gateway.store.replicas import ReadRouter
 
 FIXED_COLUMNS = ("Run ID", "Name", "Source Type", "Source Name", "User", "Status")
 DEFAULT_PAGE_SIZE = 1000
@@ -103,7 +104,7 @@ async def _page_rows(
 
 
 async def runs_csv(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool | ReadRouter,
     *,
     experiment_ids: list[int],
     filter_string: str | None = None,
@@ -117,7 +118,8 @@ async def runs_csv(
     before the first chunk (callers can still answer with an error).
 
     Args:
-        pool: the database pool; one connection is held until the iterator finishes.
+        pool: the database pool, or a read router (the export then reads from a replica
+            that has caught up with the primary); one connection is held until the iterator finishes.
         experiment_ids: the experiments whose runs are exported.
         filter_string: MLflow's filter syntax (with MIN/MAX/LATEST); None for every run.
         run_view_type: ACTIVE_ONLY, DELETED_ONLY or ALL.

@@ -40,8 +40,9 @@ from gateway.mlflow.limits import INT32_MAX
 from gateway.mlflow.wire import MODEL_STAGES, MODEL_VERSIONS_TAG, PROMPT_TAG
 from gateway.model import KeyValue, ModelVersion, RegisteredModel, RegisteredModelAlias, RegistryTag
 from gateway.search.registry import RegistryQuery
-from gateway.store.connections import connection, transaction
 from gateway.store.columns import RUN_ID, now_ms
+from gateway.store.connections import connection, transaction
+from gateway.store.replicas import ReadRouter
 
 
 _FORBIDDEN_CHARACTER = re.compile(r"[\x00\ud800-\udfff]")
@@ -112,11 +113,13 @@ class RegistryStore:
     """The model registry: registered models, their versions, tags and aliases.
 
     Args:
-        pool: the asyncpg pool.
+        pool: the asyncpg pool on the primary.
+        reads: where the searches run (a replica that has caught up, else the primary); by default on ``pool``.
     """
 
-    def __init__(self, pool: asyncpg.Pool):
+    def __init__(self, pool: asyncpg.Pool, *, reads: ReadRouter | None = None):
         self._pool = pool
+        self._reads = reads or ReadRouter(pool)
 
     # -- reading --------------------------------------------------------------------
 
@@ -302,7 +305,12 @@ class RegistryStore:
 
     async def search_registered_models(self, query: RegistryQuery) -> tuple[list[RegisteredModel], str | None]:
         """One page of registered models and the next page's token."""
-        async with transaction(self._pool, readonly=True) as conn:
+        return await self._reads.run(lambda pool: self._search_registered_models(pool, query))
+
+    async def _search_registered_models(
+        self, pool: asyncpg.Pool, query: RegistryQuery
+    ) -> tuple[list[RegisteredModel], str | None]:
+        async with transaction(pool, readonly=True) as conn:
             keys = [row["model_key"] for row in await conn.fetch(query.sql, *query.args)]
             token = query.next_token(len(keys))
             keys = keys[: max(query.max_results, 0)]
@@ -316,7 +324,12 @@ class RegistryStore:
 
     async def search_model_versions(self, query: RegistryQuery) -> tuple[list[ModelVersion], str | None]:
         """One page of model versions (with tags; MLflow lists no aliases here) and the next page's token."""
-        async with transaction(self._pool, readonly=True) as conn:
+        return await self._reads.run(lambda pool: self._search_model_versions(pool, query))
+
+    async def _search_model_versions(
+        self, pool: asyncpg.Pool, query: RegistryQuery
+    ) -> tuple[list[ModelVersion], str | None]:
+        async with transaction(pool, readonly=True) as conn:
             found = await conn.fetch(query.sql, *query.args)
             token = query.next_token(len(found))
             found = found[: max(query.max_results, 0)]

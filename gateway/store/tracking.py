@@ -38,6 +38,7 @@ from gateway.store.columns import RUN_ID, now_ms, parse_experiment_id, run_uuid
 from gateway.store.connections import connection, transaction
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
+from gateway.store.replicas import ReadRouter
 
 
 def _experiment_from_row(row, tags: list[Tag]) -> Experiment:
@@ -89,14 +90,31 @@ _RUN_EXISTS = "SELECT EXISTS (SELECT FROM runs WHERE run_id = $1)"
 class TrackingStore:
     """Experiments, runs and reads over an asyncpg pool.
 
+    Searches, run and history reads and exports go through ``reads``, which may
+    run them on a streaming replica; writes, and the reads that decide a write,
+    use ``pool``.
+
     Args:
-        pool: the asyncpg pool.
+        pool: the asyncpg pool on the primary.
         artifact_root: default artifact root; an experiment's location is ``<root>/<id>``.
+        reads: where reads run; by default all on ``pool``.
     """
 
-    def __init__(self, pool: asyncpg.Pool, artifact_root: str = "mlflow-artifacts:/"):
+    def __init__(
+        self, pool: asyncpg.Pool, artifact_root: str = "mlflow-artifacts:/", *, reads: ReadRouter | None = None
+    ):
         self._pool = pool
+        self._reads = reads or ReadRouter(pool)
         self._artifact_root = artifact_root.rstrip("/")
+
+    async def _read_fetch(self, sql: str, *args):
+        """``fetch`` through the read router (a replica that has caught up, else the primary)."""
+
+        async def read(pool: asyncpg.Pool):
+            with translate_transient():
+                return await pool.fetch(sql, *args)
+
+        return await self._reads.run(read)
 
     async def _fetch(self, sql: str, *args):
         with translate_transient():
@@ -138,12 +156,15 @@ class TrackingStore:
                 )
         return str(experiment_id)
 
-    async def _experiment_tags(self, experiment_ids: list[int]) -> dict[int, list[Tag]]:
-        rows = await self._fetch(
-            "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id = ANY($1::bigint[]) "
-            "ORDER BY experiment_id, key",
-            experiment_ids,
-        )
+    async def _experiment_tags(
+        self, experiment_ids: list[int], pool: asyncpg.Pool | None = None
+    ) -> dict[int, list[Tag]]:
+        with translate_transient():
+            rows = await (pool or self._pool).fetch(
+                "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id = ANY($1::bigint[]) "
+                "ORDER BY experiment_id, key",
+                experiment_ids,
+            )
         tags: dict[int, list[Tag]] = {}
         for row in rows:
             tags.setdefault(row["experiment_id"], []).append(Tag(row["key"], row["value"]))
@@ -246,15 +267,20 @@ class TrackingStore:
             max_results=max_results,
             page_token=page_token,
         )
-        rows = await self._fetch(query.sql, *query.args)
-        token = search.next_experiment_page_token(query, rows, max_results)
-        ids = [row["experiment_id"] for row in rows[:max_results]]
-        if not ids:
-            return [], token
-        full = await self._fetch("SELECT * FROM experiments WHERE experiment_id = ANY($1::bigint[])", ids)
-        by_id = {row["experiment_id"]: row for row in full}
-        tags = await self._experiment_tags(ids)
-        return [_experiment_from_row(by_id[i], tags.get(i, [])) for i in ids if i in by_id], token
+
+        async def read(pool: asyncpg.Pool) -> tuple[list[Experiment], str | None]:
+            with translate_transient():
+                rows = await pool.fetch(query.sql, *query.args)
+                token = search.next_experiment_page_token(query, rows, max_results)
+                ids = [row["experiment_id"] for row in rows[:max_results]]
+                if not ids:
+                    return [], token
+                full = await pool.fetch("SELECT * FROM experiments WHERE experiment_id = ANY($1::bigint[])", ids)
+            by_id = {row["experiment_id"]: row for row in full}
+            tags = await self._experiment_tags(ids, pool)
+            return [_experiment_from_row(by_id[i], tags.get(i, [])) for i in ids if i in by_id], token
+
+        return await self._reads.run(read)
 
     # ---- runs ------------------------------------------------------------------------
 
@@ -339,13 +365,16 @@ class TrackingStore:
 
     async def get_run(self, run_id: str) -> Run:
         run_uuid(run_id)
-        found = await self.get_runs([run_id], with_outputs=True)
+        found = await self._reads.run(lambda pool: self._runs_on(pool, [run_id], with_outputs=True))
         if not found:
             raise runs.run_not_found(run_id)
         return found[0]
 
     async def get_runs(self, run_ids: list[str], *, with_outputs: bool = False) -> list[Run]:
-        """Full runs (info, latest metrics, params, tags, inputs) in the order of ``run_ids``."""
+        """Full runs (info, latest metrics, params, tags, inputs) in the order of ``run_ids``, read on the primary."""
+        return await self._runs_on(self._pool, run_ids, with_outputs=with_outputs)
+
+    async def _runs_on(self, pool: asyncpg.Pool, run_ids: list[str], *, with_outputs: bool) -> list[Run]:
         if not run_ids:
             return []
         # Encoded once as uuids: asyncpg would otherwise parse each hex id again for every statement.
@@ -372,7 +401,7 @@ class TrackingStore:
         # each on a connection of its own, so PostgreSQL and the decoding overlap.
         with translate_transient():
             infos, metrics, params, tags, datasets, models, *rest = await asyncio.gather(
-                *(self._pool.fetch(statement, page) for statement in statements)
+                *(pool.fetch(statement, page) for statement in statements)
             )
         outputs = rest[0] if with_outputs else []
         # One comprehension per table, no call per row: these loops are most of a page's Python time.
@@ -554,7 +583,7 @@ class TrackingStore:
         experiments/search-datasets answers them.
         """
         ids = [parse_experiment_id(e) for e in experiment_ids]
-        rows = await self._fetch(
+        rows = await self._read_fetch(
             """SELECT DISTINCT r.experiment_id, d.name, d.digest,
                       (SELECT t->>'value' FROM jsonb_array_elements(d.tags) t
                         WHERE t->>'key' = 'mlflow.data.context' LIMIT 1) AS context
@@ -603,10 +632,15 @@ class TrackingStore:
         except InvalidParameter:
             await self.get_run_info(run_id)  # a missing run is reported before a bad token
             raise
-        async with connection(self._pool) as conn:
-            page, total = await points.history_page(conn, run_id, key, offset, max_results)
-            if not page and not await conn.fetchval(_RUN_EXISTS, run_id):
-                raise runs.run_not_found(run_id)
+
+        async def read(pool: asyncpg.Pool) -> tuple[list[Metric], int]:
+            async with connection(pool) as conn:
+                page, total = await points.history_page(conn, run_id, key, offset, max_results)
+                if not page and not await conn.fetchval(_RUN_EXISTS, run_id):
+                    raise runs.run_not_found(run_id)
+            return page, total
+
+        page, total = await self._reads.run(read)
         token = None
         if max_results is not None and offset + max_results < total:
             token = offset_token(offset + max_results)
@@ -616,16 +650,20 @@ class TrackingStore:
         """A key's points over several runs, by run id and then as get-history orders them, at most
         ``max_results`` in all; ids of no stored run are left out, as MLflow leaves them out."""
         ids = sorted({r for r in run_ids if RUN_ID.match(r)})
-        result: list[Metric] = []
-        async with transaction(self._pool, readonly=True, isolation="repeatable_read") as conn:
-            chunks_by_run = await points.chunks_of(conn, ids, key)
-            for run_id in ids:
-                if len(result) >= max_results or run_id not in chunks_by_run:
-                    continue
-                result += await points.history(
-                    conn, chunks_by_run[run_id], key, 0, max_results - len(result), run_id, with_series=False
-                )
-        return result
+
+        async def read(pool: asyncpg.Pool) -> list[Metric]:
+            result: list[Metric] = []
+            async with transaction(pool, readonly=True, isolation="repeatable_read") as conn:
+                chunks_by_run = await points.chunks_of(conn, ids, key)
+                for run_id in ids:
+                    if len(result) >= max_results or run_id not in chunks_by_run:
+                        continue
+                    result += await points.history(
+                        conn, chunks_by_run[run_id], key, 0, max_results - len(result), run_id, with_series=False
+                    )
+            return result
+
+        return await self._reads.run(read)
 
     async def get_metric_history_sampled(
         self,
@@ -643,14 +681,18 @@ class TrackingStore:
         ordered = sorted(set(run_ids))
         low = start_step if start_step is not None else INT64_MIN
         high = end_step if end_step is not None else INT64_MAX
-        async with transaction(self._pool, readonly=True, isolation="repeatable_read") as conn:
-            stored = {r["run_id"].hex for r in await conn.fetch(
-                "SELECT run_id FROM runs WHERE run_id = ANY($1::uuid[])", ordered)}
-            for run_id in run_ids:
-                if run_id not in stored:
-                    raise runs.run_not_found(run_id)
-            chunks_by_run = await points.chunks_of(conn, ordered, key)
-            sampled = await points.sample(conn, chunks_by_run, key, max_results, low, high)
+
+        async def read(pool: asyncpg.Pool) -> dict:
+            async with transaction(pool, readonly=True, isolation="repeatable_read") as conn:
+                stored = {r["run_id"].hex for r in await conn.fetch(
+                    "SELECT run_id FROM runs WHERE run_id = ANY($1::uuid[])", ordered)}
+                for run_id in run_ids:
+                    if run_id not in stored:
+                        raise runs.run_not_found(run_id)
+                chunks_by_run = await points.chunks_of(conn, ordered, key)
+                return await points.sample(conn, chunks_by_run, key, max_results, low, high)
+
+        sampled = await self._reads.run(read)
         return [
             Metric(key, wire_float(value), timestamp, step, run_id=run_id)
             for run_id in ordered
@@ -669,7 +711,7 @@ class TrackingStore:
     ) -> AsyncIterator[str]:
         """Stream the runs CSV of a search (see :func:`gateway.store.export.runs_csv`)."""
         return export.runs_csv(
-            self._pool,
+            self._reads,
             experiment_ids=experiment_ids,
             filter_string=filter_string,
             run_view_type=run_view_type,
@@ -694,10 +736,14 @@ class TrackingStore:
             max_results=max_results,
             page_token=page_token,
         )
-        async with transaction(self._pool, readonly=True) as conn:
-            await conn.execute(searching.PLANNER_SETTINGS)
-            rows = await searching.fetch_page(conn, query)
-        token = search.next_run_page_token(query, rows, max_results)
-        run_ids = [row["run_id"].hex for row in rows[:max_results]]
-        # Each run with the models it logged, as MLflow's runs/search shows it.
-        return await self.get_runs(run_ids, with_outputs=True), token
+
+        async def read(pool: asyncpg.Pool) -> tuple[list[Run], str | None]:
+            async with transaction(pool, readonly=True) as conn:
+                await conn.execute(searching.PLANNER_SETTINGS)
+                rows = await searching.fetch_page(conn, query)
+            token = search.next_run_page_token(query, rows, max_results)
+            run_ids = [row["run_id"].hex for row in rows[:max_results]]
+            # Each run with the models it logged, as MLflow's runs/search shows it.
+            return await self._runs_on(pool, run_ids, with_outputs=True), token
+
+        return await self._reads.run(read)
