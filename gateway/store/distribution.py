@@ -24,6 +24,8 @@ workers added) is distributed, rows and all, by the same command.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import asyncpg
 
 # Distributed by run_id, colocated with the first (runs). gc removes a run's rows
@@ -53,6 +55,14 @@ REFERENCE_TABLES = (
     "registered_model_aliases",
 )
 DISTRIBUTION_COLUMN = "run_id"
+
+# Run ids by the shard that holds them, shards in id order and runs in run_id order within one.
+_SHARD_GROUPS = """
+SELECT array_agg(run_id ORDER BY run_id) AS run_ids
+FROM unnest($1::uuid[]) AS r(run_id)
+GROUP BY get_shard_id_for_distribution_column('runs', run_id)
+ORDER BY get_shard_id_for_distribution_column('runs', run_id)
+"""
 
 
 async def is_citus(conn: asyncpg.Connection) -> bool:
@@ -101,3 +111,35 @@ async def _drop_local_rows(conn: asyncpg.Connection, table: str) -> None:
     """Remove the coordinator's own copy of rows a table held before it was placed (Citus copied
     them into the shards and leaves the old ones behind until told to drop them)."""
     await conn.execute("SELECT truncate_local_data_after_distributing_table($1)", table)
+
+
+class RunShards:
+    """Splits a set of runs into the groups a statement that locks rows may take at once.
+
+    Citus refuses row locks (``FOR SHARE``, ``FOR UPDATE``) in a statement that
+    spans shards, and runs such a statement's parts on the workers side by side,
+    in no fixed order. A statement about the runs of one shard is sent whole to
+    the worker that holds it and behaves as on one PostgreSQL. So every writer
+    that locks runs, or the rows of runs, locks them a shard at a time, shards
+    in shard id order and runs in run_id order within one: one global order, so
+    that flushes, deletes, gc and compaction cannot deadlock. On a plain
+    PostgreSQL the whole set is one group in run_id order, today's order.
+
+    Whether the database is distributed is read once, on first use.
+    """
+
+    def __init__(self) -> None:
+        self._citus: bool | None = None
+
+    async def distributed(self, conn: asyncpg.Connection) -> bool:
+        """Whether the database is a Citus one (read once)."""
+        if self._citus is None:
+            self._citus = await is_citus(conn)
+        return self._citus
+
+    async def groups(self, conn: asyncpg.Connection, run_ids: Iterable[str]) -> list[list[str]]:
+        """The runs (32-hex ids) in lock groups, in lock order; none for no runs."""
+        ordered = sorted(set(run_ids))
+        if len(ordered) <= 1 or not await self.distributed(conn):
+            return [ordered] if ordered else []
+        return [[run_id.hex for run_id in row["run_ids"]] for row in await conn.fetch(_SHARD_GROUPS, ordered)]
