@@ -24,6 +24,7 @@ workers added) is distributed, rows and all, by the same command.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
 import asyncpg
@@ -137,9 +138,32 @@ class RunShards:
             self._citus = await is_citus(conn)
         return self._citus
 
-    async def groups(self, conn: asyncpg.Connection, run_ids: Iterable[str]) -> list[list[str]]:
-        """The runs (32-hex ids) in lock groups, in lock order; none for no runs."""
-        ordered = sorted(set(run_ids))
+    async def groups(self, conn: asyncpg.Connection, run_ids: Iterable[str | uuid.UUID]) -> list[list[str]]:
+        """The runs (32-hex ids, or uuids) in lock groups of 32-hex ids, in lock order; none for no runs."""
+        ordered = sorted({r.hex if isinstance(r, uuid.UUID) else r for r in run_ids})
         if len(ordered) <= 1 or not await self.distributed(conn):
             return [ordered] if ordered else []
         return [[run_id.hex for run_id in row["run_ids"]] for row in await conn.fetch(_SHARD_GROUPS, ordered)]
+
+    async def lock_runs(
+        self, conn: asyncpg.Connection, run_ids: Iterable[str | uuid.UUID], columns: str, condition: str = "",
+        *args: object,
+    ) -> list[asyncpg.Record]:
+        """Lock the named runs that meet ``condition`` ``FOR UPDATE``, a lock group at a time.
+
+        Args:
+            run_ids: the runs to lock (those gone or not meeting the condition are skipped).
+            columns: the columns of runs to return, as SQL.
+            condition: more SQL for the WHERE clause (``AND ...``), its parameters from ``$2``.
+            args: the condition's parameters.
+        Returns:
+            the locked rows, in lock order.
+        """
+        rows: list[asyncpg.Record] = []
+        for group in await self.groups(conn, run_ids):
+            rows += await conn.fetch(
+                f"SELECT {columns} FROM runs WHERE run_id = ANY($1::uuid[]) {condition} ORDER BY run_id FOR UPDATE",
+                group,
+                *args,
+            )
+        return rows
