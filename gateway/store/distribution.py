@@ -57,6 +57,15 @@ REFERENCE_TABLES = (
 )
 DISTRIBUTION_COLUMN = "run_id"
 
+# Settings of the gateway's own connections (a placeholder, and so nothing, on a plain
+# PostgreSQL). Citus runs a statement that spans shards over up to 16 connections to
+# each worker, opened for it and closed after its transaction but one: a gateway's
+# flushes and reads, many at once on its pool, opened and closed worker connections all
+# the time (seconds for a run's first writes, 40-200 ms a call after). With one
+# connection per worker and session, each pooled connection keeps its own to every
+# worker and the pool's size sets the parallelism.
+SESSION_SETTINGS = {"citus.max_adaptive_executor_pool_size": "1"}
+
 # Run ids by the shard that holds them, shards in id order and runs in run_id order within one.
 _SHARD_GROUPS = """
 SELECT array_agg(run_id ORDER BY run_id) AS run_ids
