@@ -9,7 +9,9 @@ when it lands.
 A flush of several runs that fails so is split in two by run, and each half
 is flushed on its own, down to a run at a time: when only part of the database
 is unreachable (a Citus worker holding some runs' shards), the writes to the
-other runs commit at once instead of waiting behind the ones that cannot.
+other runs commit at once instead of waiting behind the ones that cannot. The
+halves go on as tasks of their own and give the flush slot back, so new writes
+to the reachable runs keep flushing while the others wait for the database.
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ class Flusher:
                 halves = _split_by_run(batch)
                 if halves is not None:
                     # Part of the database may still answer: each half on its own.
-                    await asyncio.gather(*(self._commit(half, started) for half in halves))
+                    for half in halves:
+                        self._spawn_part(half, started)
                     return
                 pause = min(self._backoff_max, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
                 if attempt == 1 or attempt % 20 == 0:
@@ -158,6 +161,17 @@ class Flusher:
         if tags:
             telemetry.ENTITIES_INGESTED.labels("tag").inc(tags)
         self._accumulator.complete(batch, outcomes)
+
+    def _spawn_part(self, part: list[Pending], started: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._commit(part, started))
+        self._flushes.add(task)
+        task.add_done_callback(self._part_done)
+
+    def _part_done(self, task: asyncio.Task) -> None:
+        self._flushes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("flush task failed", exc_info=task.exception())
+            self._accumulator.fail_all(task.exception())
 
     async def stop(self, timeout: float = 60.0) -> bool:
         """Refuse new writes, flush everything buffered, then stop the loop.
