@@ -25,6 +25,7 @@ from gateway.config import Settings
 from gateway.ingest import Accumulator, Flusher
 from gateway.ingest.accumulator import Bounds
 from gateway.store.compactor import Compactor
+from gateway.store.distribution import SESSION_SETTINGS
 from gateway.store.errors import is_transient
 from gateway.store.logged_models import LoggedModelStore
 from gateway.store.migrations import migrate
@@ -46,7 +47,8 @@ async def connect(database_url: str, size: int, *, wait: float = 60.0) -> asyncp
     while True:
         try:
             return await asyncpg.create_pool(
-                database_url, min_size=1, max_size=size, command_timeout=120, reset=_keep_session
+                database_url, min_size=1, max_size=size, command_timeout=120, reset=_keep_session,
+                server_settings=SESSION_SETTINGS,
             )
         except Exception as exc:
             if not is_transient(exc) or loop.time() > deadline:

@@ -5,6 +5,13 @@ whatever arrives meanwhile rides in the next one. A flush whose database is
 unreachable is retried with backoff, holding its writes, until it commits:
 writers past their deadline have been told 503 by then, the rest are answered
 when it lands.
+
+A flush of several runs that fails so is split in two by run, and each half
+is flushed on its own, down to a run at a time: when only part of the database
+is unreachable (a Citus worker holding some runs' shards), the writes to the
+other runs commit at once instead of waiting behind the ones that cannot. The
+halves go on as tasks of their own and give the flush slot back, so new writes
+to the reachable runs keep flushing while the others wait for the database.
 """
 
 from __future__ import annotations
@@ -110,11 +117,13 @@ class Flusher:
             self._accumulator.fail_all(task.exception())
 
     async def _flush(self, batch: list[Pending]) -> None:
+        telemetry.FLUSH_ENTITIES.observe(sum(p.write.entity_count for p in batch))
+        await self._commit(batch, time.perf_counter())
+
+    async def _commit(self, batch: list[Pending], started: float) -> None:
+        """Write ``batch`` until it commits (or fails for good), then answer its writers."""
         writes = [p.write for p in batch]
-        entities = sum(w.entity_count for w in writes)
-        telemetry.FLUSH_ENTITIES.observe(entities)
         attempt = 0
-        started = time.perf_counter()
         while True:
             try:
                 outcomes = list(await self._sink.write_batch(writes))
@@ -125,6 +134,12 @@ class Flusher:
                 attempt += 1
                 telemetry.DB_RETRIES.inc()
                 telemetry.DATABASE_ERRORS.labels("unreachable").inc()
+                halves = _split_by_run(batch)
+                if halves is not None:
+                    # Part of the database may still answer: each half on its own.
+                    for half in halves:
+                        self._spawn_part(half, started)
+                    return
                 pause = min(self._backoff_max, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning("flush of %d writes failed (%s); retrying", len(writes), type(exc).__name__)
@@ -146,6 +161,17 @@ class Flusher:
         if tags:
             telemetry.ENTITIES_INGESTED.labels("tag").inc(tags)
         self._accumulator.complete(batch, outcomes)
+
+    def _spawn_part(self, part: list[Pending], started: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._commit(part, started))
+        self._flushes.add(task)
+        task.add_done_callback(self._part_done)
+
+    def _part_done(self, task: asyncio.Task) -> None:
+        self._flushes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("flush task failed", exc_info=task.exception())
+            self._accumulator.fail_all(task.exception())
 
     async def stop(self, timeout: float = 60.0) -> bool:
         """Refuse new writes, flush everything buffered, then stop the loop.
@@ -174,3 +200,12 @@ class Flusher:
                 task.cancel()
             accumulator.fail_all(RuntimeError("stopped before flushing"))
         return flushed
+
+
+def _split_by_run(batch: list[Pending]) -> tuple[list[Pending], list[Pending]] | None:
+    """The batch in two halves by run (a run's writes stay together, in order); None for one run."""
+    runs = sorted({p.write.run_id for p in batch})
+    if len(runs) < 2:
+        return None
+    first = set(runs[: len(runs) // 2])
+    return [p for p in batch if p.write.run_id in first], [p for p in batch if p.write.run_id not in first]

@@ -191,12 +191,15 @@ def compile_logged_model_search(
     for clause in clauses:
         where.append(_condition(clause, param, on_datasets))
     if on_datasets and not any(clause.entity is Entity.METRIC for clause in clauses):
-        where.append(f"EXISTS (SELECT 1 FROM metric_points m WHERE m.model_id = lm.model_id AND {on_datasets})")
+        where.append(f"lm.model_id IN (SELECT m.model_id FROM metric_points m WHERE {on_datasets})")
     order_sql = []
+    joins = []
     for order in order_by:
         direction = "ASC" if order.ascending else "DESC"
         if order.field_name.startswith("metrics."):
-            expression = _latest_metric(order, param)
+            latest = f"latest_{len(joins) + 1}"
+            joins.append(f"LEFT JOIN {_latest_metric(order, param)} AS {latest} ON {latest}.model_id = lm.model_id")
+            expression = f"{latest}.value"
         elif order.field_name in _COLUMNS:
             expression = f"lm.{_COLUMNS[order.field_name]}"
         elif "." in order.field_name:
@@ -208,7 +211,7 @@ def compile_logged_model_search(
         order_sql.append(f"{expression} {direction} NULLS LAST")
     order_sql += ["lm.creation_timestamp_ms DESC", "lm.model_id"]
     sql = (
-        f"SELECT lm.model_id FROM logged_models lm WHERE {' AND '.join(where)} "
+        f"SELECT lm.model_id FROM logged_models lm {' '.join(joins)} WHERE {' AND '.join(where)} "
         f"ORDER BY {', '.join(order_sql)} OFFSET {param(offset)} LIMIT {param(max_results + 1)}"
     )
     return LoggedModelQuery(sql, args, offset, fingerprint)
@@ -226,29 +229,31 @@ def _on_datasets(datasets: list[DatasetFilter], param) -> str | None:
 
 
 def _latest_metric(order: LoggedModelOrder, param) -> str:
-    """The value of the model's latest point of a metric, as order_by ranks it."""
-    conditions = [f"m.key = {param(order.field_name[len('metrics.') :])}"]
+    """Each model's latest point of a metric (model_id, value), as order_by ranks it: a subquery
+    to join, not one correlated to each model, which Citus does not run beside a reference table."""
+    conditions = ["m.model_id IS NOT NULL", f"m.key = {param(order.field_name[len('metrics.') :])}"]
     if order.dataset_name:
         conditions.append(f"m.dataset_name = {param(order.dataset_name)}")
     if order.dataset_digest:
         conditions.append(f"m.dataset_digest = {param(order.dataset_digest)}")
     return (
-        f"(SELECT m.value FROM metric_points m WHERE m.model_id = lm.model_id AND {' AND '.join(conditions)} "
-        "ORDER BY m.timestamp DESC, m.step DESC, m.run_id LIMIT 1)"
+        f"(SELECT DISTINCT ON (m.model_id) m.model_id, m.value FROM metric_points m WHERE {' AND '.join(conditions)} "
+        "ORDER BY m.model_id, m.timestamp DESC, m.step DESC, m.run_id)"
     )
 
 
 def _condition(clause: Comparison, param, on_datasets: str | None) -> str:
     if clause.entity is Entity.METRIC:
-        # Any point of the key matches, not only the latest one, as in MLflow.
+        # Any point of the key matches, not only the latest one, as in MLflow. The points are
+        # chosen apart from the models (an uncorrelated IN, not EXISTS): points live in shards by
+        # run, models beside every shard, and Citus joins the two by model only that way.
         conditions = [
-            "m.model_id = lm.model_id",
             f"m.key = {param(clause.key)}",
             f"m.value {_SQL_OPERATOR[clause.comparator]} {param(clause.value)}",
         ]
         if on_datasets:
             conditions.append(on_datasets)
-        return f"EXISTS (SELECT 1 FROM metric_points m WHERE {' AND '.join(conditions)})"
+        return f"lm.model_id IN (SELECT m.model_id FROM metric_points m WHERE {' AND '.join(conditions)})"
     if clause.entity in (Entity.PARAM, Entity.TAG):
         table = "logged_model_params" if clause.entity is Entity.PARAM else "logged_model_tags"
         return (

@@ -29,6 +29,7 @@ from gateway import telemetry
 from gateway.store import pgcopy
 from gateway.store import points as chunked
 from gateway.store.connections import connection
+from gateway.store.distribution import RunShards
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ QUIET_SECONDS = 10.0
 _LOCK_KEYS = """
 SELECT s.run_id, s.key FROM metric_summaries s
 JOIN unnest($1::uuid[], $2::text[]) AS w(run_id, key) ON s.run_id = w.run_id AND s.key = w.key
+WHERE s.run_id = ANY($1::uuid[])
 ORDER BY s.run_id, s.key FOR UPDATE OF s
 """
 
@@ -152,6 +154,7 @@ class Compactor:
         chunk_points: int = chunked.CHUNK_POINTS,
     ):
         self._pool = pool
+        self._shards = RunShards()
         self._min_chunks = min_chunks
         self._batch_keys = batch_keys
         self._batch_points = batch_points
@@ -197,7 +200,7 @@ class Compactor:
                     if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACTOR_LOCK_ID):
                         return Progress()
                     await conn.execute(_LOCK_WAIT)
-                    await conn.fetch(_LOCK_KEYS, [k[0] for k in touched], [k[1] for k in touched])
+                    await self._lock(conn, touched)
                     if picked and await conn.fetchval(_TAKE_CHUNKS, *_ids(picked)) != len(picked):
                         raise _Changed
                     if settled:
@@ -328,7 +331,12 @@ class Compactor:
     async def _lock(self, conn: asyncpg.Connection, keys: list[tuple]) -> list[tuple]:
         if not keys:
             return []
-        rows = await conn.fetch(_LOCK_KEYS, [k[0] for k in keys], [k[1] for k in keys])
+        # A shard at a time on Citus, in the order flushes lock them (store/distribution.py).
+        rows = []
+        for group in await self._shards.groups(conn, {k[0] for k in keys}):
+            members = set(group)
+            chosen = sorted(k for k in keys if _hex(k[0]) in members)
+            rows += await conn.fetch(_LOCK_KEYS, [k[0] for k in chosen], [k[1] for k in chosen])
         return [(row["run_id"], row["key"]) for row in rows]
 
     async def _write(self, conn: asyncpg.Connection, by_key: dict[tuple, list]) -> Progress:
@@ -393,6 +401,10 @@ class Compactor:
 def _series_order(row: tuple) -> tuple:
     """Rows (step, timestamp, value, model_id, dataset_name, dataset_digest) by series, then point order."""
     return (tuple("" if v is None else "\x00" + v for v in row[3:6]), chunked.identity(*row[:3]))
+
+
+def _hex(run_id) -> str:
+    return run_id if isinstance(run_id, str) else run_id.hex
 
 
 class _Changed(Exception):

@@ -8,11 +8,12 @@ the cutoff is removed with all of its runs, logged models and tags, as
 that logged them, as do live runs' inputs and outputs naming it.
 
 Each batch is its own short transaction and locks its runs ``FOR UPDATE`` in
-run_id order, the order in which a flush locks them ``FOR SHARE``. So a flush
-racing a batch either commits first (and its rows are removed with the run) or
-waits and then finds the run gone (its writes fail with RESOURCE_DOES_NOT_EXIST);
-nothing is half-stored, and the two cannot deadlock. An experiment's row is
-locked before its runs, the order experiment delete and restore take them.
+the order in which a flush locks them ``FOR SHARE`` (run_id order; on Citus a
+shard at a time, gateway/store/distribution.py). So a flush racing a batch
+either commits first (and its rows are removed with the run) or waits and then
+finds the run gone (its writes fail with RESOURCE_DOES_NOT_EXIST); nothing is
+half-stored, and the two cannot deadlock. An experiment's lock is taken before
+its runs', the order experiment delete and restore take them.
 
 Files are removed after rows, never before. ``mlflow gc`` removes a run's files
 first, then its rows; here the run is chosen and locked inside the batch's
@@ -45,6 +46,7 @@ from gateway.errors import InvalidParameter, NotFound
 from gateway.mlflow.experiments import experiment_not_found
 from gateway.store.errors import translate_transient
 from gateway.store.columns import run_uuid
+from gateway.store.distribution import RunShards, lock_experiment
 
 # Every table whose rows belong to one run (keyed by run_id), removed with the run.
 # Removed metric chunks are counted by the points they held.
@@ -71,14 +73,18 @@ DEFAULT_BATCH_SIZE = 500
 # nothing of it committed, so it is simply run again.
 _BATCH_ATTEMPTS = 5
 
+# A batch's runs are chosen first and locked after (locking them in the choosing
+# statement would take row locks across shards, which Citus refuses); the lock
+# statement checks each again.
 _DELETED_RUNS = """
-SELECT run_id, experiment_id, artifact_uri FROM runs
+SELECT run_id FROM runs
 WHERE lifecycle_stage = 'deleted' AND deleted_time <= $1
   AND ($2::bigint[] IS NULL OR experiment_id = ANY($2::bigint[]))
   AND ($4::uuid[] IS NULL OR run_id = ANY($4::uuid[]))
 ORDER BY run_id LIMIT $3
-FOR UPDATE
 """
+_STILL_DELETED = "AND lifecycle_stage = 'deleted' AND deleted_time <= $2"
+_REMOVED_RUN_COLUMNS = "run_id, experiment_id, artifact_uri"
 
 _REMOVE_CHUNKS = """
 WITH removed AS (DELETE FROM metric_chunks WHERE run_id = ANY($1::uuid[]) RETURNING point_count)
@@ -94,17 +100,15 @@ WHERE lifecycle_stage = 'deleted' AND last_update_time < $1
 ORDER BY experiment_id
 """
 
-_LOCK_DELETED_EXPERIMENT = """
+_DELETED_EXPERIMENT = """
 SELECT experiment_id FROM experiments
 WHERE experiment_id = $1 AND lifecycle_stage = 'deleted' AND last_update_time < $2
-FOR UPDATE
 """
 
 _RUNS_OF_EXPERIMENT = """
-SELECT run_id, experiment_id, artifact_uri FROM runs
+SELECT run_id FROM runs
 WHERE experiment_id = $1
 ORDER BY run_id LIMIT $2
-FOR UPDATE
 """
 
 _DELETED_MODELS = """
@@ -274,6 +278,7 @@ class GarbageCollector:
                 "run ids and logged model ids name what to remove; they cannot be combined with experiment ids"
             )
         self._conn = conn
+        self._shards = RunShards()
         self._batch_size = batch_size
         self._older_than_ms = older_than_ms
         self._experiment_ids = sorted(set(experiment_ids)) if experiment_ids is not None else None
@@ -418,10 +423,15 @@ class GarbageCollector:
                         raise
 
     async def _remove_deleted_runs(self) -> GcBatch:
-        rows = await self._conn.fetch(
-            _DELETED_RUNS, self.cutoff_ms, self._experiment_ids, self._batch_size, self._run_ids
-        )
-        return await self._remove_runs(rows)
+        while True:
+            chosen = await self._conn.fetch(
+                _DELETED_RUNS, self.cutoff_ms, self._experiment_ids, self._batch_size, self._run_ids
+            )
+            rows = await self._shards.lock_runs(
+                self._conn, [row["run_id"] for row in chosen], _REMOVED_RUN_COLUMNS, _STILL_DELETED, self.cutoff_ms
+            )
+            if rows or not chosen:  # else every one chosen was restored meanwhile: choose again
+                return await self._remove_runs(rows)
 
     async def _remove_deleted_models(self) -> GcBatch:
         rows = await self._conn.fetch(
@@ -432,12 +442,17 @@ class GarbageCollector:
         return GcBatch(runs=[], rows=removed, models=models)
 
     async def _remove_experiment_batch(self, experiment_id: int) -> GcBatch | None:
-        locked = await self._conn.fetchval(_LOCK_DELETED_EXPERIMENT, experiment_id, self.cutoff_ms)
-        if locked is None:
+        await lock_experiment(self._conn, experiment_id)
+        if await self._conn.fetchval(_DELETED_EXPERIMENT, experiment_id, self.cutoff_ms) is None:
             return None
-        rows = await self._conn.fetch(_RUNS_OF_EXPERIMENT, experiment_id, self._batch_size)
+        # No run joins the experiment while its lock is held.
+        chosen = await self._conn.fetch(_RUNS_OF_EXPERIMENT, experiment_id, self._batch_size)
+        rows = await self._shards.lock_runs(
+            self._conn, [row["run_id"] for row in chosen], _REMOVED_RUN_COLUMNS, "AND experiment_id = $2",
+            experiment_id,
+        )
         batch = await self._remove_runs(rows)
-        if len(rows) == self._batch_size:
+        if len(chosen) == self._batch_size:
             return batch  # more runs may follow; the experiment goes with the last batch
         room = self._batch_size - len(rows)
         model_rows = await self._conn.fetch(_MODELS_OF_EXPERIMENT, experiment_id, room)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import asyncpg
 
+from gateway.store.distribution import distribute
+
 _MIGRATION_NAME = re.compile(r"^(\d+)_[\w-]+\.sql$")
 # Any constant works; it only has to be the same in every gateway process.
 _MIGRATION_LOCK_ID = 0x6D6C666C6F77  # "mlflow"
@@ -34,10 +36,13 @@ async def migrate(conn: asyncpg.Connection, *, up_to: int | None = None) -> list
     """Apply every migration not yet applied (to version ``up_to`` if given), each in its own transaction.
 
     An advisory lock serialises gateways migrating the same database at once;
-    the second one finds the work done.
+    the second one finds the work done. On a Citus database the tables not yet
+    placed are then distributed or made reference tables
+    (:func:`gateway.store.distribution.distribute`).
 
     Returns:
-        the names of the migrations this call applied.
+        the names of the migrations this call applied, then the tables it placed
+        on Citus (``distributed:<table>``, ``reference:<table>``).
     """
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
@@ -58,6 +63,8 @@ async def migrate(conn: asyncpg.Connection, *, up_to: int | None = None) -> list
                     "INSERT INTO gateway_schema_migrations (version, name) VALUES ($1, $2)", version, name
                 )
             applied_now.append(name)
+        if up_to is None:
+            applied_now += await distribute(conn)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
     return applied_now

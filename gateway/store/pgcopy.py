@@ -68,14 +68,17 @@ def _float8(value: float | None) -> bytes:
     return _NULL if value is None else _FLOAT8.pack(8, value)
 
 
-def chunk_tuples(rows: Iterable[tuple]) -> bytes:
-    """COPY BINARY data (header to trailer) of chunk rows laid out as ``points.CHUNK_COLUMNS``."""
+def chunk_tuples(rows: Iterable[tuple], chunk_ids: Sequence[int] | None = None) -> bytes:
+    """COPY BINARY data (header to trailer) of chunk rows laid out as ``points.CHUNK_COLUMNS``,
+    each followed by its chunk id when ``chunk_ids`` gives them (one per row)."""
     parts = [HEADER]
     append = parts.append
+    ids = iter(chunk_ids) if chunk_ids is not None else None
+    fields = b"\x00\x11" if ids is not None else b"\x00\x10"  # 17 or 16 fields
     for (run_id, key, model_id, dataset_name, dataset_digest, first_step, last_step, first_timestamp,
          last_timestamp, min_value, max_value, point_count, sealed, step_offsets, timestamp_offsets, values) in rows:
         append(b"".join((
-            b"\x00\x10",  # 16 fields
+            fields,
             _UUID, uuid.UUID(run_id).bytes if isinstance(run_id, str) else run_id.bytes,
             _text(key), _text(model_id), _text(dataset_name), _text(dataset_digest),
             _INT8.pack(8, first_step), _INT8.pack(8, last_step),
@@ -83,11 +86,19 @@ def chunk_tuples(rows: Iterable[tuple]) -> bytes:
             _float8(min_value), _float8(max_value), _INT4.pack(4, point_count), _BOOL[sealed],
             int4_array(step_offsets), int4_array(timestamp_offsets), float8_array(values),
         )))
+        if ids is not None:
+            append(_INT8.pack(8, next(ids)))
     append(TRAILER)
     return b"".join(parts)
 
 
-async def copy_chunks(conn: asyncpg.Connection, rows: Sequence[tuple], columns: Sequence[str]) -> None:
-    """COPY chunk rows into metric_chunks."""
+async def copy_chunks(
+    conn: asyncpg.Connection, rows: Sequence[tuple], columns: Sequence[str], chunk_ids: Sequence[int] | None = None
+) -> None:
+    """COPY chunk rows into metric_chunks, with the given chunk ids (else the column's default)."""
+    if chunk_ids is not None:
+        columns = (*columns, "chunk_id")
     # A memoryview: asyncpg would take bytes for a file name.
-    await conn.copy_to_table("metric_chunks", source=memoryview(chunk_tuples(rows)), columns=columns, format="binary")
+    await conn.copy_to_table(
+        "metric_chunks", source=memoryview(chunk_tuples(rows, chunk_ids)), columns=columns, format="binary"
+    )

@@ -36,6 +36,7 @@ from gateway.model import (
 from gateway.store import export, points, searching
 from gateway.store.columns import RUN_ID, now_ms, parse_experiment_id, run_uuid
 from gateway.store.connections import connection, transaction
+from gateway.store.distribution import RunShards, lock_experiment
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
 from gateway.store.replicas import ReadRouter
@@ -83,6 +84,10 @@ SELECT run_id, $2::text, $3::text, experiment_id, start_time FROM runs WHERE run
 ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value
 """
 
+
+
+
+
 _RUN_COLUMNS = "run_id, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage"
 _RUN_EXISTS = "SELECT EXISTS (SELECT FROM runs WHERE run_id = $1)"
 
@@ -105,6 +110,7 @@ class TrackingStore:
     ):
         self._pool = pool
         self._reads = reads or ReadRouter(pool)
+        self._shards = RunShards()
         self._artifact_root = artifact_root.rstrip("/")
 
     async def _read_fetch(self, sql: str, *args):
@@ -205,6 +211,7 @@ class TrackingStore:
         expected = "active" if stage == "deleted" else "deleted"
         moment = now_ms()
         async with transaction(self._pool) as conn:
+            await lock_experiment(conn, exp_id)
             updated = await conn.fetchval(
                 """UPDATE experiments SET lifecycle_stage = $2, last_update_time = $3
                    WHERE experiment_id = $1 AND lifecycle_stage = $4 RETURNING experiment_id""",
@@ -215,11 +222,11 @@ class TrackingStore:
             )
             if updated is None:
                 raise experiments.experiment_not_found(exp_id)
-            # Lock the runs in run_id order first, as flushes and gc do, so this
-            # statement cannot deadlock with them.
-            await conn.execute(
-                "SELECT run_id FROM runs WHERE experiment_id = $1 ORDER BY run_id FOR UPDATE", exp_id
-            )
+            # Lock the runs first, in the order flushes and gc lock them, so this
+            # statement cannot deadlock with them. No run joins the experiment
+            # meanwhile: creating one takes the experiment's lock.
+            found = await conn.fetch("SELECT run_id FROM runs WHERE experiment_id = $1", exp_id)
+            await self._shards.lock_runs(conn, [row["run_id"] for row in found], "run_id")
             await conn.execute(
                 """UPDATE runs SET lifecycle_stage = $2,
                           deleted_time = CASE WHEN $2 = 'deleted' THEN $3::bigint ELSE NULL END
@@ -299,11 +306,11 @@ class TrackingStore:
         run_id = uuid.uuid4().hex
         start = start_time if start_time is not None else now_ms()
         async with transaction(self._pool) as conn:
-            # The experiment is read once, and held while the run goes in, so
-            # gc cannot remove it underneath the run and leave the run without one.
+            # The experiment is held (its lock, shared) while the run goes in, so
+            # neither a delete nor gc can take it away underneath the run.
+            await lock_experiment(conn, exp_id, shared=True)
             experiment = await conn.fetchrow(
-                "SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = $1 FOR SHARE",
-                exp_id,
+                "SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = $1", exp_id
             )
             if experiment is None:
                 raise experiments.experiment_not_found(exp_id)
@@ -501,21 +508,18 @@ class TrackingStore:
         """
         exp_id = parse_experiment_id(experiment_id)
         await self.get_experiment(exp_id)
-        deleted = await self._fetch(
-            # Rows are locked in run_id order, as flushes lock them, so the two cannot deadlock.
-            """WITH chosen AS (SELECT run_id FROM runs
-                               WHERE experiment_id = $1 AND lifecycle_stage = 'active' AND start_time <= $2
-                               ORDER BY start_time, run_id LIMIT $3),
-                    locked AS (SELECT run_id FROM runs WHERE run_id IN (SELECT run_id FROM chosen)
-                               ORDER BY run_id FOR UPDATE)
-               UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = $4
-               WHERE run_id IN (SELECT run_id FROM locked) AND lifecycle_stage = 'active'
-               RETURNING run_id""",
-            exp_id,
-            max_timestamp_millis,
-            max_runs,
-            now_ms(),
-        )
+        async with transaction(self._pool) as conn:
+            chosen = await conn.fetch(
+                """SELECT run_id FROM runs
+                   WHERE experiment_id = $1 AND lifecycle_stage = 'active' AND start_time <= $2
+                   ORDER BY start_time, run_id LIMIT $3""",
+                exp_id,
+                max_timestamp_millis,
+                max_runs,
+            )
+            deleted = await self._change_runs(
+                conn, chosen, "lifecycle_stage = 'deleted', deleted_time = $3", "active", now_ms()
+            )
         return len(deleted)
 
     async def bulk_restore_runs(self, experiment_id: object, min_timestamp_millis: int, max_runs: int) -> int:
@@ -526,20 +530,34 @@ class TrackingStore:
         """
         exp_id = parse_experiment_id(experiment_id)
         await self.get_experiment(exp_id)
-        restored = await self._fetch(
-            """WITH chosen AS (SELECT run_id FROM runs
-                               WHERE experiment_id = $1 AND lifecycle_stage = 'deleted' AND deleted_time >= $2
-                               ORDER BY deleted_time, run_id LIMIT $3),
-                    locked AS (SELECT run_id FROM runs WHERE run_id IN (SELECT run_id FROM chosen)
-                               ORDER BY run_id FOR UPDATE)
-               UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL
-               WHERE run_id IN (SELECT run_id FROM locked) AND lifecycle_stage = 'deleted'
-               RETURNING run_id""",
-            exp_id,
-            min_timestamp_millis,
-            max_runs,
-        )
+        async with transaction(self._pool) as conn:
+            chosen = await conn.fetch(
+                """SELECT run_id FROM runs
+                   WHERE experiment_id = $1 AND lifecycle_stage = 'deleted' AND deleted_time >= $2
+                   ORDER BY deleted_time, run_id LIMIT $3""",
+                exp_id,
+                min_timestamp_millis,
+                max_runs,
+            )
+            restored = await self._change_runs(
+                conn, chosen, "lifecycle_stage = 'active', deleted_time = NULL", "deleted"
+            )
         return len(restored)
+
+    async def _change_runs(self, conn, chosen, assignments: str, stage: str, *args) -> list:
+        """Lock the chosen runs still in ``stage``, in the order flushes lock them (so the two cannot
+        deadlock), and set ``assignments`` (parameters from ``$3``) on them; the changed runs' ids."""
+        locked = await self._shards.lock_runs(
+            conn, [row["run_id"] for row in chosen], "run_id", "AND lifecycle_stage = $2", stage
+        )
+        if not locked:
+            return []
+        return await conn.fetch(
+            f"UPDATE runs SET {assignments} WHERE run_id = ANY($1::uuid[]) AND lifecycle_stage = $2 RETURNING run_id",
+            [row["run_id"] for row in locked],
+            stage,
+            *args,
+        )
 
     async def delete_tag(self, run_id: str, key: str) -> None:
         runs.check_run_writable(run_id, (await self.get_run_info(run_id)).lifecycle_stage)

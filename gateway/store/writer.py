@@ -2,17 +2,21 @@
 
 One flush is one transaction:
 
-1. lock the runs it touches (FOR SHARE, in run_id order), so a racing delete
-   lands either before it (and the writes are refused) or after it;
+1. lock the runs it touches (FOR SHARE, in run_id order; on Citus a shard at a
+   time, store/distribution.py), so a racing delete lands either before it (and
+   the writes are refused) or after it;
 2. insert params write-once, deciding conflicts in the database;
 3. upsert tags (last write wins, in arrival order);
 4. COPY the new points as chunks, one per series and stretch of steps (binary,
-   store/pgcopy.py; the chunks were made before the transaction, store/points.py);
-5. lock the summary row of every (run, key) it carries points of, in order, in
-   one statement that also makes the rows of new keys and updates the rows of
-   keys whose new points all order after their stored latest point (a training
-   loop's case: no other check is needed), and reads the stored chunks that the
-   other keys' new steps meet;
+   store/pgcopy.py; the chunks were made before the transaction, store/points.py),
+   with chunk ids taken for them first, by which the flush tells its own chunks
+   from stored ones;
+5. make the summary rows of new keys, in order; then lock the summary row of
+   every other (run, key) it carries points of, in order, in one statement that
+   also updates the rows of keys whose new points all order after their stored
+   latest point (a training loop's case: no other check is needed), and reads
+   the stored chunks that the other keys' new steps meet (on Citus both a shard
+   at a time, so each goes whole to one worker);
 6. for those other keys, leave out the points stored already (a key's chunks of
    this flush are written again without them, so an exact duplicate point is
    stored once) and update their summary rows.
@@ -35,6 +39,7 @@ from gateway.model import MetricPoint, RunWrite
 from gateway.store import pgcopy
 from gateway.store import points as chunked
 from gateway.store.connections import connection
+from gateway.store.distribution import RunShards
 
 _UPSERT_SUMMARIES = """
 INSERT INTO metric_summaries AS s (run_id, key, step, timestamp, value, min_value, max_value, point_count)
@@ -52,60 +57,62 @@ ON CONFLICT (run_id, key) DO UPDATE SET
     point_count = s.point_count + EXCLUDED.point_count
 """
 
-# Lock the summary rows of a flush's keys in order and update those that need no
-# other check, in one statement. A new key's row is made with its summary. A key
-# whose new points all order after its stored latest point (a training loop's
-# case) is updated at once. The other keys stay locked, unchanged, for the flush
-# to compare their new points with the stored chunks their steps meet, which the
-# statement also reads. Rows (kind, run_id, key, ...): kind 0, a key whose row this
-# statement made; kind 1, a stored key, with its latest point, whether its row
-# changed after the statement's snapshot was taken (it waited for a flush of the
-# key: the chunks it read may miss that flush's) and whether it was updated here;
-# kind 2, a chunk of a key left unchanged. A row another flush made while this
-# statement waited for it comes back in neither of the first two kinds.
+# Make the summary rows of a flush's new keys, in order; a key whose row exists (or
+# another flush is making: the insert waits for it) is left to _LOCK_AND_APPLY.
+_MAKE_SUMMARIES = """
+INSERT INTO metric_summaries (run_id, key, step, timestamp, value, min_value, max_value, point_count)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[], $5::float8[], $6::float8[], $7::float8[],
+                     $8::int8[]) AS w(run_id, key, step, timestamp, value, min_value, max_value, point_count)
+ORDER BY run_id, key
+ON CONFLICT (run_id, key) DO NOTHING
+RETURNING run_id, key
+"""
+
+# Lock the summary rows of the flush's other keys in order and update those that need
+# no other check, in one statement. A key whose new points all order after its stored
+# latest point (a training loop's case) is updated at once. The other keys stay locked,
+# unchanged, for the flush to compare their new points with the stored chunks their
+# steps meet, which the statement also reads. Rows (kind, run_id, key, ...): kind 1, a
+# key, with its latest point, whether its row changed after the statement's snapshot
+# was taken (it waited for a flush of the key: the chunks it read may miss that
+# flush's) and whether it was updated here; kind 2, a chunk of a key left unchanged
+# (not one of this flush's, $16). Every table is also filtered by the runs ($1), so
+# that on Citus the statement about one shard's runs goes whole to its worker.
 _LOCK_AND_APPLY = """
 WITH wanted AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[], $5::float8[], $6::float8[], $7::float8[],
                          $8::int8[], $9::int8[], $10::int8[], $11::float8[])
         AS w(run_id, key, step, timestamp, value, min_value, max_value, point_count, first_step, first_timestamp,
              first_value)),
-made AS (
-    INSERT INTO metric_summaries (run_id, key, step, timestamp, value, min_value, max_value, point_count)
-    SELECT run_id, key, step, timestamp, value, min_value, max_value, point_count
-    FROM wanted ORDER BY run_id, key
-    ON CONFLICT (run_id, key) DO NOTHING
-    RETURNING run_id, key),
 stored AS (
     SELECT s.run_id, s.key, s.step, s.timestamp, s.value, s.point_count
     FROM metric_summaries s JOIN wanted ON s.run_id = wanted.run_id AND s.key = wanted.key
+    WHERE s.run_id = ANY($1::uuid[])
     ORDER BY s.run_id, s.key FOR UPDATE OF s),
 applied AS (
     UPDATE metric_summaries s
     SET step = w.step, timestamp = w.timestamp, value = w.value, min_value = LEAST(s.min_value, w.min_value),
         max_value = GREATEST(s.max_value, w.max_value), point_count = s.point_count + w.point_count
     FROM stored l JOIN wanted w ON w.run_id = l.run_id AND w.key = l.key
-    WHERE s.run_id = l.run_id AND s.key = l.key
+    WHERE s.run_id = l.run_id AND s.key = l.key AND s.run_id = ANY($1::uuid[])
       AND (w.first_step, w.first_timestamp, w.first_value) > (l.step, l.timestamp, l.value)
     RETURNING s.run_id, s.key),
 seen AS (
     SELECT s.run_id, s.key, s.point_count
-    FROM metric_summaries s JOIN wanted ON s.run_id = wanted.run_id AND s.key = wanted.key),
+    FROM metric_summaries s JOIN wanted ON s.run_id = wanted.run_id AND s.key = wanted.key
+    WHERE s.run_id = ANY($1::uuid[])),
 near AS (
     SELECT DISTINCT ON (c.run_id, c.key, c.chunk_id) c.*
     FROM unnest($12::uuid[], $13::text[], $14::bigint[], $15::bigint[]) AS w(run_id, key, lo, hi)
     JOIN metric_chunks c ON c.run_id = w.run_id AND c.key = w.key AND c.last_step >= w.lo AND c.first_step <= w.hi
-    WHERE c.xmin <> pg_current_xact_id()::xid
+    WHERE c.run_id = ANY($1::uuid[]) AND c.chunk_id <> ALL($16::bigint[])
       AND EXISTS (SELECT 1 FROM stored l WHERE l.run_id = w.run_id AND l.key = w.key)
       AND NOT EXISTS (SELECT 1 FROM applied a WHERE a.run_id = w.run_id AND a.key = w.key))
-SELECT 0 AS kind, run_id, key, NULL::bigint AS step, NULL::bigint AS timestamp, NULL::float8 AS value,
-       NULL::boolean AS changed, NULL::boolean AS applied, NULL::bigint AS chunk_id, NULL::text AS model_id,
-       NULL::bigint AS first_step, NULL::bigint AS first_timestamp, NULL::integer[] AS step_offsets,
-       NULL::integer[] AS timestamp_offsets, NULL::float8[] AS metric_values
-FROM made
-UNION ALL
-SELECT 1, stored.run_id, stored.key, stored.step, stored.timestamp, stored.value,
-       seen.point_count IS DISTINCT FROM stored.point_count, applied.key IS NOT NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 1 AS kind, stored.run_id, stored.key, stored.step, stored.timestamp, stored.value,
+       seen.point_count IS DISTINCT FROM stored.point_count AS changed, applied.key IS NOT NULL AS applied,
+       NULL::bigint AS chunk_id, NULL::text AS model_id, NULL::bigint AS first_step,
+       NULL::bigint AS first_timestamp, NULL::integer[] AS step_offsets, NULL::integer[] AS timestamp_offsets,
+       NULL::float8[] AS metric_values
 FROM stored LEFT JOIN seen ON seen.run_id = stored.run_id AND seen.key = stored.key
      LEFT JOIN applied ON applied.run_id = stored.run_id AND applied.key = stored.key
 UNION ALL
@@ -114,19 +121,23 @@ SELECT 2, run_id, key, NULL, NULL, NULL, NULL, NULL, chunk_id, model_id, first_s
 FROM near
 """
 
+# Chunk ids for the chunks a flush writes, taken before they are written: a flush
+# tells its own chunks from stored ones by them.
+_RESERVE_CHUNK_IDS = "SELECT array_agg(nextval('metric_chunk_id_seq')) FROM generate_series(1, $1::integer)"
+
 # The chunks of (run, key)s whose step ranges meet the given ones.
 _STORED_CHUNKS = """
 SELECT c.run_id, c.key, c.chunk_id, c.model_id, c.dataset_name, c.dataset_digest, c.first_step, c.first_timestamp,
        c.step_offsets, c.timestamp_offsets, c.metric_values
 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS w(run_id, key, lo, hi)
 JOIN metric_chunks c ON c.run_id = w.run_id AND c.key = w.key AND c.last_step >= w.lo AND c.first_step <= w.hi
-WHERE c.xmin <> pg_current_xact_id()::xid
+WHERE c.chunk_id <> ALL($5::bigint[])
 """
 
-# The chunks this transaction wrote for some keys (written again without their stored points).
+# Chunks this flush wrote for some keys (written again without their stored points).
 _DELETE_OWN_CHUNKS = """
-DELETE FROM metric_chunks c USING unnest($1::uuid[], $2::text[]) AS w(run_id, key)
-WHERE c.run_id = w.run_id AND c.key = w.key AND c.xmin = pg_current_xact_id()::xid
+DELETE FROM metric_chunks c USING unnest($1::uuid[], $2::text[], $3::bigint[]) AS w(run_id, key, chunk_id)
+WHERE c.run_id = w.run_id AND c.key = w.key AND c.chunk_id = w.chunk_id
 """
 
 # The rows of earlier releases (not yet moved into chunks) in the same ranges.
@@ -184,6 +195,7 @@ class BatchWriter:
 
     def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
+        self._shards = RunShards()
         self._rows_left = True  # rows of the row-per-point release may be left (metric_rows)
 
     async def write_batch(self, writes: Sequence[RunWrite]) -> list[GatewayError | None]:
@@ -217,21 +229,23 @@ class BatchWriter:
         self, conn: asyncpg.Connection, writes: Sequence[RunWrite], batches: dict
     ) -> list[GatewayError | None]:
         outcome: list[GatewayError | None] = [None] * len(writes)
-        await self._check_runs(conn, writes, outcome)
+        groups = await self._shards.groups(conn, (w.run_id for w in writes))
+        await self._check_runs(conn, writes, outcome, groups)
         await self._insert_params(conn, writes, outcome)
         live = [w for w, error in zip(writes, outcome) if error is None]
         await self._upsert_tags(conn, live)
         if len(live) < len(writes):
             batches = chunked.batch_by_key(live)
-        await self._insert_metrics(conn, batches)
+        await self._insert_metrics(conn, batches, groups)
         return outcome
 
-    async def _check_runs(self, conn, writes, outcome) -> None:
-        run_ids = sorted({w.run_id for w in writes})
-        rows = await conn.fetch(
-            "SELECT run_id, lifecycle_stage FROM runs WHERE run_id = ANY($1::uuid[]) ORDER BY run_id FOR SHARE",
-            run_ids,
-        )
+    async def _check_runs(self, conn, writes, outcome, groups: list[list[str]]) -> None:
+        rows = []
+        for group in groups:
+            rows += await conn.fetch(
+                "SELECT run_id, lifecycle_stage FROM runs WHERE run_id = ANY($1::uuid[]) ORDER BY run_id FOR SHARE",
+                group,
+            )
         stage_by_run = {row["run_id"].hex: row["lifecycle_stage"] for row in rows}
         for index, write in enumerate(writes):
             error = runs.run_write_refused(write.run_id, stage_by_run.get(write.run_id))
@@ -294,31 +308,65 @@ class BatchWriter:
         if renamed:
             await conn.execute(_RENAME_RUNS, [r[0] for r in renamed], [r[1] for r in renamed])
 
-    async def _insert_metrics(self, conn, batches: dict[tuple[str, str], chunked.KeyBatch]) -> None:
+    async def _insert_metrics(
+        self, conn, batches: dict[tuple[str, str], chunked.KeyBatch], groups: list[list[str]]
+    ) -> None:
         if not batches:
             return
         keys = sorted(batches)
+        rows = [row for key in keys for row in batches[key].rows]
+        chunk_ids = await conn.fetchval(_RESERVE_CHUNK_IDS, len(rows))
         # The chunks land before the keys are locked, so flushes of the same keys copy
         # side by side and hold the locks for the last statements only.
-        await pgcopy.copy_chunks(conn, [row for key in keys for row in batches[key].rows], chunked.CHUNK_COLUMNS)
-        known, changed, near = await self._lock_and_apply(conn, keys, batches)
+        await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS, chunk_ids)
+        own: dict[tuple[str, str], list[int]] = {}
+        ids = iter(chunk_ids)
+        for key in keys:
+            own[key] = [next(ids) for _ in batches[key].rows]
+        group_of = {run_id: index for index, group in enumerate(groups) for run_id in group}
+        known: list[tuple[str, str]] = []
+        changed: set = set()
+        near: dict[tuple[str, str], list] = {}
+        for index in range(len(groups)):
+            group_keys = [key for key in keys if group_of[key[0]] == index]
+            if group_keys:
+                await self._lock_and_apply(conn, group_keys, batches, chunk_ids, known, changed, near)
         if known:
             batches = dict(batches)
-            await self._leave_out_stored(conn, known, batches, near, changed)
+            await self._leave_out_stored(conn, known, batches, near, changed, own, chunk_ids)
             summaries = {key: batches[key].summary for key in known if batches[key].summary is not None}
             if summaries:
                 await self._upsert_summaries(conn, summaries)
 
-    async def _lock_and_apply(self, conn, keys: list[tuple[str, str]], batches: dict) -> tuple[list, set, dict]:
-        """Lock the summary row of each (run, key) and update those whose new points all follow the stored ones.
+    async def _lock_and_apply(
+        self, conn, keys: list[tuple[str, str]], batches: dict, own_ids: list[int], known: list, changed: set,
+        near: dict,
+    ) -> None:
+        """Make the summary rows of new keys, lock the others' and update those whose new points all follow
+        the stored ones; ``keys`` are of one lock group, in order.
 
-        Returns the keys left to compare with their stored points (their rows locked,
-        unchanged), in order; the keys whose rows changed while this flush waited for
-        them; and the stored chunks the batches' step ranges meet, by key left. If
-        another flush made a row while this one waited for it, its lock would come
-        out of order: the flush is then done again from the start (rare: two flushes
-        making one key's row at once).
+        Adds to ``known`` the keys left to compare with their stored points (their rows
+        locked, unchanged); to ``changed`` the keys whose rows changed while this flush
+        waited for them; and to ``near`` the stored chunks the batches' step ranges
+        meet, by key left. A key whose row is neither made nor found (removed between
+        the two statements) has the flush done again from the start.
         """
+        summaries = [batches[key].summary for key in keys]
+        made = await conn.fetch(
+            _MAKE_SUMMARIES,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [s.latest[0] for s in summaries],
+            [s.latest[1] for s in summaries],
+            [s.latest[2] for s in summaries],
+            [s.min_value for s in summaries],
+            [s.max_value for s in summaries],
+            [s.count for s in summaries],
+        )
+        if len(made) == len(keys):
+            return
+        made_keys = {(row["run_id"].hex, row["key"]) for row in made}
+        keys = [key for key in keys if key not in made_keys]
         summaries = [batches[key].summary for key in keys]
         firsts = [batches[key].points[0] for key in keys]
         ranges = [(key[0], key[1], row[5], row[6]) for key in keys for row in batches[key].rows]
@@ -336,29 +384,28 @@ class BatchWriter:
             [p.timestamp for p in firsts],
             [p.value for p in firsts],
             *(map(list, zip(*ranges)) if ranges else [[]] * 4),
+            own_ids,
         )
         answered = 0
-        known: list[tuple[str, str]] = []
-        changed: set = set()
-        near: dict[tuple[str, str], list] = {}
+        found: list[tuple[str, str]] = []
         for row in rows:
             kind = row["kind"]
             if kind == 2:
                 near.setdefault((row["run_id"].hex, row["key"]), []).append(row)
                 continue
             answered += 1
-            if kind == 1 and not row["applied"]:
+            if not row["applied"]:
                 key = (row["run_id"].hex, row["key"])
-                known.append(key)
+                found.append(key)
                 if row["changed"]:
                     changed.add(key)
         if answered < len(keys):
             raise _LockedOutOfOrder
-        known.sort()
-        return known, changed, near
+        known.extend(sorted(found))
 
     async def _leave_out_stored(
-        self, conn, keys: list[tuple[str, str]], batches: dict, near: dict, changed: set
+        self, conn, keys: list[tuple[str, str]], batches: dict, near: dict, changed: set,
+        own: dict[tuple[str, str], list[int]], own_ids: list[int],
     ) -> None:
         """Replace the batches of ``keys`` by batches without the points stored already.
 
@@ -375,7 +422,7 @@ class BatchWriter:
         again = [(key[0], key[1], row[5], row[6]) for key in keys if key in changed for row in batches[key].rows]
         found = [row for key in keys if key not in changed for row in near.get(key, ())]
         if again:
-            found += await conn.fetch(_STORED_CHUNKS, *map(list, zip(*again)))
+            found += await conn.fetch(_STORED_CHUNKS, *map(list, zip(*again)), own_ids)
         for row in found:
             series = stored.setdefault((row["run_id"].hex, row["key"]), {})
             for step, timestamp, value in _points_of(row):
@@ -415,7 +462,10 @@ class BatchWriter:
             await conn.executemany(_DROP_STORED_ROW, moved_rows)
         rewritten = []
         if doubled:
-            await conn.execute(_DELETE_OWN_CHUNKS, [k[0] for k in doubled], [k[1] for k in doubled])
+            mine = [(key, chunk_id) for key in doubled for chunk_id in own[key]]
+            await conn.execute(
+                _DELETE_OWN_CHUNKS, [m[0][0] for m in mine], [m[0][1] for m in mine], [m[1] for m in mine]
+            )
             rewritten += [row for key in doubled for row in batches[key].rows]
         chunk_rows = []
         if moved_from:
@@ -450,7 +500,7 @@ class BatchWriter:
 
 
 class _LockedOutOfOrder(Exception):
-    """A flush met a summary row made while it waited; it rolls back and starts again."""
+    """A flush found a summary row neither made nor stored; it rolls back and starts again."""
 
 
 def _points_of(row) -> zip:
