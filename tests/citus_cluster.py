@@ -73,7 +73,21 @@ class TestCitus:
             self.directory = tempfile.mkdtemp(prefix="gateway-test-citus-")
             self._base_port = _free_base_port()
             self.admin_url = self._cluster("start", str(self._base_port), str(WORKERS)).strip().splitlines()[-1]
+            self._tune()
         self._created: list[str] = []
+
+    def _tune(self) -> None:
+        """Settings for a throwaway cluster: 4 shards a table (each test database makes every
+        table's shards, 32 by default) and no fsync (a stopped worker is a stopped process here,
+        never a lost page cache)."""
+        assert self.directory is not None
+        for port in range(self._base_port, self._base_port + WORKERS + 1):
+            url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            statements = ["ALTER SYSTEM SET fsync = off", "ALTER SYSTEM SET full_page_writes = off"]
+            if port == self._base_port:
+                statements.append("ALTER SYSTEM SET citus.shard_count = 4")
+            for statement in [*statements, "SELECT pg_reload_conf()"]:
+                subprocess.run(["psql", "-q", url, "-c", statement], check=True, capture_output=True, timeout=60)
 
     def _cluster(self, *args: str) -> str:
         assert self.directory is not None
