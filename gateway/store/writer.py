@@ -9,9 +9,9 @@ One flush is one transaction:
 3. upsert tags (last write wins, in arrival order);
 4. COPY the new points as chunks, one per series and stretch of steps (binary,
    store/pgcopy.py; the chunks were made before the transaction, store/points.py),
-   with chunk ids taken for them first, by which the flush tells its own chunks
-   from stored ones;
-5. make the summary rows of new keys, in order; then lock the summary row of
+   with chunk ids taken for them first (from a block the writer reserves), by
+   which the flush tells its own chunks from stored ones;
+5. make the summary rows of keys not yet known to have one, in order; then lock the summary row of
    every other (run, key) it carries points of, in order, in one statement that
    also updates the rows of keys whose new points all order after their stored
    latest point (a training loop's case: no other check is needed), and reads
@@ -121,9 +121,13 @@ SELECT 2, run_id, key, NULL, NULL, NULL, NULL, NULL, chunk_id, model_id, first_s
 FROM near
 """
 
-# Chunk ids for the chunks a flush writes, taken before they are written: a flush
-# tells its own chunks from stored ones by them.
+# Chunk ids for the chunks flushes write, taken before they are written (a flush tells
+# its own chunks from stored ones by them), a block at a time: an id taken and never
+# written is only a gap in the sequence.
 _RESERVE_CHUNK_IDS = "SELECT array_agg(nextval('metric_chunk_id_seq')) FROM generate_series(1, $1::integer)"
+CHUNK_ID_BLOCK = 4096
+# Bound on the (run, key)s remembered to have a summary row; past it the memory starts over.
+KNOWN_SUMMARIES_LIMIT = 200_000
 
 # The chunks of (run, key)s whose step ranges meet the given ones.
 _STORED_CHUNKS = """
@@ -196,6 +200,10 @@ class BatchWriter:
     def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
         self._shards = RunShards()
+        self._chunk_ids: list[int] = []
+        # (run, key)s whose summary row a committed flush made or found: their flushes skip
+        # making it. One removed since (gc) is found missing and the flush done again.
+        self._summarized: set[tuple[str, str]] = set()
         self._rows_left = True  # rows of the row-per-point release may be left (metric_rows)
 
     async def write_batch(self, writes: Sequence[RunWrite]) -> list[GatewayError | None]:
@@ -315,7 +323,7 @@ class BatchWriter:
             return
         keys = sorted(batches)
         rows = [row for key in keys for row in batches[key].rows]
-        chunk_ids = await conn.fetchval(_RESERVE_CHUNK_IDS, len(rows))
+        chunk_ids = await self._take_chunk_ids(conn, len(rows))
         # The chunks land before the keys are locked, so flushes of the same keys copy
         # side by side and hold the locks for the last statements only.
         await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS, chunk_ids)
@@ -338,6 +346,15 @@ class BatchWriter:
             if summaries:
                 await self._upsert_summaries(conn, summaries)
 
+    async def _take_chunk_ids(self, conn, count: int) -> list[int]:
+        while len(self._chunk_ids) < count:
+            # Another flush may take ids while this one waits for its block: extend the list as it is then.
+            block = await conn.fetchval(_RESERVE_CHUNK_IDS, max(count, CHUNK_ID_BLOCK))
+            self._chunk_ids.extend(block)
+        taken = self._chunk_ids[:count]
+        del self._chunk_ids[:count]
+        return taken
+
     async def _lock_and_apply(
         self, conn, keys: list[tuple[str, str]], batches: dict, own_ids: list[int], known: list, changed: set,
         near: dict,
@@ -351,22 +368,26 @@ class BatchWriter:
         meet, by key left. A key whose row is neither made nor found (removed between
         the two statements) has the flush done again from the start.
         """
-        summaries = [batches[key].summary for key in keys]
-        made = await conn.fetch(
-            _MAKE_SUMMARIES,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [s.latest[0] for s in summaries],
-            [s.latest[1] for s in summaries],
-            [s.latest[2] for s in summaries],
-            [s.min_value for s in summaries],
-            [s.max_value for s in summaries],
-            [s.count for s in summaries],
-        )
-        if len(made) == len(keys):
-            return
-        made_keys = {(row["run_id"].hex, row["key"]) for row in made}
-        keys = [key for key in keys if key not in made_keys]
+        new = [key for key in keys if key not in self._summarized]
+        made_keys: set[tuple[str, str]] = set()
+        if new:
+            summaries = [batches[key].summary for key in new]
+            made = await conn.fetch(
+                _MAKE_SUMMARIES,
+                [k[0] for k in new],
+                [k[1] for k in new],
+                [s.latest[0] for s in summaries],
+                [s.latest[1] for s in summaries],
+                [s.latest[2] for s in summaries],
+                [s.min_value for s in summaries],
+                [s.max_value for s in summaries],
+                [s.count for s in summaries],
+            )
+            made_keys = {(row["run_id"].hex, row["key"]) for row in made}
+            self._remember_summaries(made_keys)
+            if len(made_keys) == len(keys):
+                return
+            keys = [key for key in keys if key not in made_keys]
         summaries = [batches[key].summary for key in keys]
         firsts = [batches[key].points[0] for key in keys]
         ranges = [(key[0], key[1], row[5], row[6]) for key in keys for row in batches[key].rows]
@@ -400,8 +421,15 @@ class BatchWriter:
                 if row["changed"]:
                     changed.add(key)
         if answered < len(keys):
+            self._summarized.difference_update(keys)  # made again when the flush is done again
             raise _LockedOutOfOrder
+        self._remember_summaries(keys)
         known.extend(sorted(found))
+
+    def _remember_summaries(self, keys) -> None:
+        if len(self._summarized) >= KNOWN_SUMMARIES_LIMIT:
+            self._summarized.clear()
+        self._summarized.update(keys)
 
     async def _leave_out_stored(
         self, conn, keys: list[tuple[str, str]], batches: dict, near: dict, changed: set,
