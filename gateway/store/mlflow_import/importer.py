@@ -42,6 +42,8 @@ _REQUIRED_TABLES = ("alembic_version", "experiments", "experiment_tags", "runs",
 _DELETED_VERSION_STAGE = "Deleted_Internal"
 # Ids and names read at once by IN lists (SQLite allows 32766 parameters).
 _IN_BATCH = 500
+# Runs read at once.
+_RUN_PAGE = 10_000
 
 _PROGRESS_TABLE = """
 CREATE TABLE IF NOT EXISTS mlflow_import_progress (
@@ -120,12 +122,7 @@ async def _inspect(source: Source) -> _Schema:
                     f"{source.label} uses MLflow workspaces ({others} {table.replace('_', ' ')} outside the "
                     f"default workspace); the gateway has none, so only stores of the default workspace import"
                 )
-    bad_run_id = (
-        "SELECT run_uuid FROM runs WHERE length(run_uuid) <> 32 OR run_uuid GLOB '*[^0-9a-f]*' LIMIT 1"
-        if source.dialect == "sqlite"
-        else "SELECT run_uuid FROM runs WHERE run_uuid !~ '^[0-9a-f]{32}$' LIMIT 1"
-    )
-    odd = await source.fetchval(bad_run_id)
+    odd = await source.fetchval(f"SELECT run_uuid FROM runs WHERE {source.not_run_id('run_uuid')} LIMIT 1")
     if odd is not None:
         raise ImportRefused(f"run id {odd!r} is not 32 lowercase hex digits, which the gateway's run ids are")
     has_logged_models = {"logged_models", "logged_model_params", "logged_model_tags", "logged_model_metrics"} <= tables
@@ -397,7 +394,7 @@ class MlflowImporter:
                 "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time "
                 f"FROM experiments WHERE experiment_id IN ({marks}) ORDER BY experiment_id", *batch)
             tags = await self.source.fetch(
-                f"SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ({marks})", *batch)
+                f'SELECT experiment_id, "key", value FROM experiment_tags WHERE experiment_id IN ({marks})', *batch)
             if skip_default:
                 rows = [row for row in rows if row[0] != 0]
                 tags = [tag for tag in tags if tag[0] != 0]
@@ -439,7 +436,7 @@ class MlflowImporter:
         deleted_time = "deleted_time" if self._schema.deleted_time else "NULL"
         runs_sql = (
             "SELECT run_uuid, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, "
-            f"lifecycle_stage, {deleted_time} FROM runs WHERE run_uuid > $1 ORDER BY run_uuid"
+            f"lifecycle_stage, {deleted_time} FROM runs WHERE run_uuid > $1 ORDER BY run_uuid LIMIT {_RUN_PAGE}"
         )
         # Two batches go at once, each on a connection of its own: while one is made into chunks
         # in the database, the next is read from the store. Each commits after the one before it,
@@ -463,7 +460,10 @@ class MlflowImporter:
 
         pending: list[tuple] = []
         try:
-            async for rows in self.source.stream(runs_sql, after, batch=10_000):
+            # Read a page at a time, not as one stream: a MySQL stream holds its connection until it
+            # ends, and the batches read the store meanwhile.
+            while rows := await self.source.fetch(runs_sql, after):
+                after = rows[-1][0]
                 pending.extend(rows)
                 while len(pending) >= 10 * self.batch_runs:
                     batch, pending = pending[: self.batch_runs], pending[self.batch_runs:]
@@ -488,9 +488,9 @@ class MlflowImporter:
         low, high = runs[0][0], runs[-1][0]
         placed = {row[0]: (row[1], row[5]) for row in runs}  # run -> (experiment_id, start_time)
         source = self.source
-        tags = await source.fetch("SELECT run_uuid, key, value FROM tags WHERE run_uuid BETWEEN $1 AND $2", low, high)
+        tags = await source.fetch('SELECT run_uuid, "key", value FROM tags WHERE run_uuid BETWEEN $1 AND $2', low, high)
         params = await source.fetch(
-            "SELECT run_uuid, key, value FROM params WHERE run_uuid BETWEEN $1 AND $2", low, high)
+            'SELECT run_uuid, "key", value FROM params WHERE run_uuid BETWEEN $1 AND $2', low, high)
         datasets, model_inputs, model_outputs = await self._inputs(low, high)
         model_points = await self._model_points(low, high)
         run_records = [
@@ -586,9 +586,10 @@ class MlflowImporter:
         (store/mlflow_import/staging.py); the series that hold logged-model points, and
         the rare stretch too wide for 32-bit offsets, are arranged here instead.
         """
+        key = self.source.exactly('"key"')
         series = await self.source.fetch(
-            "SELECT run_uuid, key, count(*) FROM metrics WHERE run_uuid BETWEEN $1 AND $2 "
-            "GROUP BY run_uuid, key ORDER BY run_uuid, key", low, high)
+            f'SELECT run_uuid, "key", count(*) FROM metrics WHERE run_uuid BETWEEN $1 AND $2 '
+            f"GROUP BY run_uuid, {key} ORDER BY run_uuid, {key}", low, high)
         await conn.execute(staging.STAGING_TABLES)
         await conn.copy_records_to_table(
             "import_series", records=[(number, run_id, key) for number, (run_id, key, _) in enumerate(series)],
@@ -604,7 +605,7 @@ class MlflowImporter:
                 "                    WHERE run_uuid = s.run_uuid AND key = s.key) m",
                 [run_id for run_id, _, _ in series], [key for _, key, _ in series])
         else:
-            staging_rows = self._sqlite_points(low, high, [count for _, _, count in series])
+            staging_rows = self._streamed_points(low, high, [count for _, _, count in series])
         await conn.copy_to_table("import_points", source=staging_rows, columns=staging.POINT_COLUMNS,
                                  format="binary")
         rows: list[tuple] = []
@@ -651,31 +652,34 @@ class MlflowImporter:
             summary.merge(builder)
         summaries.append(summary.record(run_id, key))
 
-    async def _sqlite_points(self, low: str, high: str, counts: list[int]):
+    async def _streamed_points(self, low: str, high: str, counts: list[int]):
         """Binary COPY data of import_points: the points of the runs, numbered by series (``counts``
         are the points of each series, in the order the points are read)."""
-        order = "run_uuid, key, step" if self._schema.metrics_by_run_key_step else "run_uuid, key"
+        key = self.source.exactly('"key"')
+        order = f"run_uuid, {key}, step" if self._schema.metrics_by_run_key_step else f"run_uuid, {key}"
         yield staging.HEADER
         ahead = iter(counts)
         number, left = -1, 0
-        async for batch in self.source.stream(
+        points = self.source.stream(
             f"SELECT step, timestamp, value, is_nan FROM metrics WHERE run_uuid BETWEEN $1 AND $2 ORDER BY {order}",
             low, high, batch=65_536,
-        ):
-            steps, timestamps, values, nan_flags = zip(*batch)
-            if any(nan_flags):
-                values = [staging.NAN if flag else value for value, flag in zip(values, nan_flags)]
-            numbers = []
-            size = len(batch)
-            start = 0
-            while start < size:
-                if left == 0:
-                    number, left = number + 1, next(ahead)
-                taken = min(left, size - start)
-                numbers.append(staging.series_numbers(number, taken))
-                left -= taken
-                start += taken
-            yield staging.point_rows(b"".join(numbers), steps, timestamps, values)
+        )
+        async with contextlib.aclosing(points):
+            async for batch in points:
+                steps, timestamps, values, nan_flags = zip(*batch)
+                if any(nan_flags):
+                    values = [staging.NAN if flag else value for value, flag in zip(values, nan_flags)]
+                numbers = []
+                size = len(batch)
+                start = 0
+                while start < size:
+                    if left == 0:
+                        number, left = number + 1, next(ahead)
+                    taken = min(left, size - start)
+                    numbers.append(staging.series_numbers(number, taken))
+                    left -= taken
+                    start += taken
+                yield staging.point_rows(b"".join(numbers), steps, timestamps, values)
         yield staging.TRAILER
 
     # ---- logged models ------------------------------------------------------------------
@@ -686,8 +690,9 @@ class MlflowImporter:
                 await progress.commit(self.conn, "", done=True)
             return
         after = progress.last_key or ""
-        ids = sorted(row[0] for row in await self.source.fetch(
-            "SELECT model_id FROM logged_models WHERE model_id > $1", after))
+        # Ordered and compared here, not by the store's collation (MySQL's folds case).
+        ids = sorted(model_id for (model_id,) in await self.source.fetch("SELECT model_id FROM logged_models")
+                     if model_id > after)
         bar = _Bar(self.show_progress, "logged models", len(ids) + progress.counts.get("logged models", 0), "model",
                    progress.counts.get("logged models", 0))
         for batch in slices(ids, _IN_BATCH):
@@ -747,9 +752,9 @@ class MlflowImporter:
             versions = await self.source.fetch(
                 "SELECT name, version, creation_time, last_updated_time, description, current_stage, source, run_id, "
                 f"run_link, storage_location FROM model_versions WHERE name IN ({marks})", *batch)
-            model_tags = await self._rows_of("registered_model_tags", "SELECT name, key, value FROM "
+            model_tags = await self._rows_of("registered_model_tags", 'SELECT name, "key", value FROM '
                                              f"registered_model_tags WHERE name IN ({marks})", batch)
-            version_tags = await self._rows_of("model_version_tags", "SELECT name, version, key, value FROM "
+            version_tags = await self._rows_of("model_version_tags", 'SELECT name, version, "key", value FROM '
                                                f"model_version_tags WHERE name IN ({marks})", batch)
             aliases = await self._rows_of("registered_model_aliases", "SELECT name, alias, version FROM "
                                           f"registered_model_aliases WHERE name IN ({marks})", batch)
