@@ -114,6 +114,8 @@ def build_mysql(url: str, runs: int, keys: int, points: int, *, seed: int = 1) -
     written = 0
     try:
         with conn.cursor() as cursor:
+            # Experiment 0 kept as 0 rather than taken for the next AUTO_INCREMENT id, as MLflow does.
+            cursor.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
             cursor.execute("INSERT IGNORE INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, "
                            "creation_time, last_update_time) VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', "
                            "%s, %s), (1, 'bench', 'mlflow-artifacts:/1', 'active', %s, %s)", (now, now, now, now))
@@ -133,7 +135,8 @@ def build_mysql(url: str, runs: int, keys: int, points: int, *, seed: int = 1) -
                         "VALUES (%s, %s, %s, %s, %s, 0)",
                         list(zip([key] * points, values, timestamps, [run_id] * points, steps)))
                     cursor.execute("INSERT INTO latest_metrics (`key`, value, timestamp, step, is_nan, run_uuid) "
-                                   "VALUES (%s, %s, %s, %s, 0, %s)", (key, values[-1], timestamps[-1], steps[-1], run_id))
+                                   "VALUES (%s, %s, %s, %s, 0, %s)",
+                                   (key, values[-1], timestamps[-1], steps[-1], run_id))
                     written += points
                 conn.commit()
             cursor.execute("ANALYZE TABLE runs, metrics, tags, params")

@@ -44,6 +44,8 @@ _DELETED_VERSION_STAGE = "Deleted_Internal"
 _IN_BATCH = 500
 # Runs read at once.
 _RUN_PAGE = 10_000
+# MLflow's key column, quoted: the word is reserved in MySQL.
+_KEY = '"key"'
 
 _PROGRESS_TABLE = """
 CREATE TABLE IF NOT EXISTS mlflow_import_progress (
@@ -99,6 +101,8 @@ class _Schema:
     model_metric_rows: int
     # MLflow's (run_uuid, key, step) index on metrics (3.x): points read in its order need no sort.
     metrics_by_run_key_step: bool
+    # The FROM clause that reads metrics through that index.
+    metrics_by_key_order: str
 
 
 async def _inspect(source: Source) -> _Schema:
@@ -133,6 +137,7 @@ async def _inspect(source: Source) -> _Schema:
         deleted_time="deleted_time" in await source.columns("runs"),
         has_logged_models=has_logged_models,
         metrics_by_run_key_step=await source.has_index("metrics", ("run_uuid", "key", "step")),
+        metrics_by_key_order=await source.through_index("metrics", ("run_uuid", "key", "step")),
         model_metric_rows=(
             int(await source.fetchval("SELECT count(*) FROM logged_model_metrics")) if has_logged_models else 0
         ),
@@ -586,10 +591,7 @@ class MlflowImporter:
         (store/mlflow_import/staging.py); the series that hold logged-model points, and
         the rare stretch too wide for 32-bit offsets, are arranged here instead.
         """
-        key = self.source.exactly('"key"')
-        series = await self.source.fetch(
-            f'SELECT run_uuid, "key", count(*) FROM metrics WHERE run_uuid BETWEEN $1 AND $2 '
-            f"GROUP BY run_uuid, {key} ORDER BY run_uuid, {key}", low, high)
+        series, order = await self._series(low, high)
         await conn.execute(staging.STAGING_TABLES)
         await conn.copy_records_to_table(
             "import_series", records=[(number, run_id, key) for number, (run_id, key, _) in enumerate(series)],
@@ -605,7 +607,7 @@ class MlflowImporter:
                 "                    WHERE run_uuid = s.run_uuid AND key = s.key) m",
                 [run_id for run_id, _, _ in series], [key for _, key, _ in series])
         else:
-            staging_rows = self._streamed_points(low, high, [count for _, _, count in series])
+            staging_rows = self._streamed_points(low, high, [count for _, _, count in series], order)
         await conn.copy_to_table("import_points", source=staging_rows, columns=staging.POINT_COLUMNS,
                                  format="binary")
         rows: list[tuple] = []
@@ -652,16 +654,38 @@ class MlflowImporter:
             summary.merge(builder)
         summaries.append(summary.record(run_id, key))
 
-    async def _streamed_points(self, low: str, high: str, counts: list[int]):
+    async def _series(self, low: str, high: str) -> tuple[list[tuple], str]:
+        """(run, key, points) of each metric series of the runs, and the ORDER BY that reads their
+        points in that order.
+
+        Grouped and ordered as the store compares keys, which its index follows; where its
+        collation takes two keys of a run for one (MySQL's folds case), they are grouped again
+        byte by byte, and the points read in that order (a sort the index does not spare).
+        """
+        source = self.source
+        order = 'run_uuid, "key"'
+        rows = await source.fetch(
+            f'SELECT run_uuid, "key", count(*), {source.differ_exactly(_KEY)} FROM metrics '
+            f"WHERE run_uuid BETWEEN $1 AND $2 GROUP BY {order} ORDER BY {order}", low, high)
+        if any(row[3] for row in rows):
+            order = f'run_uuid, "key", {source.exactly(_KEY)}'
+            rows = await source.fetch(
+                f'SELECT run_uuid, "key", count(*) FROM metrics WHERE run_uuid BETWEEN $1 AND $2 '
+                f"GROUP BY {order} ORDER BY {order}", low, high)
+        return [tuple(row[:3]) for row in rows], order
+
+    async def _streamed_points(self, low: str, high: str, counts: list[int], order: str):
         """Binary COPY data of import_points: the points of the runs, numbered by series (``counts``
-        are the points of each series, in the order the points are read)."""
-        key = self.source.exactly('"key"')
-        order = f"run_uuid, {key}, step" if self._schema.metrics_by_run_key_step else f"run_uuid, {key}"
+        are the points of each series, in the order the points are read, by ``order``)."""
+        metrics = "metrics"
+        if self._schema.metrics_by_run_key_step:
+            order += ", step"
+            metrics = self._schema.metrics_by_key_order
         yield staging.HEADER
         ahead = iter(counts)
         number, left = -1, 0
         points = self.source.stream(
-            f"SELECT step, timestamp, value, is_nan FROM metrics WHERE run_uuid BETWEEN $1 AND $2 ORDER BY {order}",
+            f"SELECT step, timestamp, value, is_nan FROM {metrics} WHERE run_uuid BETWEEN $1 AND $2 ORDER BY {order}",
             low, high, batch=65_536,
         )
         async with contextlib.aclosing(points):
@@ -813,7 +837,8 @@ async def import_mlflow(
     """Import the MLflow store at ``source_uri`` into the gateway database at ``database_url``.
 
     Args:
-        source_uri: ``sqlite:///path/mlflow.db`` or ``postgresql://...``, as ``mlflow server`` takes it.
+        source_uri: ``sqlite:///path/mlflow.db``, ``postgresql://...`` or ``mysql://...``, as ``mlflow server``
+            takes it.
         database_url: the gateway's PostgreSQL; migrated first.
         merge: add to a database that holds data already, if no id or name collides.
         dry_run: check both sides and count what would be copied; copy nothing.
