@@ -491,7 +491,9 @@ class MlflowImporter:
     async def _run_batch(self, conn: asyncpg.Connection, runs: list[tuple], progress: _Progress, run_bar: _Bar,
                          point_bar: _Bar, before: asyncio.Future | None) -> None:
         low, high = runs[0][0], runs[-1][0]
-        placed = {row[0]: (row[1], row[5]) for row in runs}  # run -> (experiment_id, start_time)
+        # run -> (experiment_id, start_time). Looked up in lowercase: on MySQL, whose collation folds
+        # case, MLflow stores a tag or param under the run id as the client spelled it.
+        placed = {row[0]: (row[1], row[5]) for row in runs}
         source = self.source
         tags = await source.fetch('SELECT run_uuid, "key", value FROM tags WHERE run_uuid BETWEEN $1 AND $2', low, high)
         params = await source.fetch(
@@ -509,10 +511,10 @@ class MlflowImporter:
                 columns=["run_id", "experiment_id", "name", "user_id", "status", "start_time", "end_time",
                          "artifact_uri", "lifecycle_stage", "deleted_time"])
             await conn.copy_records_to_table(
-                "run_tags", records=[(r, k, v or "", *placed[r]) for r, k, v in tags],
+                "run_tags", records=[(r, k, v or "", *placed[r.lower()]) for r, k, v in tags],
                 columns=["run_id", "key", "value", "experiment_id", "start_time"])
             await conn.copy_records_to_table(
-                "params", records=[(r, k, v or "", *placed[r]) for r, k, v in params],
+                "params", records=[(r, k, v or "", *placed[r.lower()]) for r, k, v in params],
                 columns=["run_id", "key", "value", "experiment_id", "start_time"])
             points = await self._copy_metrics(conn, low, high, model_points, point_bar)
             await conn.copy_records_to_table(
@@ -773,15 +775,18 @@ class MlflowImporter:
             models = await self.source.fetch(
                 "SELECT name, creation_time, last_updated_time, description FROM registered_models "
                 f"WHERE name IN ({marks})", *batch)
+            # Each row under its model's name as the model has it (on MySQL, whose collation folds case,
+            # MLflow stores a version under the name as the client spelled it).
+            of_models = f"t JOIN registered_models m ON m.name = t.name WHERE m.name IN ({marks})"
             versions = await self.source.fetch(
-                "SELECT name, version, creation_time, last_updated_time, description, current_stage, source, run_id, "
-                f"run_link, storage_location FROM model_versions WHERE name IN ({marks})", *batch)
-            model_tags = await self._rows_of("registered_model_tags", 'SELECT name, "key", value FROM '
-                                             f"registered_model_tags WHERE name IN ({marks})", batch)
-            version_tags = await self._rows_of("model_version_tags", 'SELECT name, version, "key", value FROM '
-                                               f"model_version_tags WHERE name IN ({marks})", batch)
-            aliases = await self._rows_of("registered_model_aliases", "SELECT name, alias, version FROM "
-                                          f"registered_model_aliases WHERE name IN ({marks})", batch)
+                "SELECT m.name, t.version, t.creation_time, t.last_updated_time, t.description, t.current_stage, "
+                f"t.source, t.run_id, t.run_link, t.storage_location FROM model_versions {of_models}", *batch)
+            model_tags = await self._rows_of("registered_model_tags", 'SELECT m.name, t."key", t.value FROM '
+                                             f"registered_model_tags {of_models}", batch)
+            version_tags = await self._rows_of("model_version_tags", 'SELECT m.name, t.version, t."key", t.value FROM '
+                                               f"model_version_tags {of_models}", batch)
+            aliases = await self._rows_of("registered_model_aliases", "SELECT m.name, t.alias, t.version FROM "
+                                          f"registered_model_aliases {of_models}", batch)
             last_version: dict[str, int] = {}
             for version in versions:
                 last_version[version[0]] = max(last_version.get(version[0], 0), version[1])
