@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.set_defaults(run=export_runs_csv_command)
     import_parser = commands.add_parser(
         "import-mlflow",
-        help="copy an MLflow backend store (SQLite or PostgreSQL) into the gateway's database, keeping every id",
+        help="copy an MLflow backend store (SQLite, PostgreSQL, MySQL or MariaDB) into the gateway's database, "
+        "keeping every id",
         description="Read an MLflow backend store in MLflow's own schema (MLflow 2.22 to 3.17) and copy its "
         "experiments, runs with their params, tags, metric histories and inputs, logged models and model registry "
         "(prompts included) into the gateway's database, keeping every id. Copies with COPY, a batch per "
@@ -442,8 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_parser.add_argument(
         "--from", dest="source", required=True, metavar="URI",
-        help="the MLflow store, as `mlflow server --backend-store-uri` takes it: sqlite:///path/mlflow.db or "
-        "postgresql://user:password@host:5432/mlflow",
+        help="the MLflow store, as `mlflow server --backend-store-uri` takes it: sqlite:///path/mlflow.db, "
+        "postgresql://user:password@host:5432/mlflow or mysql://user:password@host:3306/mlflow (MySQL and "
+        "MariaDB; needs the mysql extra)",
     )
     import_parser.add_argument("--merge", action="store_true",
                                help="add to a gateway database that holds data already, if no id or name collides")

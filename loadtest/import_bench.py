@@ -1,6 +1,6 @@
 """How fast `gateway import-mlflow` moves an MLflow store into the gateway.
 
-Builds an MLflow store (SQLite file or PostgreSQL database) of RUNS runs with
+Builds an MLflow store (SQLite file, PostgreSQL or MySQL/MariaDB database) of RUNS runs with
 KEYS metric keys of POINTS points each, written straight into MLflow's schema
 (made first by `mlflow db upgrade`, MLflow's own migrations; rows as MLflow's
 SQL store writes them: runs with their tags and params, every metric point, the
@@ -18,7 +18,9 @@ On a shared machine the wall time says little; ``--postgres-pid`` (the
 postmaster of the gateway's database, and of the store's when it is the same
 server) adds the CPU seconds the import and PostgreSQL spent, and points per
 CPU second of each (PostgreSQL counts the CPU of the backends it reaped, so the
-import's connections are in it once they closed).
+import's connections are in it once they closed); ``--mysql-pid`` (the
+``mariadbd`` or ``mysqld`` of a MySQL store, one process with a thread per
+connection) adds that server's.
 """
 
 from __future__ import annotations
@@ -101,6 +103,48 @@ def build_sqlite(path: str, runs: int, keys: int, points: int, *, seed: int = 1)
     return written
 
 
+def build_mysql(url: str, runs: int, keys: int, points: int, *, seed: int = 1) -> int:
+    """Fill an MLflow MySQL or MariaDB store (schema made already) with the bench's runs, by multi-row INSERTs."""
+    import pymysql
+
+    from gateway.store.mlflow_import.source import mysql_connect_args
+
+    conn = pymysql.connect(**mysql_connect_args(url))
+    now = 1_700_000_000_000
+    written = 0
+    try:
+        with conn.cursor() as cursor:
+            # Experiment 0 kept as 0 rather than taken for the next AUTO_INCREMENT id, as MLflow does.
+            cursor.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
+            cursor.execute("INSERT IGNORE INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, "
+                           "creation_time, last_update_time) VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', "
+                           "%s, %s), (1, 'bench', 'mlflow-artifacts:/1', 'active', %s, %s)", (now, now, now, now))
+            conn.commit()
+            for run_index, run in enumerate(_run_rows(runs, 1, seed)):
+                run_id, start = run[0], run[7]
+                cursor.execute(f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join(['%s'] * 13)})", run)
+                cursor.executemany("INSERT INTO tags (`key`, value, run_uuid) VALUES (%s, %s, %s)",
+                                   [("mlflow.runName", run[1], run_id), ("mlflow.user", "bench", run_id)])
+                cursor.executemany("INSERT INTO params (`key`, value, run_uuid) VALUES (%s, %s, %s)",
+                                   [(f"p{i}", str(i * run_index), run_id) for i in range(5)])
+                for key_index in range(keys):
+                    key = f"metric_{key_index}"
+                    steps, timestamps, values = _series(run_index, key_index, points, start)
+                    cursor.executemany(
+                        "INSERT INTO metrics (`key`, value, timestamp, run_uuid, step, is_nan) "
+                        "VALUES (%s, %s, %s, %s, %s, 0)",
+                        list(zip([key] * points, values, timestamps, [run_id] * points, steps)))
+                    cursor.execute("INSERT INTO latest_metrics (`key`, value, timestamp, step, is_nan, run_uuid) "
+                                   "VALUES (%s, %s, %s, %s, 0, %s)",
+                                   (key, values[-1], timestamps[-1], steps[-1], run_id))
+                    written += points
+                conn.commit()
+            cursor.execute("ANALYZE TABLE runs, metrics, tags, params")
+    finally:
+        conn.close()
+    return written
+
+
 async def build_postgres(url: str, runs: int, keys: int, points: int, *, seed: int = 1) -> int:
     """Fill an MLflow PostgreSQL store (schema made already) with the bench's runs, by COPY."""
     conn = await asyncpg.connect(url)
@@ -149,6 +193,13 @@ def ensure_store(store: str, runs: int, keys: int, points: int) -> None:
         mlflow_upgrade(store)
         started = time.monotonic()
         written = build_sqlite(path, runs, keys, points)
+    elif store.startswith("mysql"):
+        uri = "mysql+pymysql://" + store.split("://", 1)[1]
+        if _mysql_has_runs(uri):
+            return
+        mlflow_upgrade(uri)
+        started = time.monotonic()
+        written = build_mysql(uri, runs, keys, points)
     else:
         plain = "postgresql://" + store.split("://", 1)[1]
         if asyncio.run(_has_runs(plain)):
@@ -168,6 +219,28 @@ async def _has_runs(url: str) -> bool:
         await conn.close()
 
 
+def _mysql_has_runs(url: str) -> bool:
+    """Whether the store has runs; makes its database (utf8mb4) when the server has none of that name."""
+    import pymysql
+
+    from gateway.store.mlflow_import.source import mysql_connect_args
+
+    args = mysql_connect_args(url)
+    database = args.pop("database")
+    conn = pymysql.connect(**args)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4")
+            cursor.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = %s "
+                           "AND table_name = 'runs'", (database,))
+            if not cursor.fetchone()[0]:
+                return False
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM `{database}`.runs)")
+            return bool(cursor.fetchone()[0])
+    finally:
+        conn.close()
+
+
 async def fresh_database(admin_url: str, name: str) -> str:
     conn = await asyncpg.connect(admin_url)
     try:
@@ -181,7 +254,8 @@ async def fresh_database(admin_url: str, name: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", required=True, help="sqlite:///path/mlflow.db or postgresql://.../db")
+    parser.add_argument("--store", required=True,
+                        help="sqlite:///path/mlflow.db, postgresql://.../db or mysql://user@host:port/db")
     parser.add_argument("--target-admin", help="PostgreSQL URL where the gateway database is (re)created")
     parser.add_argument("--target-name", default="import_bench")
     parser.add_argument("--runs", type=int, default=1000)
@@ -190,12 +264,14 @@ def main() -> None:
     parser.add_argument("--batch-runs", type=int, default=100)
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--postgres-pid", type=int, help="postmaster PID, to count PostgreSQL's CPU seconds")
+    parser.add_argument("--mysql-pid", type=int, help="mariadbd or mysqld PID, to count its CPU seconds")
     args = parser.parse_args()
     ensure_store(args.store, args.runs, args.keys, args.points)
     if args.build_only:
         return
     target = asyncio.run(fresh_database(args.target_admin, args.target_name))
     postgres_before = _postgres_cpu(args.postgres_pid)
+    mysql_before = _postgres_cpu(args.mysql_pid)
     own_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "gateway", "import-mlflow", "--from", args.store, "--database-url", target,
@@ -211,11 +287,15 @@ def main() -> None:
         time.sleep(1)  # the backends have exited and been reaped
         postgres_cpu = _postgres_cpu(args.postgres_pid) - postgres_before
         line += f", PostgreSQL {postgres_cpu:.1f} s ({points / postgres_cpu:,.0f} points per CPU second)"
+    if args.mysql_pid:
+        mysql_cpu = _postgres_cpu(args.mysql_pid) - mysql_before
+        line += f", the MySQL store's server {mysql_cpu:.1f} s ({points / mysql_cpu:,.0f} points per CPU second)"
     print(line)
 
 
 def _postgres_cpu(pid: int | None) -> float:
-    """CPU seconds of the postmaster, its live processes and the ones it reaped."""
+    """CPU seconds of the postmaster, its live processes and the ones it reaped (of a process
+    with threads, mariadbd's, its threads')."""
     if not pid:
         return 0.0
     import psutil

@@ -34,6 +34,20 @@ def postgres():
 
 
 @pytest.fixture(scope="session")
+def mariadb():
+    """A throwaway MariaDB server (for MLflow stores on MySQL), or None where Debian's mariadb-server
+    is not installed."""
+    from tests.mariadb import TestMariadb, installed
+
+    if not installed():
+        yield None
+        return
+    server = TestMariadb()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
 def database_url(postgres) -> str:
     """One database shared by the end-to-end tests of a session."""
     return run_apart(postgres.create_database())

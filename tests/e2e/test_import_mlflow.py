@@ -1,6 +1,7 @@
-"""`gateway import-mlflow`: a store written through a real `mlflow server` (SQLite and PostgreSQL)
-moves into the gateway with every id kept, and the gateway then answers every question as that
-server did; an import killed mid-table continues to the same result; bad input copies nothing."""
+"""`gateway import-mlflow`: a store written through a real `mlflow server` (SQLite, PostgreSQL and,
+where Debian's mariadb-server is installed, MariaDB) moves into the gateway with every id kept, and
+the gateway then answers every question as that server did; an import killed mid-table continues to
+the same result; bad input copies nothing."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import asyncpg
 import pytest
 
 from tests.e2e.mlflow_stores import differences, write_store
+from tests.mariadb import MISSING
 from tests.mlflow_server import MlflowServerProcess
 from tests.pg import run_apart
-from tests.server import GatewayProcess
+from tests.server import GatewayProcess, free_port
 
 # `mlflow server` imports for a long time; on a busy machine its start alone can take minutes.
 pytestmark = pytest.mark.timeout(900)
@@ -78,19 +80,23 @@ async def content(url: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def mlflow_stores(postgres):
-    """A SQLite and a PostgreSQL store, each written through its own `mlflow server` (started side by
-    side), the servers left running to answer; by kind: (server, what was written, store URI)."""
+def mlflow_stores(postgres, mariadb):
+    """A SQLite, a PostgreSQL and (with MariaDB installed) a MariaDB store, each written through its own
+    `mlflow server` (started side by side), the servers left running to answer; by kind: (server,
+    what was written, store URI)."""
     database = run_apart(postgres.create_database())
     backends = {"sqlite": None, "postgresql": "postgresql+psycopg2://" + database.split("://", 1)[1]}
+    sources = {"postgresql": database}
+    if mariadb is not None:
+        backends["mysql"] = sources["mysql"] = mariadb.create_database()
     with ThreadPoolExecutor(len(backends)) as pool:
         starting = {kind: pool.submit(MlflowServerProcess, uri, startup_timeout=420) for kind, uri in backends.items()}
     servers = {}
     try:
         for kind, future in starting.items():
             servers[kind] = future.result()
+        sources["sqlite"] = f"sqlite:///{servers['sqlite'].folder / 'mlflow.db'}"
         # One at a time: the client's fluent API keeps its tracking URI in a global.
-        sources = {"sqlite": f"sqlite:///{servers['sqlite'].folder / 'mlflow.db'}", "postgresql": database}
         yield {kind: (server, write_store(server.url), sources[kind]) for kind, server in servers.items()}
     finally:
         for future in starting.values():
@@ -103,9 +109,12 @@ def sqlite_store(mlflow_stores):
     return mlflow_stores["sqlite"]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql"])
 def test_the_gateway_answers_as_mlflow_did(kind, request, fresh_database_url):
-    server, store, source = request.getfixturevalue("mlflow_stores")[kind]
+    stores = request.getfixturevalue("mlflow_stores")
+    if kind not in stores:
+        pytest.skip(MISSING)
+    server, store, source = stores[kind]
     result = import_command(source, fresh_database_url)
     assert "imported" in result.stdout and "metric points" in result.stdout
     gateway = GatewayProcess(fresh_database_url, "--artifacts-destination", str(server.folder / "artifacts"))
@@ -124,30 +133,60 @@ def test_the_gateway_answers_as_mlflow_did(kind, request, fresh_database_url):
     assert run_apart(content(fresh_database_url)) == before
 
 
-def grown_copy(sqlite_store, folder, runs: int = 60, points: int = 4000) -> str:
-    """A copy of the module's SQLite store with ``runs`` more runs of two long metric histories
-    (NaN among them), written into MLflow's tables as MLflow's SQL store writes them."""
-    _, _, source = sqlite_store
-    path = folder / "grown.db"
-    shutil.copy(source.split(":///", 1)[1], path)
-    conn = sqlite3.connect(path)
-    with conn:
-        for index in range(runs):
-            run_id = uuid.uuid4().hex
-            conn.execute(
-                "INSERT INTO runs (run_uuid, name, source_type, user_id, status, start_time, lifecycle_stage, "
-                "artifact_uri, experiment_id) VALUES (?, ?, 'LOCAL', 'bench', 'FINISHED', ?, 'active', ?, 1)",
-                (run_id, f"bulk-{index}", 5_000 + index, f"mlflow-artifacts:/1/{run_id}/artifacts"))
-            conn.execute("INSERT INTO tags (key, value, run_uuid) VALUES ('mlflow.runName', ?, ?)",
-                         (f"bulk-{index}", run_id))
-            conn.execute("INSERT INTO params (key, value, run_uuid) VALUES ('seed', ?, ?)", (str(index), run_id))
-            for key in ("loss", "acc"):
-                conn.executemany(
-                    "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(key, 0.0 if step % 997 == 5 else step / (index + 1), 1_000 + step, run_id, step // 2,
-                      step % 997 == 5) for step in range(points)])
-    conn.close()
-    return f"sqlite:///{path}"
+def grown_copy(kind: str, stores: dict, mariadb, folder, runs: int = 60, points: int = 4000) -> str:
+    """A copy of the module's SQLite or MariaDB store with ``runs`` more runs of two long metric
+    histories (NaN among them), written into MLflow's tables as MLflow's SQL store writes them."""
+    _, _, source = stores[kind]
+    if kind == "sqlite":
+        path = folder / "grown.db"
+        shutil.copy(source.split(":///", 1)[1], path)
+        conn = sqlite3.connect(path)
+        with conn:
+            _grow(conn.executemany, "?", runs, points)
+        conn.close()
+        return f"sqlite:///{path}"
+    copy = mariadb.create_database()
+    original = source.rsplit("/", 1)[1]
+    conn = mariadb.connect(copy.rsplit("/", 1)[1])
+    try:
+        with conn.cursor() as cursor:
+            # Experiment 0 kept as 0, not taken for "the next id".
+            cursor.execute("SET foreign_key_checks = 0, sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
+            cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                           "AND table_type = 'BASE TABLE'", (original,))
+            for (table,) in cursor.fetchall():
+                cursor.execute(f"CREATE TABLE `{table}` LIKE `{original}`.`{table}`")
+                cursor.execute(f"INSERT INTO `{table}` SELECT * FROM `{original}`.`{table}`")
+            conn.begin()
+            _grow(cursor.executemany, "%s", runs, points)
+            conn.commit()
+    finally:
+        conn.close()
+    return copy
+
+
+def _grow(executemany, mark: str, runs: int, points: int) -> None:
+    """Insert the runs with ``executemany`` (placeholders ``mark``; `key` in backquotes, which MySQL
+    needs for its reserved word and SQLite takes too)."""
+
+    def insert(sql: str, rows: list) -> None:
+        executemany(sql.replace("?", mark), rows)
+
+    for index in range(runs):
+        run_id = uuid.uuid4().hex
+        insert("INSERT INTO runs (run_uuid, name, source_type, user_id, status, start_time, lifecycle_stage, "
+               "artifact_uri, experiment_id) VALUES (?, ?, 'LOCAL', 'bench', 'FINISHED', ?, 'active', ?, 1)",
+               [(run_id, f"bulk-{index}", 5_000 + index, f"mlflow-artifacts:/1/{run_id}/artifacts")])
+        insert("INSERT INTO tags (`key`, value, run_uuid) VALUES ('mlflow.runName', ?, ?)", [(f"bulk-{index}", run_id)])
+        insert("INSERT INTO params (`key`, value, run_uuid) VALUES ('seed', ?, ?)", [(str(index), run_id)])
+        for key in ("loss", "acc"):
+            insert("INSERT INTO metrics (`key`, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, ?)",
+                   [(key, 0.0 if step % 997 == 5 else step / (index + 1), 1_000 + step, run_id, step // 2,
+                     step % 997 == 5) for step in range(points)])
+        if index == 0:
+            # A key of its own, though MySQL's collation takes it for "loss".
+            insert("INSERT INTO metrics (`key`, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, 0)",
+                   [("LOSS", step + 0.5, 1_000 + step, run_id, step) for step in range(10)])
 
 
 async def runs_progress(url: str) -> tuple:
@@ -162,8 +201,15 @@ async def runs_progress(url: str) -> tuple:
         await conn.close()
 
 
-def test_an_import_killed_mid_table_continues_to_the_same_result(sqlite_store, postgres, tmp_path):
-    source = grown_copy(sqlite_store, tmp_path)
+@pytest.mark.parametrize("kind", ["sqlite", "mysql"])
+def test_an_import_killed_mid_table_continues_to_the_same_result(kind, request, postgres, tmp_path):
+    stores = request.getfixturevalue("mlflow_stores")
+    if kind not in stores:
+        pytest.skip(MISSING)
+    # Fewer points into MariaDB, whose inserts cost more than SQLite's; still enough to kill it mid-table.
+    # (Not a count whose last point is NaN: a summary's NaN would compare unequal to itself.)
+    points = 4000 if kind == "sqlite" else 2500
+    source = grown_copy(kind, stores, request.getfixturevalue("mariadb"), tmp_path, points=points)
     clean = run_apart(postgres.create_database())
     import_command(source, clean)
     resumed = run_apart(postgres.create_database())
@@ -187,6 +233,9 @@ def test_an_import_killed_mid_table_continues_to_the_same_result(sqlite_store, p
         if process.poll() is None:
             process.kill()
             process.wait()
+    assert run_apart(fetch(clean, "SELECT point_count FROM metric_summaries WHERE key = 'LOSS'")) == [(10,)]
+    assert run_apart(fetch(clean, "SELECT DISTINCT point_count FROM metric_summaries s JOIN runs USING (run_id) "
+                                  "WHERE s.key = 'loss' AND runs.name LIKE 'bulk-%'")) == [(points,)]
     killed_at = run_apart(fetch(resumed, "SELECT count(*) FROM runs"))[0][0]
     total = run_apart(fetch(clean, "SELECT count(*) FROM runs"))[0][0]
     assert 0 < killed_at < total
@@ -231,7 +280,19 @@ def test_what_is_not_an_mlflow_store_is_refused(tmp_path, fresh_database_url, po
     assert "no such file" in refused(f"sqlite:///{tmp_path / 'missing.db'}", fresh_database_url)
     empty_postgres = run_apart(postgres.create_database())
     assert "is not an MLflow store" in refused(empty_postgres, fresh_database_url)
-    assert "not supported" in refused("mysql://user@localhost/mlflow", fresh_database_url)
+    nobody = f"mysql://user@127.0.0.1:{free_port()}/mlflow"
+    assert f"cannot connect to mysql://127.0.0.1:{nobody.rsplit(':', 1)[1]}" in refused(nobody, fresh_database_url)
+    assert "not supported" in refused("mssql://user@localhost/mlflow", fresh_database_url)
+    assert run_apart(fetch(fresh_database_url, "SELECT to_regclass('runs') IS NULL")) == [(True,)]
+
+
+def test_a_mariadb_database_that_is_not_an_mlflow_store_is_refused(mariadb, fresh_database_url):
+    if mariadb is None:
+        pytest.skip(MISSING)
+    empty = mariadb.create_database()
+    assert f"mysql://127.0.0.1:{mariadb.port}/{empty.rsplit('/', 1)[1]} is not an MLflow store" in refused(
+        empty, fresh_database_url)
+    assert "Unknown database" in refused(mariadb.admin_url + "missing", fresh_database_url)
     assert run_apart(fetch(fresh_database_url, "SELECT to_regclass('runs') IS NULL")) == [(True,)]
 
 
@@ -273,11 +334,23 @@ def test_the_importer_needs_neither_mlflow_nor_sqlalchemy():
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
 
 
+def test_a_mysql_store_without_pymysql_says_what_to_install(fresh_database_url):
+    code = "import sys; sys.modules['pymysql'] = None; from gateway.cli import main; main(sys.argv[1:])"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "import-mlflow", "--from", f"mysql://user@127.0.0.1:{free_port()}/mlflow",
+         "--database-url", fresh_database_url, "--no-progress"],
+        capture_output=True, text=True, timeout=120, env={**os.environ})
+    assert result.returncode != 0
+    assert "needs PyMySQL: pip install 'mlflow-ingestion-gateway[mysql]'" in result.stderr
+
+
 def test_the_source_url_keeps_no_password():
-    from gateway.store.mlflow_import.source import PostgresSource
+    from gateway.store.mlflow_import.source import MysqlSource, PostgresSource
 
     label = PostgresSource("postgresql+psycopg2://alice:s3cret@db.example:5433/mlflow").label
     assert label == "postgresql://db.example:5433/mlflow" and "s3cret" not in label
+    label = MysqlSource("mysql+pymysql://alice:s3cret@db.example:3307/mlflow?charset=utf8mb4").label
+    assert label == "mysql://db.example:3307/mlflow" and "s3cret" not in label
 
 
 # MLflow's own migrations, stopped at the head of MLflow 2.22 (the last 2.x release).

@@ -1,4 +1,4 @@
-"""`gateway import-mlflow`: copy an MLflow backend store (SQLite or PostgreSQL) into the gateway's database.
+"""`gateway import-mlflow`: copy an MLflow store (SQLite, PostgreSQL, MySQL or MariaDB) into the gateway's database.
 
 Reads MLflow's own schema directly (no MLflow or SQLAlchemy needed) and keeps
 every id, so run URLs, ``runs:/`` and ``models:/`` URIs and artifact locations

@@ -42,6 +42,10 @@ _REQUIRED_TABLES = ("alembic_version", "experiments", "experiment_tags", "runs",
 _DELETED_VERSION_STAGE = "Deleted_Internal"
 # Ids and names read at once by IN lists (SQLite allows 32766 parameters).
 _IN_BATCH = 500
+# Runs read at once.
+_RUN_PAGE = 10_000
+# MLflow's key column, quoted: the word is reserved in MySQL.
+_KEY = '"key"'
 
 _PROGRESS_TABLE = """
 CREATE TABLE IF NOT EXISTS mlflow_import_progress (
@@ -97,6 +101,8 @@ class _Schema:
     model_metric_rows: int
     # MLflow's (run_uuid, key, step) index on metrics (3.x): points read in its order need no sort.
     metrics_by_run_key_step: bool
+    # The FROM clause that reads metrics through that index.
+    metrics_by_key_order: str
 
 
 async def _inspect(source: Source) -> _Schema:
@@ -120,12 +126,7 @@ async def _inspect(source: Source) -> _Schema:
                     f"{source.label} uses MLflow workspaces ({others} {table.replace('_', ' ')} outside the "
                     f"default workspace); the gateway has none, so only stores of the default workspace import"
                 )
-    bad_run_id = (
-        "SELECT run_uuid FROM runs WHERE length(run_uuid) <> 32 OR run_uuid GLOB '*[^0-9a-f]*' LIMIT 1"
-        if source.dialect == "sqlite"
-        else "SELECT run_uuid FROM runs WHERE run_uuid !~ '^[0-9a-f]{32}$' LIMIT 1"
-    )
-    odd = await source.fetchval(bad_run_id)
+    odd = await source.fetchval(f"SELECT run_uuid FROM runs WHERE {source.not_run_id('run_uuid')} LIMIT 1")
     if odd is not None:
         raise ImportRefused(f"run id {odd!r} is not 32 lowercase hex digits, which the gateway's run ids are")
     has_logged_models = {"logged_models", "logged_model_params", "logged_model_tags", "logged_model_metrics"} <= tables
@@ -136,6 +137,7 @@ async def _inspect(source: Source) -> _Schema:
         deleted_time="deleted_time" in await source.columns("runs"),
         has_logged_models=has_logged_models,
         metrics_by_run_key_step=await source.has_index("metrics", ("run_uuid", "key", "step")),
+        metrics_by_key_order=await source.through_index("metrics", ("run_uuid", "key", "step")),
         model_metric_rows=(
             int(await source.fetchval("SELECT count(*) FROM logged_model_metrics")) if has_logged_models else 0
         ),
@@ -397,7 +399,7 @@ class MlflowImporter:
                 "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time "
                 f"FROM experiments WHERE experiment_id IN ({marks}) ORDER BY experiment_id", *batch)
             tags = await self.source.fetch(
-                f"SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ({marks})", *batch)
+                f'SELECT experiment_id, "key", value FROM experiment_tags WHERE experiment_id IN ({marks})', *batch)
             if skip_default:
                 rows = [row for row in rows if row[0] != 0]
                 tags = [tag for tag in tags if tag[0] != 0]
@@ -439,7 +441,7 @@ class MlflowImporter:
         deleted_time = "deleted_time" if self._schema.deleted_time else "NULL"
         runs_sql = (
             "SELECT run_uuid, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, "
-            f"lifecycle_stage, {deleted_time} FROM runs WHERE run_uuid > $1 ORDER BY run_uuid"
+            f"lifecycle_stage, {deleted_time} FROM runs WHERE run_uuid > $1 ORDER BY run_uuid LIMIT {_RUN_PAGE}"
         )
         # Two batches go at once, each on a connection of its own: while one is made into chunks
         # in the database, the next is read from the store. Each commits after the one before it,
@@ -463,7 +465,10 @@ class MlflowImporter:
 
         pending: list[tuple] = []
         try:
-            async for rows in self.source.stream(runs_sql, after, batch=10_000):
+            # Read a page at a time, not as one stream: a MySQL stream holds its connection until it
+            # ends, and the batches read the store meanwhile.
+            while rows := await self.source.fetch(runs_sql, after):
+                after = rows[-1][0]
                 pending.extend(rows)
                 while len(pending) >= 10 * self.batch_runs:
                     batch, pending = pending[: self.batch_runs], pending[self.batch_runs:]
@@ -486,11 +491,13 @@ class MlflowImporter:
     async def _run_batch(self, conn: asyncpg.Connection, runs: list[tuple], progress: _Progress, run_bar: _Bar,
                          point_bar: _Bar, before: asyncio.Future | None) -> None:
         low, high = runs[0][0], runs[-1][0]
-        placed = {row[0]: (row[1], row[5]) for row in runs}  # run -> (experiment_id, start_time)
+        # run -> (experiment_id, start_time). Looked up in lowercase: on MySQL, whose collation folds
+        # case, MLflow stores a tag or param under the run id as the client spelled it.
+        placed = {row[0]: (row[1], row[5]) for row in runs}
         source = self.source
-        tags = await source.fetch("SELECT run_uuid, key, value FROM tags WHERE run_uuid BETWEEN $1 AND $2", low, high)
+        tags = await source.fetch('SELECT run_uuid, "key", value FROM tags WHERE run_uuid BETWEEN $1 AND $2', low, high)
         params = await source.fetch(
-            "SELECT run_uuid, key, value FROM params WHERE run_uuid BETWEEN $1 AND $2", low, high)
+            'SELECT run_uuid, "key", value FROM params WHERE run_uuid BETWEEN $1 AND $2', low, high)
         datasets, model_inputs, model_outputs = await self._inputs(low, high)
         model_points = await self._model_points(low, high)
         run_records = [
@@ -504,10 +511,10 @@ class MlflowImporter:
                 columns=["run_id", "experiment_id", "name", "user_id", "status", "start_time", "end_time",
                          "artifact_uri", "lifecycle_stage", "deleted_time"])
             await conn.copy_records_to_table(
-                "run_tags", records=[(r, k, v or "", *placed[r]) for r, k, v in tags],
+                "run_tags", records=[(r, k, v or "", *placed[r.lower()]) for r, k, v in tags],
                 columns=["run_id", "key", "value", "experiment_id", "start_time"])
             await conn.copy_records_to_table(
-                "params", records=[(r, k, v or "", *placed[r]) for r, k, v in params],
+                "params", records=[(r, k, v or "", *placed[r.lower()]) for r, k, v in params],
                 columns=["run_id", "key", "value", "experiment_id", "start_time"])
             points = await self._copy_metrics(conn, low, high, model_points, point_bar)
             await conn.copy_records_to_table(
@@ -586,9 +593,7 @@ class MlflowImporter:
         (store/mlflow_import/staging.py); the series that hold logged-model points, and
         the rare stretch too wide for 32-bit offsets, are arranged here instead.
         """
-        series = await self.source.fetch(
-            "SELECT run_uuid, key, count(*) FROM metrics WHERE run_uuid BETWEEN $1 AND $2 "
-            "GROUP BY run_uuid, key ORDER BY run_uuid, key", low, high)
+        series, order = await self._series(low, high)
         await conn.execute(staging.STAGING_TABLES)
         await conn.copy_records_to_table(
             "import_series", records=[(number, run_id, key) for number, (run_id, key, _) in enumerate(series)],
@@ -604,7 +609,7 @@ class MlflowImporter:
                 "                    WHERE run_uuid = s.run_uuid AND key = s.key) m",
                 [run_id for run_id, _, _ in series], [key for _, key, _ in series])
         else:
-            staging_rows = self._sqlite_points(low, high, [count for _, _, count in series])
+            staging_rows = self._streamed_points(low, high, [count for _, _, count in series], order)
         await conn.copy_to_table("import_points", source=staging_rows, columns=staging.POINT_COLUMNS,
                                  format="binary")
         rows: list[tuple] = []
@@ -651,31 +656,56 @@ class MlflowImporter:
             summary.merge(builder)
         summaries.append(summary.record(run_id, key))
 
-    async def _sqlite_points(self, low: str, high: str, counts: list[int]):
+    async def _series(self, low: str, high: str) -> tuple[list[tuple], str]:
+        """(run, key, points) of each metric series of the runs, and the ORDER BY that reads their
+        points in that order.
+
+        Grouped and ordered as the store compares keys, which its index follows; where its
+        collation takes two keys of a run for one (MySQL's folds case), they are grouped again
+        byte by byte, and the points read in that order (a sort the index does not spare).
+        """
+        source = self.source
+        order = 'run_uuid, "key"'
+        rows = await source.fetch(
+            f'SELECT run_uuid, "key", count(*), {source.differ_exactly(_KEY)} FROM metrics '
+            f"WHERE run_uuid BETWEEN $1 AND $2 GROUP BY {order} ORDER BY {order}", low, high)
+        if any(row[3] for row in rows):
+            order = f'run_uuid, "key", {source.exactly(_KEY)}'
+            rows = await source.fetch(
+                f'SELECT run_uuid, "key", count(*) FROM metrics WHERE run_uuid BETWEEN $1 AND $2 '
+                f"GROUP BY {order} ORDER BY {order}", low, high)
+        return [tuple(row[:3]) for row in rows], order
+
+    async def _streamed_points(self, low: str, high: str, counts: list[int], order: str):
         """Binary COPY data of import_points: the points of the runs, numbered by series (``counts``
-        are the points of each series, in the order the points are read)."""
-        order = "run_uuid, key, step" if self._schema.metrics_by_run_key_step else "run_uuid, key"
+        are the points of each series, in the order the points are read, by ``order``)."""
+        metrics = "metrics"
+        if self._schema.metrics_by_run_key_step:
+            order += ", step"
+            metrics = self._schema.metrics_by_key_order
         yield staging.HEADER
         ahead = iter(counts)
         number, left = -1, 0
-        async for batch in self.source.stream(
-            f"SELECT step, timestamp, value, is_nan FROM metrics WHERE run_uuid BETWEEN $1 AND $2 ORDER BY {order}",
+        points = self.source.stream(
+            f"SELECT step, timestamp, value, is_nan FROM {metrics} WHERE run_uuid BETWEEN $1 AND $2 ORDER BY {order}",
             low, high, batch=65_536,
-        ):
-            steps, timestamps, values, nan_flags = zip(*batch)
-            if any(nan_flags):
-                values = [staging.NAN if flag else value for value, flag in zip(values, nan_flags)]
-            numbers = []
-            size = len(batch)
-            start = 0
-            while start < size:
-                if left == 0:
-                    number, left = number + 1, next(ahead)
-                taken = min(left, size - start)
-                numbers.append(staging.series_numbers(number, taken))
-                left -= taken
-                start += taken
-            yield staging.point_rows(b"".join(numbers), steps, timestamps, values)
+        )
+        async with contextlib.aclosing(points):
+            async for batch in points:
+                steps, timestamps, values, nan_flags = zip(*batch)
+                if any(nan_flags):
+                    values = [staging.NAN if flag else value for value, flag in zip(values, nan_flags)]
+                numbers = []
+                size = len(batch)
+                start = 0
+                while start < size:
+                    if left == 0:
+                        number, left = number + 1, next(ahead)
+                    taken = min(left, size - start)
+                    numbers.append(staging.series_numbers(number, taken))
+                    left -= taken
+                    start += taken
+                yield staging.point_rows(b"".join(numbers), steps, timestamps, values)
         yield staging.TRAILER
 
     # ---- logged models ------------------------------------------------------------------
@@ -686,8 +716,9 @@ class MlflowImporter:
                 await progress.commit(self.conn, "", done=True)
             return
         after = progress.last_key or ""
-        ids = sorted(row[0] for row in await self.source.fetch(
-            "SELECT model_id FROM logged_models WHERE model_id > $1", after))
+        # Ordered and compared here, not by the store's collation (MySQL's folds case).
+        ids = sorted(model_id for (model_id,) in await self.source.fetch("SELECT model_id FROM logged_models")
+                     if model_id > after)
         bar = _Bar(self.show_progress, "logged models", len(ids) + progress.counts.get("logged models", 0), "model",
                    progress.counts.get("logged models", 0))
         for batch in slices(ids, _IN_BATCH):
@@ -744,15 +775,18 @@ class MlflowImporter:
             models = await self.source.fetch(
                 "SELECT name, creation_time, last_updated_time, description FROM registered_models "
                 f"WHERE name IN ({marks})", *batch)
+            # Each row under its model's name as the model has it (on MySQL, whose collation folds case,
+            # MLflow stores a version under the name as the client spelled it).
+            of_models = f"t JOIN registered_models m ON m.name = t.name WHERE m.name IN ({marks})"
             versions = await self.source.fetch(
-                "SELECT name, version, creation_time, last_updated_time, description, current_stage, source, run_id, "
-                f"run_link, storage_location FROM model_versions WHERE name IN ({marks})", *batch)
-            model_tags = await self._rows_of("registered_model_tags", "SELECT name, key, value FROM "
-                                             f"registered_model_tags WHERE name IN ({marks})", batch)
-            version_tags = await self._rows_of("model_version_tags", "SELECT name, version, key, value FROM "
-                                               f"model_version_tags WHERE name IN ({marks})", batch)
-            aliases = await self._rows_of("registered_model_aliases", "SELECT name, alias, version FROM "
-                                          f"registered_model_aliases WHERE name IN ({marks})", batch)
+                "SELECT m.name, t.version, t.creation_time, t.last_updated_time, t.description, t.current_stage, "
+                f"t.source, t.run_id, t.run_link, t.storage_location FROM model_versions {of_models}", *batch)
+            model_tags = await self._rows_of("registered_model_tags", 'SELECT m.name, t."key", t.value FROM '
+                                             f"registered_model_tags {of_models}", batch)
+            version_tags = await self._rows_of("model_version_tags", 'SELECT m.name, t.version, t."key", t.value FROM '
+                                               f"model_version_tags {of_models}", batch)
+            aliases = await self._rows_of("registered_model_aliases", "SELECT m.name, t.alias, t.version FROM "
+                                          f"registered_model_aliases {of_models}", batch)
             last_version: dict[str, int] = {}
             for version in versions:
                 last_version[version[0]] = max(last_version.get(version[0], 0), version[1])
@@ -808,7 +842,8 @@ async def import_mlflow(
     """Import the MLflow store at ``source_uri`` into the gateway database at ``database_url``.
 
     Args:
-        source_uri: ``sqlite:///path/mlflow.db`` or ``postgresql://...``, as ``mlflow server`` takes it.
+        source_uri: ``sqlite:///path/mlflow.db``, ``postgresql://...`` or ``mysql://...``, as ``mlflow server``
+            takes it.
         database_url: the gateway's PostgreSQL; migrated first.
         merge: add to a database that holds data already, if no id or name collides.
         dry_run: check both sides and count what would be copied; copy nothing.

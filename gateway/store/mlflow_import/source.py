@@ -1,9 +1,11 @@
-"""Reading an MLflow backend store (SQLite or PostgreSQL) in its own schema, without MLflow installed.
+"""Reading an MLflow backend store (SQLite, PostgreSQL, MySQL or MariaDB) in its own schema, without MLflow installed.
 
-Queries are written once with PostgreSQL's ``$n`` placeholders; the SQLite
-source rewrites them to SQLite's numbered ``?n``. Both sources read inside one
+Queries are written once with PostgreSQL's ``$n`` placeholders and standard
+double-quoted identifiers (MLflow's ``key`` column is a reserved word in
+MySQL); the SQLite source rewrites the placeholders to SQLite's numbered
+``?n``, the MySQL one to PyMySQL's ``%s``. Every source reads inside one
 read-only transaction for the whole import, so every table is read from the
-same snapshot, and stream long results in batches.
+same snapshot, and streams long results in batches.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sqlite3
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
+from itertools import groupby
+from operator import itemgetter
 
 import asyncpg
 
@@ -25,7 +29,7 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
 class Source(ABC):
-    """A store being read. ``dialect`` is 'sqlite' or 'postgresql'; ``label`` names it without secrets."""
+    """A store being read. ``dialect`` is 'sqlite', 'postgresql' or 'mysql'; ``label`` names it without secrets."""
 
     dialect: str
     label: str
@@ -57,6 +61,23 @@ class Source(ABC):
     async def has_index(self, table: str, columns: tuple[str, ...]) -> bool:
         """Whether an index of ``table`` leads with ``columns``, in that order."""
         return any(found[: len(columns)] == columns for found in await self.index_columns(table))
+
+    @abstractmethod
+    def not_run_id(self, column: str) -> str:
+        """An SQL condition: ``column`` is not 32 lowercase hex digits."""
+
+    def exactly(self, column: str) -> str:
+        """``column`` as GROUP BY and ORDER BY take it to tell apart strings the store's collation takes as equal."""
+        return column
+
+    def differ_exactly(self, column: str) -> str:
+        """An aggregate: whether a group's ``column`` values, equal by the store's collation, differ byte by byte."""
+        return "0"
+
+    async def through_index(self, table: str, columns: tuple[str, ...]) -> str:
+        """``table`` as a FROM clause that reads it through an index leading with ``columns``, for an
+        ORDER BY of those; the store's planner is told so where it would sort instead."""
+        return table
 
     @abstractmethod
     async def close(self) -> None:
@@ -137,6 +158,9 @@ class SqliteSource(Source):
             rows = await self.fetch("SELECT name FROM pragma_index_info($1) ORDER BY seqno", name)
             found.append(tuple(row[0] for row in rows))
         return found
+
+    def not_run_id(self, column: str) -> str:
+        return f"(length({column}) <> 32 OR {column} GLOB '*[^0-9a-f]*')"
 
     async def close(self) -> None:
         async with self._lock:
@@ -234,6 +258,9 @@ class PostgresSource(Source):
         )
         return [tuple(row[0]) for row in rows]
 
+    def not_run_id(self, column: str) -> str:
+        return f"{column} !~ '^[0-9a-f]{{32}}$'"
+
     async def close(self) -> None:
         if self._conn is not None:
             try:
@@ -243,12 +270,173 @@ class PostgresSource(Source):
                 await self._conn.close()
 
 
+class MysqlSource(Source):
+    """An MLflow MySQL or MariaDB database, read in one consistent-snapshot, read-only transaction.
+
+    Read with PyMySQL (pure Python; the ``mysql`` extra), imported only here, each call in a
+    thread as SqliteSource's are. The session takes double-quoted identifiers (``ANSI_QUOTES``).
+    A stream reads through an unbuffered cursor, which holds the connection until its result is
+    read to the end: it keeps the connection's lock that long, and other reads wait for it
+    rather than interleave.
+    """
+
+    dialect = "mysql"
+
+    def __init__(self, url: str):
+        parts = urllib.parse.urlsplit(url)
+        self.connect_args = mysql_connect_args(url)
+        host = parts.hostname or "localhost"
+        socket = f"?unix_socket={self.connect_args['unix_socket']}" if "unix_socket" in self.connect_args else ""
+        self.label = f"mysql://{host}{':' + str(parts.port) if parts.port else ''}{parts.path}{socket}"
+        self._conn = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        try:
+            import pymysql
+        except ImportError:
+            raise ImportRefused(
+                "reading a MySQL or MariaDB store needs PyMySQL: pip install 'mlflow-ingestion-gateway[mysql]'"
+            ) from None
+        self._unbuffered = pymysql.cursors.SSCursor
+        try:
+            self._conn = await asyncio.to_thread(pymysql.connect, **self.connect_args, autocommit=True)
+            await asyncio.to_thread(self._begin)
+        except pymysql.Error as exc:
+            if self._conn is not None:
+                self._conn.close()
+            raise ImportRefused(f"cannot connect to {self.label}: {exc}") from None
+
+    def _begin(self) -> None:
+        with self._conn.cursor() as cursor:
+            # A stream's reader may pause while the target catches up; the server waits for it.
+            cursor.execute("SET SESSION sql_mode = 'ANSI_QUOTES', net_write_timeout = 3600")
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+    @staticmethod
+    def _sql(sql: str, args: Sequence) -> tuple[str, list]:
+        """PyMySQL's form of a query: ``%s`` for each ``$n``, with the arguments in that order."""
+        order: list[int] = []
+
+        def mark(match: re.Match) -> str:
+            order.append(int(match.group(1)) - 1)
+            return "%s"
+
+        return _PLACEHOLDER.sub(mark, sql.replace("%", "%%")), [args[index] for index in order]
+
+    def _rows(self, sql: str, args: list) -> list[tuple]:
+        with self._conn.cursor() as cursor:
+            cursor.execute(sql, args)
+            return list(cursor.fetchall())
+
+    async def fetch(self, sql: str, *args) -> list[tuple]:
+        async with self._lock:
+            return await asyncio.to_thread(self._rows, *self._sql(sql, args))
+
+    async def stream(self, sql: str, *args, batch: int = 50_000) -> AsyncIterator[list[tuple]]:
+        async with self._lock:
+            cursor = self._conn.cursor(self._unbuffered)
+            try:
+                await asyncio.to_thread(cursor.execute, *self._sql(sql, args))
+                # The next batch is read while the caller works on this one.
+                ahead = asyncio.ensure_future(asyncio.to_thread(cursor.fetchmany, batch))
+                try:
+                    while True:
+                        # Shielded: cancelled, the read in its thread still ends before the cursor closes.
+                        rows = await asyncio.shield(ahead)
+                        if not rows:
+                            return
+                        ahead = asyncio.ensure_future(asyncio.to_thread(cursor.fetchmany, batch))
+                        yield list(rows)
+                finally:
+                    if not ahead.done():
+                        with contextlib.suppress(BaseException):
+                            await ahead
+            finally:
+                # Reads what is left of the result, so the connection serves the next query.
+                await asyncio.to_thread(cursor.close)
+
+    async def tables(self) -> set[str]:
+        rows = await self.fetch("SELECT table_name FROM information_schema.tables WHERE table_schema = database()")
+        return {row[0] for row in rows}
+
+    async def columns(self, table: str) -> set[str]:
+        rows = await self.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = database() AND table_name = $1",
+            table,
+        )
+        return {row[0] for row in rows}
+
+    async def estimated_rows(self, table: str) -> int:
+        value = await self.fetchval(
+            "SELECT table_rows FROM information_schema.tables WHERE table_schema = database() AND table_name = $1",
+            table,
+        )
+        return int(value or 0)
+
+    async def index_columns(self, table: str) -> list[tuple[str, ...]]:
+        return list((await self._indexes(table)).values())
+
+    async def _indexes(self, table: str) -> dict[str, tuple[str, ...]]:
+        rows = await self.fetch(
+            "SELECT index_name, column_name FROM information_schema.statistics "
+            "WHERE table_schema = database() AND table_name = $1 ORDER BY index_name, seq_in_index",
+            table,
+        )
+        return {name: tuple(row[1] for row in group) for name, group in groupby(rows, key=itemgetter(0))}
+
+    def not_run_id(self, column: str) -> str:
+        # A binary string, so that the match tells case apart.
+        return f"CAST({column} AS BINARY) NOT REGEXP '^[0-9a-f]{{32}}$'"
+
+    def exactly(self, column: str) -> str:
+        # MLflow's tables take the server's default collation, which folds case (and ignores trailing spaces).
+        return f"CAST({column} AS BINARY)"
+
+    def differ_exactly(self, column: str) -> str:
+        return f"min({self.exactly(column)}) <> max({self.exactly(column)})"
+
+    async def through_index(self, table: str, columns: tuple[str, ...]) -> str:
+        # MariaDB 10.11 reads a range of run ids through the (run_uuid) index and sorts it rather
+        # than reading the (run_uuid, key, step) index in order, at several times the cost.
+        for name, found in (await self._indexes(table)).items():
+            if found[: len(columns)] == columns:
+                return f'{table} FORCE INDEX ("{name}")'
+        return table
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            async with self._lock:
+                await asyncio.to_thread(self._conn.close)
+
+
+def mysql_connect_args(url: str) -> dict:
+    """PyMySQL's connect arguments for a MySQL URI as ``mlflow server`` takes it:
+    ``mysql://user:password@host:3306/database`` (``mysql+pymysql://`` and the like too;
+    ``?unix_socket=/path`` and ``?charset=`` as SQLAlchemy takes them)."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    args = {
+        "host": parts.hostname or "localhost",
+        "port": parts.port or 3306,
+        "user": urllib.parse.unquote(parts.username or ""),
+        "password": urllib.parse.unquote(parts.password or ""),
+        "database": urllib.parse.unquote(parts.path.lstrip("/")) or None,
+        "charset": query.get("charset", "utf8mb4"),
+    }
+    if "unix_socket" in query:
+        args["unix_socket"] = query["unix_socket"]
+    return args
+
+
 async def open_source(uri: str) -> Source:
     """Open an MLflow backend store by its URI, as ``mlflow server --backend-store-uri`` takes it.
 
     ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` and
-    ``postgresql://user:password@host:port/database`` (a driver suffix such as
-    ``postgresql+psycopg2`` is accepted).
+    ``postgresql://user:password@host:port/database`` and
+    ``mysql://user:password@host:port/database`` (for MariaDB too; a driver suffix such as
+    ``postgresql+psycopg2`` or ``mysql+pymysql`` is accepted).
 
     Raises:
         ImportRefused: an unsupported scheme, a missing file, an unreachable server.
@@ -264,9 +452,13 @@ async def open_source(uri: str) -> Source:
         source = PostgresSource(uri)
         await source.open()
         return source
-    if base in ("mysql", "mariadb", "mssql"):
-        raise ImportRefused(f"{base} stores are not supported yet: only SQLite and PostgreSQL stores can be imported")
-    raise ImportRefused(f"{uri!r} is not an MLflow backend store URI (sqlite:///... or postgresql://...)")
+    if base in ("mysql", "mariadb"):
+        source = MysqlSource(uri)
+        await source.open()
+        return source
+    if base == "mssql":
+        raise ImportRefused("SQL Server stores are not supported: SQLite, PostgreSQL, MySQL and MariaDB stores are")
+    raise ImportRefused(f"{uri!r} is not an MLflow backend store URI (sqlite:///..., postgresql://... or mysql://...)")
 
 
 def placeholders(count: int, start: int = 1) -> str:
