@@ -87,25 +87,25 @@ WITH wanted AS (
 stored AS (
     SELECT s.run_id, s.key, s.step, s.timestamp, s.value, s.point_count
     FROM metric_summaries s JOIN wanted ON s.run_id = wanted.run_id AND s.key = wanted.key
-    WHERE s.run_id = ANY($1::uuid[])
+    {runs_of_s}
     ORDER BY s.run_id, s.key FOR UPDATE OF s),
 applied AS (
     UPDATE metric_summaries s
     SET step = w.step, timestamp = w.timestamp, value = w.value, min_value = LEAST(s.min_value, w.min_value),
         max_value = GREATEST(s.max_value, w.max_value), point_count = s.point_count + w.point_count
     FROM stored l JOIN wanted w ON w.run_id = l.run_id AND w.key = l.key
-    WHERE s.run_id = l.run_id AND s.key = l.key AND s.run_id = ANY($1::uuid[])
+    WHERE s.run_id = l.run_id AND s.key = l.key {and_runs_of_s}
       AND (w.first_step, w.first_timestamp, w.first_value) > (l.step, l.timestamp, l.value)
     RETURNING s.run_id, s.key),
 seen AS (
     SELECT s.run_id, s.key, s.point_count
     FROM metric_summaries s JOIN wanted ON s.run_id = wanted.run_id AND s.key = wanted.key
-    WHERE s.run_id = ANY($1::uuid[])),
+    {runs_of_s}),
 near AS (
     SELECT DISTINCT ON (c.run_id, c.key, c.chunk_id) c.*
     FROM unnest($12::uuid[], $13::text[], $14::bigint[], $15::bigint[]) AS w(run_id, key, lo, hi)
     JOIN metric_chunks c ON c.run_id = w.run_id AND c.key = w.key AND c.last_step >= w.lo AND c.first_step <= w.hi
-    WHERE c.run_id = ANY($1::uuid[]) AND c.chunk_id <> ALL($16::bigint[])
+    WHERE c.chunk_id <> ALL($16::bigint[]) {and_runs_of_c}
       AND EXISTS (SELECT 1 FROM stored l WHERE l.run_id = w.run_id AND l.key = w.key)
       AND NOT EXISTS (SELECT 1 FROM applied a WHERE a.run_id = w.run_id AND a.key = w.key))
 SELECT 1 AS kind, stored.run_id, stored.key, stored.step, stored.timestamp, stored.value,
@@ -120,6 +120,16 @@ SELECT 2, run_id, key, NULL, NULL, NULL, NULL, NULL, chunk_id, model_id, first_s
        timestamp_offsets, metric_values
 FROM near
 """
+# On Citus every table of the statement is also filtered by the flush's runs of one
+# shard ($1), so that it goes whole to that shard's worker; on one PostgreSQL the
+# filter is left out (it only costs: an array scan per row read).
+_LOCK_AND_APPLY_ON_ONE_DATABASE = _LOCK_AND_APPLY.format(runs_of_s="", and_runs_of_s="", and_runs_of_c="")
+_LOCK_AND_APPLY_ON_A_SHARD = _LOCK_AND_APPLY.format(
+    runs_of_s="WHERE s.run_id = ANY($1::uuid[])",
+    and_runs_of_s="AND s.run_id = ANY($1::uuid[])",
+    and_runs_of_c="AND c.run_id = ANY($1::uuid[])",
+)
+
 
 # Chunk ids for the chunks flushes write, taken before they are written (a flush tells
 # its own chunks from stored ones by them), a block at a time: an id taken and never
@@ -392,7 +402,7 @@ class BatchWriter:
         firsts = [batches[key].points[0] for key in keys]
         ranges = [(key[0], key[1], row[5], row[6]) for key in keys for row in batches[key].rows]
         rows = await conn.fetch(
-            _LOCK_AND_APPLY,
+            _LOCK_AND_APPLY_ON_A_SHARD if await self._shards.distributed(conn) else _LOCK_AND_APPLY_ON_ONE_DATABASE,
             [k[0] for k in keys],
             [k[1] for k in keys],
             [s.latest[0] for s in summaries],
