@@ -29,19 +29,11 @@ from collections.abc import Iterable
 
 import asyncpg
 
-# Distributed by run_id, colocated with the first (runs). gc removes a run's rows
-# from each of the others (gateway/store/gc.py RUN_SCOPED_TABLES, checked by a test).
-DISTRIBUTED_TABLES = (
-    "runs",
-    "metric_chunks",
-    "metric_rows",
-    "metric_summaries",
-    "params",
-    "run_tags",
-    "run_dataset_inputs",
-    "run_model_inputs",
-    "run_model_outputs",
-)
+from gateway.store.tables import RUN_SCOPED_TABLES
+
+# Distributed by run_id, colocated with the first (runs): runs and every table whose
+# rows belong to one run (gc removes a run's rows from each of them).
+DISTRIBUTED_TABLES = ("runs", *RUN_SCOPED_TABLES)
 REFERENCE_TABLES = (
     "experiments",
     "experiment_tags",

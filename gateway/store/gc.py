@@ -44,28 +44,10 @@ import msgspec
 from gateway.durations import format_duration_ms
 from gateway.errors import InvalidParameter, NotFound
 from gateway.mlflow.experiments import experiment_not_found
-from gateway.store.errors import translate_transient
 from gateway.store.columns import run_uuid
 from gateway.store.distribution import RunShards, lock_experiment
-
-# Every table whose rows belong to one run (keyed by run_id), removed with the run.
-# Removed metric chunks are counted by the points they held.
-# A new run-scoped table must be added here; tests/e2e/test_gc.py fails until it is.
-RUN_SCOPED_TABLES = (
-    "metric_chunks",
-    "metric_rows",
-    "metric_summaries",
-    "params",
-    "run_tags",
-    "run_dataset_inputs",
-    "run_model_inputs",
-    "run_model_outputs",
-)
-# Every table whose rows belong to one logged model (keyed by model_id), removed with it.
-LOGGED_MODEL_SCOPED_TABLES = ("logged_model_params", "logged_model_tags")
-# Every table whose rows belong to one experiment, removed with the experiment
-# (after its runs and logged models, which name it too).
-EXPERIMENT_SCOPED_TABLES = ("experiment_tags",)
+from gateway.store.errors import translate_transient
+from gateway.store.tables import EXPERIMENT_SCOPED_TABLES, LOGGED_MODEL_SCOPED_TABLES, RUN_SCOPED_TABLES
 
 MAX_BATCH_SIZE = 10_000
 DEFAULT_BATCH_SIZE = 500

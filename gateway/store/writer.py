@@ -381,36 +381,17 @@ class BatchWriter:
         new = [key for key in keys if key not in self._summarized]
         made_keys: set[tuple[str, str]] = set()
         if new:
-            summaries = [batches[key].summary for key in new]
-            made = await conn.fetch(
-                _MAKE_SUMMARIES,
-                [k[0] for k in new],
-                [k[1] for k in new],
-                [s.latest[0] for s in summaries],
-                [s.latest[1] for s in summaries],
-                [s.latest[2] for s in summaries],
-                [s.min_value for s in summaries],
-                [s.max_value for s in summaries],
-                [s.count for s in summaries],
-            )
+            made = await conn.fetch(_MAKE_SUMMARIES, *_summary_columns(new, batches))
             made_keys = {(row["run_id"].hex, row["key"]) for row in made}
             self._remember_summaries(made_keys)
             if len(made_keys) == len(keys):
                 return
             keys = [key for key in keys if key not in made_keys]
-        summaries = [batches[key].summary for key in keys]
         firsts = [batches[key].points[0] for key in keys]
         ranges = [(key[0], key[1], row[5], row[6]) for key in keys for row in batches[key].rows]
         rows = await conn.fetch(
             _LOCK_AND_APPLY_ON_A_SHARD if await self._shards.distributed(conn) else _LOCK_AND_APPLY_ON_ONE_DATABASE,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [s.latest[0] for s in summaries],
-            [s.latest[1] for s in summaries],
-            [s.latest[2] for s in summaries],
-            [s.min_value for s in summaries],
-            [s.max_value for s in summaries],
-            [s.count for s in summaries],
+            *_summary_columns(keys, batches),
             [p.step for p in firsts],
             [p.timestamp for p in firsts],
             [p.value for p in firsts],
@@ -535,6 +516,21 @@ class BatchWriter:
             [summaries[k].max_value for k in keys],
             [summaries[k].count for k in keys],
         )
+
+
+def _summary_columns(keys: list[tuple[str, str]], batches: dict) -> list[list]:
+    """The run ids, keys, latest points, extremes and counts of the keys' summaries, as statement arguments."""
+    summaries = [batches[key].summary for key in keys]
+    return [
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [s.latest[0] for s in summaries],
+        [s.latest[1] for s in summaries],
+        [s.latest[2] for s in summaries],
+        [s.min_value for s in summaries],
+        [s.max_value for s in summaries],
+        [s.count for s in summaries],
+    ]
 
 
 class _LockedOutOfOrder(Exception):
