@@ -326,22 +326,42 @@ async def measure(server: Server, names: list[str], repetitions: int) -> tuple[d
 # ---------------------------------------------------------------------------
 
 
-async def create_database(admin_url: str, prefix: str) -> str:
+async def create_database(admin_url: str, prefix: str, citus_workers: list[str] = ()) -> str:
+    """A new database; with Citus workers, on every node, with the extension and the workers added
+    on the coordinator (``admin_url``), so that the gateway's migration distributes its tables."""
     name = f"{prefix}_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    for url in [admin_url, *citus_workers]:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        if citus_workers:
+            conn = await asyncpg.connect(with_database(url, name))
+            try:
+                await conn.execute("CREATE EXTENSION citus")
+            finally:
+                await conn.close()
+    if citus_workers:
+        conn = await asyncpg.connect(with_database(admin_url, name))
+        try:
+            coordinator = urlsplit(admin_url)
+            await conn.execute("SELECT citus_set_coordinator_host($1, $2)", coordinator.hostname, coordinator.port or 5432)
+            for url in citus_workers:
+                worker = urlsplit(url)
+                await conn.execute("SELECT citus_add_node($1, $2)", worker.hostname, worker.port or 5432)
+        finally:
+            await conn.close()
     return name
 
 
-async def drop_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+async def drop_database(admin_url: str, name: str, citus_workers: list[str] = ()) -> None:
+    for url in [admin_url, *citus_workers]:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
 
 def main() -> None:
@@ -357,6 +377,9 @@ def main() -> None:
                         help="timed calls per query per round on MLflow (default: --repetitions)")
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--citus-worker", action="append", default=[], metavar="URL",
+                        help="admin URL of a Citus worker (repeatable): --database-url is then the coordinator's, "
+                             "and the gateway's database a Citus one (with --skip-mlflow)")
     parser.add_argument("--json", help="write every figure to this file")
     args = parser.parse_args()
 
@@ -375,7 +398,7 @@ def main() -> None:
     databases = []
     servers: list[Server] = []
     try:
-        gateway_db = asyncio.run(create_database(admin_url, "search_bench_gw"))
+        gateway_db = asyncio.run(create_database(admin_url, "search_bench_gw", args.citus_worker))
         databases.append(gateway_db)
         gateway_url = with_database(admin_url, gateway_db)
         data = DataSet(args.runs, args.metric_keys, args.param_keys)
@@ -458,7 +481,7 @@ def main() -> None:
             server.stop()
         if not args.keep:
             for name in databases:
-                asyncio.run(drop_database(admin_url, name))
+                asyncio.run(drop_database(admin_url, name, args.citus_worker if name == gateway_db else []))
         if embedded is not None:
             embedded.cleanup()
         if args.json:
