@@ -1,11 +1,12 @@
-"""PostgreSQL's binary COPY format for metric chunk rows, written without a per-element step.
+"""PostgreSQL's binary COPY format for metric chunk rows and arrays, written and read without a per-element step.
 
 asyncpg encodes an array element by element, checking each against abstract
 base classes, which costs more than the rest of a flush. A chunk's arrays are
 packed here instead with the ``array`` module: the values in network byte
 order, then spread into the format's (length, value) cells by slice, a byte
-lane at a time. The layout is PostgreSQL's documented COPY BINARY format and
-the arrays' binary send format (one dimension, no NULLs).
+lane at a time. Arrays read from a COPY are taken apart the same way, the other
+way round. The layout is PostgreSQL's documented COPY BINARY format and the
+arrays' binary send format (one dimension, no NULLs).
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ def _float8(value: float | None) -> bytes:
 def chunk_tuples(rows: Iterable[tuple], chunk_ids: Sequence[int] | None = None) -> bytes:
     """COPY BINARY data (header to trailer) of chunk rows laid out as ``points.CHUNK_COLUMNS``,
     each followed by its chunk id when ``chunk_ids`` gives them (one per row)."""
-    parts = [HEADER]
+    return b"".join((HEADER, chunk_records(rows, chunk_ids), TRAILER))
+
+
+def chunk_records(rows: Iterable[tuple], chunk_ids: Sequence[int] | None = None) -> bytes:
+    """The COPY BINARY rows of :func:`chunk_tuples`, without its header and trailer."""
+    parts = []
     append = parts.append
     ids = iter(chunk_ids) if chunk_ids is not None else None
     fields = b"\x00\x11" if ids is not None else b"\x00\x10"  # 17 or 16 fields
@@ -88,7 +94,6 @@ def chunk_tuples(rows: Iterable[tuple], chunk_ids: Sequence[int] | None = None) 
         )))
         if ids is not None:
             append(_INT8.pack(8, next(ids)))
-    append(TRAILER)
     return b"".join(parts)
 
 
@@ -102,3 +107,93 @@ async def copy_chunks(
     await conn.copy_to_table(
         "metric_chunks", source=memoryview(chunk_tuples(rows, chunk_ids)), columns=columns, format="binary"
     )
+
+
+# ---- reading ----------------------------------------------------------------------------
+
+_INT2 = struct.Struct(">h")
+_LENGTH = struct.Struct(">i")
+
+
+class CopyReader:
+    """Rows of COPY BINARY data that arrives in pieces of any size, each row as its fields' bytes (None for NULL)."""
+
+    def __init__(self):
+        self._data = bytearray()
+        self._header_read = False
+        self.ended = False
+
+    def feed(self, piece: bytes) -> list[list[bytes | None]]:
+        """Take the next piece; returns the rows it completes."""
+        data = self._data
+        data += piece
+        position = 0
+        if not self._header_read:
+            if len(data) < len(HEADER):
+                return []
+            if bytes(data[:11]) != HEADER[:11]:
+                raise ValueError("not COPY BINARY data")
+            extension = _LENGTH.unpack_from(data, 15)[0]
+            position = len(HEADER) + extension
+            self._header_read = True
+        rows = []
+        size = len(data)
+        while position + 2 <= size:
+            count = _INT2.unpack_from(data, position)[0]
+            if count == -1:
+                self.ended = True
+                position += 2
+                break
+            at = position + 2
+            fields: list[bytes | None] = []
+            for _ in range(count):
+                if at + 4 > size:
+                    break
+                length = _LENGTH.unpack_from(data, at)[0]
+                at += 4
+                if length == -1:
+                    fields.append(None)
+                    continue
+                if at + length > size:
+                    break
+                fields.append(bytes(data[at:at + length]))
+                at += length
+            if len(fields) < count:
+                break
+            rows.append(fields)
+            position = at
+        del data[:position]
+        return rows
+
+
+def int4_of(field: bytes) -> int:
+    """An int4 field's value."""
+    return _LENGTH.unpack(field)[0]
+
+
+def _array_values(field: bytes, typecode: str, width: int) -> list:
+    ndim, has_nulls = _LENGTH.unpack_from(field, 0)[0], _LENGTH.unpack_from(field, 4)[0]
+    if ndim == 0:
+        return []
+    if ndim != 1 or has_nulls:
+        raise ValueError("only one-dimensional arrays without NULLs are read")
+    count = _LENGTH.unpack_from(field, 12)[0]
+    cell = 4 + width
+    cells = memoryview(field)[20:20 + cell * count]
+    raw = bytearray(width * count)
+    for lane in range(width):
+        raw[lane::width] = cells[4 + lane::cell]
+    values = array(typecode, raw)
+    if _SWAP:
+        values.byteswap()
+    return values.tolist()
+
+
+def int8_array_of(field: bytes) -> list[int]:
+    """An int8[] field's values (one dimension, no NULLs)."""
+    return _array_values(field, "q", 8)
+
+
+def float8_array_of(field: bytes) -> list[float]:
+    """A float8[] field's values (one dimension, no NULLs)."""
+    return _array_values(field, "d", 8)

@@ -21,8 +21,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
-from operator import itemgetter
 
 import asyncpg
 
@@ -32,8 +30,7 @@ from gateway.store import points as chunked
 from gateway.store.migrations import migrate
 from gateway.store.mlflow_import.errors import ImportRefused
 from gateway.store.mlflow_import.revisions import HEAD, KNOWN_REVISIONS, LAST_2X_HEAD
-from gateway.store.mlflow_import import staging
-from gateway.store.mlflow_import.series import SUMMARY_COLUMNS, KeySummary, split_by_model
+from gateway.store.mlflow_import.series import SUMMARY_COLUMNS, KeySummary, SeriesBuilder, split_by_model
 from gateway.store.mlflow_import.source import Source, chunked as slices, open_source, placeholders
 
 STEPS = ("experiments", "runs", "logged_models", "registered_models")
@@ -44,6 +41,9 @@ _DELETED_VERSION_STAGE = "Deleted_Internal"
 _IN_BATCH = 500
 # Runs read at once.
 _RUN_PAGE = 10_000
+# Chunk rows sent to the COPY at a time.
+_CHUNKS_PER_PIECE = 256
+_NAN = float("nan")
 # MLflow's key column, quoted: the word is reserved in MySQL.
 _KEY = '"key"'
 
@@ -589,72 +589,57 @@ class MlflowImporter:
                             point_bar: _Bar) -> int:
         """Copy the metric points of the runs from ``low`` to ``high`` as chunks, with their summaries.
 
-        The points are staged in the target and made into chunks and summaries there
-        (store/mlflow_import/staging.py); the series that hold logged-model points, and
-        the rare stretch too wide for 32-bit offsets, are arranged here instead.
+        Each series is read whole, in the store's index order (run, key, step), made into
+        sealed chunks here (sorted only where steps repeat or fall), and the chunks go out by
+        one binary COPY as they are made, so memory holds a few series at a time.
         """
         series, order = await self._series(low, high)
-        await conn.execute(staging.STAGING_TABLES)
-        await conn.copy_records_to_table(
-            "import_series", records=[(number, run_id, key) for number, (run_id, key, _) in enumerate(series)],
-            columns=("series", "run_id", "key"))
-        if self.source.dialect == "postgresql":
-            # Numbered by the series list, each series read by an index lookup of its run and key (a
-            # join would let the planner scan the whole table for each batch).
-            staging_rows = self.source.copy_out(
-                "SELECT (s.series - 1)::integer, m.step::bigint, m.timestamp::bigint, "
-                "CASE WHEN m.is_nan THEN 'NaN'::float8 ELSE m.value::float8 END "
-                "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(run_uuid, key, series) "
-                "CROSS JOIN LATERAL (SELECT step, timestamp, value, is_nan FROM metrics "
-                "                    WHERE run_uuid = s.run_uuid AND key = s.key) m",
-                [run_id for run_id, _, _ in series], [key for _, key, _ in series])
-        else:
-            staging_rows = self._streamed_points(low, high, [count for _, _, count in series], order)
-        await conn.copy_to_table("import_points", source=staging_rows, columns=staging.POINT_COLUMNS,
-                                 format="binary")
-        rows: list[tuple] = []
         summaries: list[tuple] = []
-        with_models = [number for number, (run_id, key, _) in enumerate(series) if (run_id, key) in model_points]
-        if with_models:
-            taken = await conn.fetch(staging.TAKE_SERIES, with_models)
-            for number, group in groupby(taken, key=itemgetter(0)):
+        copied = 0
+
+        async def chunk_data():
+            nonlocal copied
+            rows: list[tuple] = []
+            yield pgcopy.HEADER
+            async for number, steps, timestamps, values in self._series_points(low, high, series, order):
                 run_id, key, _ = series[number]
-                found = list(group)
-                values = [row[3] for row in found]
-                flags = [value != value for value in values]
-                self._by_model(rows, summaries, run_id, key, [row[1] for row in found], [row[2] for row in found],
-                               [0.0 if flag else value for value, flag in zip(values, flags)], flags, model_points)
-        # Logged-model points of keys the run has no metric rows of.
-        for run_id, key in sorted(set(model_points) - {(run_id, key) for run_id, key, _ in series}):
-            self._by_model(rows, summaries, run_id, key, [], [], [], [], model_points)
-        model_rows = rows
-        rows = []
-        taken_out = set(with_models)
-        staged = sum(count for number, (_, _, count) in enumerate(series) if number not in taken_out)
-        if await conn.fetchval(staging.MAKE_CHUNKS) < staged:
-            for (run_id, key), group in groupby(await conn.fetch(staging.WIDE_PIECES), key=itemgetter(0, 1)):
-                found = list(group)
-                chunked.add_chunks(rows, run_id.hex, key, (None, None, None), [row[2] for row in found],
-                                   [row[3] for row in found], [row[4] for row in found], 0, len(found),
-                                   seal_last=True)
-            await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS)
-        await conn.execute(staging.MAKE_SUMMARIES, with_models)
-        if model_rows:
-            await pgcopy.copy_chunks(conn, model_rows, chunked.CHUNK_COLUMNS)
-        if summaries:
-            await conn.copy_records_to_table("metric_summaries", records=summaries, columns=SUMMARY_COLUMNS)
-        copied = staged + sum(summary[7] for summary in summaries)
-        point_bar.update(copied)
+                copied += self._take_series(rows, summaries, run_id, key, steps, timestamps, values, model_points)
+                if len(rows) >= _CHUNKS_PER_PIECE:
+                    yield pgcopy.chunk_records(rows)
+                    point_bar.update(sum(row[11] for row in rows))
+                    rows.clear()
+            # Logged-model points of keys the run has no metric rows of.
+            for run_id, key in sorted(set(model_points) - {(run_id, key) for run_id, key, _ in series}):
+                copied += self._take_series(rows, summaries, run_id, key, [], [], [], model_points)
+            yield pgcopy.chunk_records(rows)
+            point_bar.update(sum(row[11] for row in rows))
+            yield pgcopy.TRAILER
+
+        await conn.copy_to_table("metric_chunks", source=chunk_data(), columns=chunked.CHUNK_COLUMNS,
+                                 format="binary")
+        await conn.copy_records_to_table("metric_summaries", records=summaries, columns=SUMMARY_COLUMNS)
         return copied
 
     @staticmethod
-    def _by_model(rows: list, summaries: list, run_id: str, key: str, steps: list, timestamps: list, values: list,
-                  flags: list, model_points: dict) -> None:
+    def _take_series(rows: list, summaries: list, run_id: str, key: str, steps: list, timestamps: list,
+                     values: list, model_points: dict) -> int:
+        """Append a (run, key)'s chunk rows and summary; values hold NaN as NaN. Returns its points."""
         summary = KeySummary()
-        for builder in split_by_model(run_id, key, steps, timestamps, values, flags, model_points[(run_id, key)]):
+        points = model_points.get((run_id, key))
+        if points is None:
+            builder = SeriesBuilder(run_id, key)
+            builder.add(steps, timestamps, values)
             builder.take(rows)
             summary.merge(builder)
+        else:
+            # Matched with logged-model points as MLflow stores a NaN: 0 with a flag.
+            flags = [value != value for value in values]
+            stored = [0.0 if flag else value for value, flag in zip(values, flags)]
+            for builder in split_by_model(run_id, key, steps, timestamps, stored, flags, points):
+                builder.take(rows)
+                summary.merge(builder)
         summaries.append(summary.record(run_id, key))
+        return summary.count
 
     async def _series(self, low: str, high: str) -> tuple[list[tuple], str]:
         """(run, key, points) of each metric series of the runs, and the ORDER BY that reads their
@@ -676,37 +661,68 @@ class MlflowImporter:
                 f"GROUP BY {order} ORDER BY {order}", low, high)
         return [tuple(row[:3]) for row in rows], order
 
-    async def _streamed_points(self, low: str, high: str, counts: list[int], order: str):
-        """Binary COPY data of import_points: the points of the runs, numbered by series (``counts``
-        are the points of each series, in the order the points are read, by ``order``)."""
+    def _series_points(self, low: str, high: str, series: list[tuple], order: str):
+        """(number, steps, timestamps, values) of each series of the runs, in the order of ``series``
+        (read with ``order``); values hold NaN as NaN."""
+        if self.source.dialect == "postgresql":
+            return self._series_arrays(series)
+        return self._series_rows(low, high, [count for _, _, count in series], order)
+
+    async def _series_arrays(self, series: list[tuple]):
+        """From PostgreSQL: each series as arrays, made by the store from its (run, key, step) index
+        (a lookup of its run and key: a join would let the planner scan the whole table)."""
+        reader = pgcopy.CopyReader()
+        data = self.source.copy_out(
+            "SELECT (s.series - 1)::integer, p.steps, p.timestamps, p.vals "
+            "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(run_uuid, key, series) "
+            "CROSS JOIN LATERAL (SELECT array_agg(step) AS steps, array_agg(timestamp) AS timestamps, "
+            "                           array_agg(value) AS vals "
+            "                    FROM (SELECT step::bigint, timestamp::bigint, "
+            "                                 CASE WHEN is_nan THEN 'NaN'::float8 ELSE value::float8 END AS value "
+            "                          FROM metrics WHERE run_uuid = s.run_uuid AND key = s.key "
+            "                          ORDER BY step) o) p",
+            [run_id for run_id, _, _ in series], [key for _, key, _ in series])
+        async with contextlib.aclosing(data):
+            async for piece in data:
+                for number, steps, timestamps, values in reader.feed(piece):
+                    yield (pgcopy.int4_of(number), pgcopy.int8_array_of(steps), pgcopy.int8_array_of(timestamps),
+                           pgcopy.float8_array_of(values))
+
+    async def _series_rows(self, low: str, high: str, counts: list[int], order: str):
+        """From SQLite or MySQL: the points as rows, in index order, cut into series by ``counts``
+        (the points of each series, in the order ``order`` reads them)."""
         metrics = "metrics"
         if self._schema.metrics_by_run_key_step:
             order += ", step"
             metrics = self._schema.metrics_by_key_order
-        yield staging.HEADER
         ahead = iter(counts)
         number, left = -1, 0
+        steps: list = []
+        timestamps: list = []
+        values: list = []
         points = self.source.stream(
             f"SELECT step, timestamp, value, is_nan FROM {metrics} WHERE run_uuid BETWEEN $1 AND $2 ORDER BY {order}",
             low, high, batch=65_536,
         )
         async with contextlib.aclosing(points):
             async for batch in points:
-                steps, timestamps, values, nan_flags = zip(*batch)
+                batch_steps, batch_timestamps, batch_values, nan_flags = zip(*batch)
                 if any(nan_flags):
-                    values = [staging.NAN if flag else value for value, flag in zip(values, nan_flags)]
-                numbers = []
+                    batch_values = [_NAN if flag else value for value, flag in zip(batch_values, nan_flags)]
                 size = len(batch)
                 start = 0
                 while start < size:
                     if left == 0:
                         number, left = number + 1, next(ahead)
                     taken = min(left, size - start)
-                    numbers.append(staging.series_numbers(number, taken))
+                    steps += batch_steps[start:start + taken]
+                    timestamps += batch_timestamps[start:start + taken]
+                    values += batch_values[start:start + taken]
                     left -= taken
                     start += taken
-                yield staging.point_rows(b"".join(numbers), steps, timestamps, values)
-        yield staging.TRAILER
+                    if left == 0:
+                        yield number, steps, timestamps, values
+                        steps, timestamps, values = [], [], []
 
     # ---- logged models ------------------------------------------------------------------
 

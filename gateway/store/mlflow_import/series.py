@@ -1,10 +1,10 @@
-"""A series of MLflow's metric points made into the gateway's chunks and summary in Python. No I/O.
+"""A series of MLflow's metric points made into the gateway's chunks and summary. No I/O.
 
-Most points are made into chunks in the database (staging.py); the series that
-hold points of a logged model are split here by the model (and dataset) each
-point was logged with, which MLflow keeps in another table, and each part is
-arranged in the gateway's order: (step, timestamp, value), NaN above every
-number, where MLflow stores NaN as 0 with ``is_nan`` set.
+A series arrives in the store's index order (run, key, step) and is arranged in
+the gateway's order: (step, timestamp, value), NaN above every number, where
+MLflow stores NaN as 0 with ``is_nan`` set. The series that hold points of a
+logged model are split by the model (and dataset) each point was logged with,
+which MLflow keeps in another table.
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ class SeriesBuilder:
         self.count = 0
 
     def add(self, steps: Sequence[int], timestamps: Sequence[int], values: Sequence[float],
-            nan_flags: Sequence) -> None:
-        """Add points; ``nan_flags`` marks the rows MLflow stored as NaN."""
-        if any(nan_flags):
+            nan_flags: Sequence | None = None) -> None:
+        """Add points; ``nan_flags`` marks the rows MLflow stored as NaN, else the values hold NaN as NaN."""
+        if nan_flags is None:
+            self.has_nan = self.has_nan or any(map(isnan, values))
+        elif any(nan_flags):
             values = [nan if flag else value for value, flag in zip(values, nan_flags)]
             self.has_nan = True
         self.steps += steps
