@@ -171,29 +171,30 @@ def int4_of(field: bytes) -> int:
     return _LENGTH.unpack(field)[0]
 
 
-def _array_values(field: bytes, typecode: str, width: int) -> list:
+_CELLS: dict[tuple[str, int], struct.Struct] = {}
+
+
+def _array_values(field: bytes, code: str) -> list:
     ndim, has_nulls = _LENGTH.unpack_from(field, 0)[0], _LENGTH.unpack_from(field, 4)[0]
     if ndim == 0:
         return []
     if ndim != 1 or has_nulls:
         raise ValueError("only one-dimensional arrays without NULLs are read")
     count = _LENGTH.unpack_from(field, 12)[0]
-    cell = 4 + width
-    cells = memoryview(field)[20:20 + cell * count]
-    raw = bytearray(width * count)
-    for lane in range(width):
-        raw[lane::width] = cells[4 + lane::cell]
-    values = array(typecode, raw)
-    if _SWAP:
-        values.byteswap()
-    return values.tolist()
+    cells = _CELLS.get((code, count))
+    if cells is None:
+        if len(_CELLS) >= 64:
+            _CELLS.clear()
+        # Each cell's length word skipped, its value read, in one call.
+        cells = _CELLS[(code, count)] = struct.Struct(">" + ("4x" + code) * count)
+    return list(cells.unpack_from(field, 20))
 
 
 def int8_array_of(field: bytes) -> list[int]:
     """An int8[] field's values (one dimension, no NULLs)."""
-    return _array_values(field, "q", 8)
+    return _array_values(field, "q")
 
 
 def float8_array_of(field: bytes) -> list[float]:
     """A float8[] field's values (one dimension, no NULLs)."""
-    return _array_values(field, "d", 8)
+    return _array_values(field, "d")

@@ -44,6 +44,7 @@ _RUN_PAGE = 10_000
 # Chunk rows sent to the COPY at a time.
 _CHUNKS_PER_PIECE = 256
 _NAN = float("nan")
+_POINT_COUNT = chunked.CHUNK_COLUMNS.index("point_count")
 # MLflow's key column, quoted: the word is reserved in MySQL.
 _KEY = '"key"'
 
@@ -606,13 +607,13 @@ class MlflowImporter:
                 copied += self._take_series(rows, summaries, run_id, key, steps, timestamps, values, model_points)
                 if len(rows) >= _CHUNKS_PER_PIECE:
                     yield pgcopy.chunk_records(rows)
-                    point_bar.update(sum(row[11] for row in rows))
+                    point_bar.update(sum(row[_POINT_COUNT] for row in rows))
                     rows.clear()
             # Logged-model points of keys the run has no metric rows of.
             for run_id, key in sorted(set(model_points) - {(run_id, key) for run_id, key, _ in series}):
                 copied += self._take_series(rows, summaries, run_id, key, [], [], [], model_points)
             yield pgcopy.chunk_records(rows)
-            point_bar.update(sum(row[11] for row in rows))
+            point_bar.update(sum(row[_POINT_COUNT] for row in rows))
             yield pgcopy.TRAILER
 
         await conn.copy_to_table("metric_chunks", source=chunk_data(), columns=chunked.CHUNK_COLUMNS,
@@ -679,7 +680,8 @@ class MlflowImporter:
             "                           array_agg(value) AS vals "
             "                    FROM (SELECT step::bigint, timestamp::bigint, "
             "                                 CASE WHEN is_nan THEN 'NaN'::float8 ELSE value::float8 END AS value "
-            "                          FROM metrics WHERE run_uuid = s.run_uuid AND key = s.key "
+            f"                          FROM {self._schema.metrics_by_key_order} "
+            "                          WHERE run_uuid = s.run_uuid AND key = s.key "
             "                          ORDER BY step) o) p",
             [run_id for run_id, _, _ in series], [key for _, key, _ in series])
         async with contextlib.aclosing(data):

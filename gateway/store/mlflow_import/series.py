@@ -16,6 +16,10 @@ from operator import lt
 from gateway.store import points
 
 
+_MIN = points.CHUNK_COLUMNS.index("min_value")
+_MAX = points.CHUNK_COLUMNS.index("max_value")
+
+
 class SeriesBuilder:
     """The points of one (run, key, logged model, dataset), made into sealed chunk rows and a summary."""
 
@@ -37,15 +41,22 @@ class SeriesBuilder:
 
     def add(self, steps: Sequence[int], timestamps: Sequence[int], values: Sequence[float],
             nan_flags: Sequence | None = None) -> None:
-        """Add points; ``nan_flags`` marks the rows MLflow stored as NaN, else the values hold NaN as NaN."""
+        """Add points; ``nan_flags`` marks the rows MLflow stored as NaN, else the values hold NaN as NaN.
+
+        The builder may keep (and later change) lists it is given.
+        """
         if nan_flags is None:
             self.has_nan = self.has_nan or any(map(isnan, values))
         elif any(nan_flags):
             values = [nan if flag else value for value, flag in zip(values, nan_flags)]
             self.has_nan = True
-        self.steps += steps
-        self.timestamps += timestamps
-        self.values += values
+        if self.steps:
+            self.steps += steps
+            self.timestamps += timestamps
+            self.values += values
+        else:  # lists given are taken over, not copied
+            self.steps, self.timestamps, self.values = (
+                part if isinstance(part, list) else list(part) for part in (steps, timestamps, values))
 
     def take(self, rows: list) -> int:
         """Append the COPY rows of every point added, in the gateway's order, and sum them up.
@@ -60,15 +71,17 @@ class SeriesBuilder:
         self.steps, self.timestamps, self.values = [], [], []
         if self.has_nan or not all(map(lt, steps, steps[1:])):
             steps, timestamps, values = _in_gateway_order(steps, timestamps, values)
-        finite = [v for v in values if v == v] if self.has_nan else values
-        if finite:
-            low, high = min(finite), max(finite)
-            self.min_value = low if self.min_value is None else min(self.min_value, low)
-            self.max_value = high if self.max_value is None else max(self.max_value, high)
         self.latest = (steps[-1], timestamps[-1], values[-1])
         self.count += count
+        first = len(rows)
         points.add_chunks(rows, self.run_id, self.key, self.kind, steps, timestamps, values, 0, count,
                           seal_last=True)
+        # The extremes of the finite values, from those of the chunks just made.
+        for row in rows[first:]:
+            low, high = row[_MIN], row[_MAX]
+            if low is not None:
+                self.min_value = low if self.min_value is None else min(self.min_value, low)
+                self.max_value = high if self.max_value is None else max(self.max_value, high)
         self.has_nan = False
         return count
 

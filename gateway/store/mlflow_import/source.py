@@ -261,6 +261,15 @@ class PostgresSource(Source):
     def not_run_id(self, column: str) -> str:
         return f"{column} !~ '^[0-9a-f]{{32}}$'"
 
+    async def through_index(self, table: str, columns: tuple[str, ...]) -> str:
+        # The planner reads a series through a bitmap of the index and sorts it, where walking the
+        # index gives it in order for about two thirds of the time. Bitmap scans are turned off for
+        # the rest of the read transaction: its other reads are lookups and ranges of an index too.
+        if await self.has_index(table, columns):
+            async with self._lock:
+                await self._conn.execute("SET LOCAL enable_bitmapscan = off")
+        return table
+
     async def close(self) -> None:
         if self._conn is not None:
             try:
