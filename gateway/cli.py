@@ -346,7 +346,7 @@ async def _import_mlflow(database_url: str, args: argparse.Namespace) -> str:
 
     report = await import_mlflow(
         args.source, database_url, merge=args.merge, dry_run=args.dry_run, batch_runs=args.batch_runs,
-        show_progress=not args.no_progress,
+        show_progress=not args.no_progress, workers=args.workers,
     )
     return report.summary()
 
@@ -453,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
                                help="check the store and the database and print what would be copied; copy nothing")
     import_parser.add_argument("--batch-runs", type=int, default=100, metavar="N",
                                help="runs copied per transaction (default 100)")
+    import_parser.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="processes reading metric points from a SQLite or MySQL store (default: one per core for a store of "
+        "more than a million points; 0: read them in the importing process)")
     import_parser.add_argument("--no-progress", action="store_true", help="draw no progress bars")
     _add_setting_flags(import_parser, ("database_url", "data_dir"))
     import_parser.set_defaults(run=import_mlflow_command)

@@ -17,6 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
+import psutil
 import pytest
 
 from tests.e2e.mlflow_stores import differences, write_store
@@ -115,7 +116,8 @@ def test_the_gateway_answers_as_mlflow_did(kind, request, fresh_database_url):
     if kind not in stores:
         pytest.skip(MISSING)
     server, store, source = stores[kind]
-    result = import_command(source, fresh_database_url)
+    # Points from SQLite and MySQL read by worker processes (by default only for big stores).
+    result = import_command(source, fresh_database_url, *(["--workers", "2"] if kind != "postgresql" else []))
     assert "imported" in result.stdout and "metric points" in result.stdout
     gateway = GatewayProcess(fresh_database_url, "--artifacts-destination", str(server.folder / "artifacts"))
     try:
@@ -215,8 +217,9 @@ def test_an_import_killed_mid_table_continues_to_the_same_result(kind, request, 
     resumed = run_apart(postgres.create_database())
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "import-mlflow", "--from", source, "--database-url", resumed,
-         "--no-progress", "--batch-runs", "2"],
+         "--no-progress", "--batch-runs", "2", "--workers", "2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -227,12 +230,17 @@ def test_an_import_killed_mid_table_continues_to_the_same_result(kind, request, 
             time.sleep(0.05)
         else:
             raise AssertionError("the import never committed a batch of runs")
+        workers = psutil.Process(process.pid).children(recursive=True)
         process.send_signal(signal.SIGKILL)
         process.wait(30)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+    # Its worker processes end with it.
+    assert workers
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == []
     assert run_apart(fetch(clean, "SELECT point_count FROM metric_summaries WHERE key = 'LOSS'")) == [(10,)]
     assert run_apart(fetch(clean, "SELECT DISTINCT point_count FROM metric_summaries s JOIN runs USING (run_id) "
                                   "WHERE s.key = 'loss' AND runs.name LIKE 'bulk-%'")) == [(points,)]

@@ -69,9 +69,9 @@ def histories(seed: int) -> dict[tuple[str, str], list[tuple[int, int, float]]]:
             for key, points in found.items()}
 
 
-def write_mlflow_store(path, points_by_key) -> None:
+def write_mlflow_store(path, points_by_key, *, index: bool = False) -> None:
     conn = sqlite3.connect(path)
-    conn.executescript(MLFLOW_TABLES)
+    conn.executescript(MLFLOW_TABLES + (INDEX_3X if index else ""))
     with conn:
         conn.execute("INSERT INTO alembic_version VALUES (?)", (HEAD,))
         conn.execute("INSERT INTO experiments VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', 1, 1)")
@@ -142,13 +142,42 @@ async def history_pages(url: str, points_by_key) -> dict:
         await pool.close()
 
 
-async def test_imported_points_are_stored_as_the_gateway_writes_them(postgres, tmp_path):
+async def write_mlflow_postgres_store(url: str, points_by_key) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(MLFLOW_TABLES + INDEX_3X)
+        await conn.execute("INSERT INTO alembic_version VALUES ($1)", HEAD)
+        await conn.execute("INSERT INTO experiments VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', 1, 1)")
+        for run_id in sorted({run for run, _ in points_by_key}):
+            await conn.execute("INSERT INTO runs (run_uuid, name, user_id, status, start_time, lifecycle_stage, "
+                               "artifact_uri, experiment_id) VALUES ($1, 'r', 'u', 'FINISHED', 5, 'active', 'x', 0)",
+                               run_id)
+        rows = [(key, 0.0 if value != value else value, timestamp, run_id, step, value != value)
+                for (run_id, key), points in points_by_key.items() for step, timestamp, value in points]
+        random.Random(3).shuffle(rows)
+        await conn.copy_records_to_table("metrics", records=rows)
+    finally:
+        await conn.close()
+
+
+# MLflow 3.x's index, which the importer reads a series through.
+INDEX_3X = "CREATE INDEX index_metrics_run_uuid_key_step ON metrics (run_uuid, key, step);"
+
+
+@pytest.mark.parametrize("store, workers", [("sqlite 2.x", 0), ("sqlite 3.x", 0), ("sqlite 3.x", 2),
+                                            ("postgresql 3.x", None)])
+async def test_imported_points_are_stored_as_the_gateway_writes_them(postgres, tmp_path, store, workers):
     points_by_key = histories(11)
-    path = tmp_path / "mlflow.db"
-    write_mlflow_store(path, points_by_key)
+    if store.startswith("sqlite"):
+        path = tmp_path / "mlflow.db"
+        write_mlflow_store(path, points_by_key, index=store.endswith("3.x"))
+        source = f"sqlite:///{path}"
+    else:
+        source = await postgres.create_database()
+        await write_mlflow_postgres_store(source, points_by_key)
     written, imported = await postgres.create_database(), await postgres.create_database()
     await write_through_gateway(written, points_by_key)
-    report = await import_mlflow(f"sqlite:///{path}", imported, show_progress=False, batch_runs=2)
+    report = await import_mlflow(source, imported, show_progress=False, batch_runs=2, workers=workers)
     assert report.copied["metric points"] == sum(len(points) for points in points_by_key.values())
     assert await stored(imported) == await stored(written)
     assert await history_pages(imported, points_by_key) == await history_pages(written, points_by_key)
@@ -165,3 +194,38 @@ async def test_imported_points_are_stored_as_the_gateway_writes_them(postgres, t
         assert overlapping == 0
     finally:
         await conn.close()
+
+
+async def test_a_worker_that_sees_the_store_changed_leaves_the_batch_to_the_import(postgres, tmp_path):
+    """Points added to a SQLite store in WAL mode after the import took its snapshot are seen by a
+    worker process that opens the file later: its counts differ, so the import reads the batch itself,
+    and what it copies is its snapshot."""
+    from gateway.store.mlflow_import.importer import MlflowImporter
+    from gateway.store.mlflow_import.series_reading import Workers
+    from gateway.store.mlflow_import.source import open_source
+
+    points_by_key = histories(12)
+    path = tmp_path / "mlflow.db"
+    write_mlflow_store(path, points_by_key, index=True)
+    writer = sqlite3.connect(path)
+    assert writer.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    imported = await postgres.create_database()
+    source = await open_source(f"sqlite:///{path}")
+    workers = None
+    conn = await asyncpg.connect(imported)
+    try:
+        (run_id, key), points = next(iter(points_by_key.items()))
+        with writer:  # after the import's snapshot, before the worker opens the file
+            writer.execute("INSERT INTO metrics VALUES (?, 0.25, 1, ?, 123456789, 0)", (key, run_id))
+        workers = Workers(f"sqlite:///{path}", 1)
+        report = await MlflowImporter(source, conn, batch_runs=2, show_progress=False, workers=workers).run()
+    finally:
+        await conn.close()
+        await source.close()
+        if workers is not None:
+            workers.close()
+        writer.close()
+    assert report.copied["metric points"] == sum(len(points) for points in points_by_key.values())
+    written = await postgres.create_database()
+    await write_through_gateway(written, points_by_key)
+    assert await stored(imported) == await stored(written)

@@ -31,7 +31,8 @@ from gateway.store import points as chunked
 from gateway.store.migrations import migrate
 from gateway.store.mlflow_import.errors import ImportRefused
 from gateway.store.mlflow_import.revisions import HEAD, KNOWN_REVISIONS, LAST_2X_HEAD
-from gateway.store.mlflow_import.series import SUMMARY_COLUMNS, KeySummary, SeriesBuilder, split_by_model
+from gateway.store.mlflow_import.series import SUMMARY_COLUMNS
+from gateway.store.mlflow_import.series_reading import Workers, chunk_pieces, default_worker_count, list_series
 from gateway.store.mlflow_import.source import Source, chunked as slices, open_source, placeholders
 
 STEPS = ("experiments", "runs", "logged_models", "registered_models")
@@ -42,12 +43,9 @@ _DELETED_VERSION_STAGE = "Deleted_Internal"
 _IN_BATCH = 500
 # Runs read at once.
 _RUN_PAGE = 10_000
-# Chunk rows sent to the COPY at a time.
-_CHUNKS_PER_PIECE = 256
-_NAN = float("nan")
-_POINT_COUNT = chunked.CHUNK_COLUMNS.index("point_count")
-# MLflow's key column, quoted: the word is reserved in MySQL.
-_KEY = '"key"'
+_SUMMARY_COUNT = SUMMARY_COLUMNS.index("point_count")
+# A store with more metric points than this has them read by worker processes by default.
+_POINTS_WORTH_WORKERS = 1_000_000
 
 _PROGRESS_TABLE = """
 CREATE TABLE IF NOT EXISTS mlflow_import_progress (
@@ -248,15 +246,18 @@ class MlflowImporter:
         merge: add to a database that already holds data, if no id or name collides.
         batch_runs: runs copied per transaction.
         show_progress: draw a progress bar per table on stderr.
-        spare: a second connection to the gateway's database, to copy two batches of runs at once.
+        spares: more connections to the gateway's database, to copy as many more batches of runs at once.
+        workers: worker processes that read the batches' metric points (from SQLite or MySQL).
     """
 
     def __init__(self, source: Source, conn: asyncpg.Connection, *, merge: bool = False, batch_runs: int = 100,
-                 show_progress: bool = True, spare: asyncpg.Connection | None = None):
+                 show_progress: bool = True, spares: Sequence[asyncpg.Connection] = (),
+                 workers: Workers | None = None):
         self.source = source
         self.conn = conn
-        # Batches of runs go on these at once (the second one if given).
-        self.connections = [conn] + ([spare] if spare is not None else [])
+        # Batches of runs go on these at once.
+        self.connections = [conn, *spares]
+        self.workers = workers
         self.merge = merge
         self.batch_runs = batch_runs
         self.show_progress = show_progress
@@ -609,141 +610,36 @@ class MlflowImporter:
                             point_bar: _Bar) -> int:
         """Copy the metric points of the runs from ``low`` to ``high`` as chunks, with their summaries.
 
-        Each series is read whole, in the store's index order (run, key, step), made into
-        sealed chunks here (sorted only where steps repeat or fall), and the chunks go out by
-        one binary COPY as they are made, so memory holds a few series at a time.
+        Each series is read whole in the store's index order and made into sealed chunks
+        (series_reading.py): by a worker process if there are some, else here, where the
+        chunks go out by one binary COPY as they are made.
         """
-        series, order = await self._series(low, high)
+        schema = self._schema
+        batch = await list_series(self.source, low, high,
+                                  schema.metrics_by_key_order if schema.metrics_by_run_key_step else None)
         summaries: list[tuple] = []
-        copied = 0
+        made = None
+        if self.workers is not None and batch.series:
+            made = await self.workers.chunk_data(batch, model_points)
+        if made is not None:
+            data, summaries = made
+            pieces = _pieces(data)
+        else:
+            pieces = chunk_pieces(self.source, batch, model_points, summaries)
 
-        async def chunk_data():
-            nonlocal copied
-            rows: list[tuple] = []
+        async def copy_data():
             yield pgcopy.HEADER
-            async for number, steps, timestamps, values in self._series_points(low, high, series, order):
-                run_id, key, _ = series[number]
-                copied += self._take_series(rows, summaries, run_id, key, steps, timestamps, values, model_points)
-                if len(rows) >= _CHUNKS_PER_PIECE:
-                    yield pgcopy.chunk_records(rows)
-                    point_bar.update(sum(row[_POINT_COUNT] for row in rows))
-                    rows.clear()
-            # Logged-model points of keys the run has no metric rows of.
-            for run_id, key in sorted(set(model_points) - {(run_id, key) for run_id, key, _ in series}):
-                copied += self._take_series(rows, summaries, run_id, key, [], [], [], model_points)
-            yield pgcopy.chunk_records(rows)
-            point_bar.update(sum(row[_POINT_COUNT] for row in rows))
+            async with contextlib.aclosing(pieces):
+                async for piece in pieces:
+                    yield piece
             yield pgcopy.TRAILER
 
-        await conn.copy_to_table("metric_chunks", source=chunk_data(), columns=chunked.CHUNK_COLUMNS,
+        await conn.copy_to_table("metric_chunks", source=copy_data(), columns=chunked.CHUNK_COLUMNS,
                                  format="binary")
         await conn.copy_records_to_table("metric_summaries", records=summaries, columns=SUMMARY_COLUMNS)
+        copied = sum(summary[_SUMMARY_COUNT] for summary in summaries)
+        point_bar.update(copied)
         return copied
-
-    @staticmethod
-    def _take_series(rows: list, summaries: list, run_id: str, key: str, steps: list, timestamps: list,
-                     values: list, model_points: dict) -> int:
-        """Append a (run, key)'s chunk rows and summary; values hold NaN as NaN. Returns its points."""
-        summary = KeySummary()
-        points = model_points.get((run_id, key))
-        if points is None:
-            builder = SeriesBuilder(run_id, key)
-            builder.add(steps, timestamps, values)
-            builder.take(rows)
-            summary.merge(builder)
-        else:
-            # Matched with logged-model points as MLflow stores a NaN: 0 with a flag.
-            flags = [value != value for value in values]
-            stored = [0.0 if flag else value for value, flag in zip(values, flags)]
-            for builder in split_by_model(run_id, key, steps, timestamps, stored, flags, points):
-                builder.take(rows)
-                summary.merge(builder)
-        summaries.append(summary.record(run_id, key))
-        return summary.count
-
-    async def _series(self, low: str, high: str) -> tuple[list[tuple], str]:
-        """(run, key, points) of each metric series of the runs, and the ORDER BY that reads their
-        points in that order.
-
-        Grouped and ordered as the store compares keys, which its index follows; where its
-        collation takes two keys of a run for one (MySQL's folds case), they are grouped again
-        byte by byte, and the points read in that order (a sort the index does not spare).
-        """
-        source = self.source
-        order = 'run_uuid, "key"'
-        rows = await source.fetch(
-            f'SELECT run_uuid, "key", count(*), {source.differ_exactly(_KEY)} FROM metrics '
-            f"WHERE run_uuid BETWEEN $1 AND $2 GROUP BY {order} ORDER BY {order}", low, high)
-        if any(row[3] for row in rows):
-            order = f'run_uuid, "key", {source.exactly(_KEY)}'
-            rows = await source.fetch(
-                f'SELECT run_uuid, "key", count(*) FROM metrics WHERE run_uuid BETWEEN $1 AND $2 '
-                f"GROUP BY {order} ORDER BY {order}", low, high)
-        return [tuple(row[:3]) for row in rows], order
-
-    def _series_points(self, low: str, high: str, series: list[tuple], order: str):
-        """(number, steps, timestamps, values) of each series of the runs, in the order of ``series``
-        (read with ``order``); values hold NaN as NaN."""
-        if self.source.dialect == "postgresql":
-            return self._series_arrays(series)
-        return self._series_rows(low, high, [count for _, _, count in series], order)
-
-    async def _series_arrays(self, series: list[tuple]):
-        """From PostgreSQL: each series as arrays, made by the store from its (run, key, step) index
-        (a lookup of its run and key: a join would let the planner scan the whole table)."""
-        reader = pgcopy.CopyReader()
-        data = self.source.copy_out(
-            "SELECT (s.series - 1)::integer, p.steps, p.timestamps, p.vals "
-            "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(run_uuid, key, series) "
-            "CROSS JOIN LATERAL (SELECT array_agg(step) AS steps, array_agg(timestamp) AS timestamps, "
-            "                           array_agg(value) AS vals "
-            "                    FROM (SELECT step::bigint, timestamp::bigint, "
-            "                                 CASE WHEN is_nan THEN 'NaN'::float8 ELSE value::float8 END AS value "
-            f"                          FROM {self._schema.metrics_by_key_order} "
-            "                          WHERE run_uuid = s.run_uuid AND key = s.key "
-            "                          ORDER BY step) o) p",
-            [run_id for run_id, _, _ in series], [key for _, key, _ in series])
-        async with contextlib.aclosing(data):
-            async for piece in data:
-                for number, steps, timestamps, values in reader.feed(piece):
-                    yield (pgcopy.int4_of(number), pgcopy.int8_array_of(steps), pgcopy.int8_array_of(timestamps),
-                           pgcopy.float8_array_of(values))
-
-    async def _series_rows(self, low: str, high: str, counts: list[int], order: str):
-        """From SQLite or MySQL: the points as rows, in index order, cut into series by ``counts``
-        (the points of each series, in the order ``order`` reads them)."""
-        metrics = "metrics"
-        if self._schema.metrics_by_run_key_step:
-            order += ", step"
-            metrics = self._schema.metrics_by_key_order
-        ahead = iter(counts)
-        number, left = -1, 0
-        steps: list = []
-        timestamps: list = []
-        values: list = []
-        points = self.source.stream(
-            f"SELECT step, timestamp, value, is_nan FROM {metrics} WHERE run_uuid BETWEEN $1 AND $2 ORDER BY {order}",
-            low, high, batch=65_536,
-        )
-        async with contextlib.aclosing(points):
-            async for batch in points:
-                batch_steps, batch_timestamps, batch_values, nan_flags = zip(*batch)
-                if any(nan_flags):
-                    batch_values = [_NAN if flag else value for value, flag in zip(batch_values, nan_flags)]
-                size = len(batch)
-                start = 0
-                while start < size:
-                    if left == 0:
-                        number, left = number + 1, next(ahead)
-                    taken = min(left, size - start)
-                    steps += batch_steps[start:start + taken]
-                    timestamps += batch_timestamps[start:start + taken]
-                    values += batch_values[start:start + taken]
-                    left -= taken
-                    start += taken
-                    if left == 0:
-                        yield number, steps, timestamps, values
-                        steps, timestamps, values = [], [], []
 
     # ---- logged models ------------------------------------------------------------------
 
@@ -872,9 +768,13 @@ class MlflowImporter:
         return await self.source.fetch(sql, *args)
 
 
+async def _pieces(data: bytes):
+    yield data
+
+
 async def import_mlflow(
     source_uri: str, database_url: str, *, merge: bool = False, dry_run: bool = False, batch_runs: int = 100,
-    show_progress: bool = True,
+    show_progress: bool = True, workers: int | None = None,
 ) -> ImportReport:
     """Import the MLflow store at ``source_uri`` into the gateway database at ``database_url``.
 
@@ -886,6 +786,8 @@ async def import_mlflow(
         dry_run: check both sides and count what would be copied; copy nothing.
         batch_runs: runs per transaction.
         show_progress: draw progress bars on stderr.
+        workers: processes reading metric points from a SQLite or MySQL store (0: read them in this
+            one); None: one per core, for a store of more than a million points.
 
     Returns:
         the report (rows by table, time, points per second).
@@ -894,17 +796,24 @@ async def import_mlflow(
         ImportRefused: bad source or target; nothing was copied by this call.
     """
     source = await open_source(source_uri)
+    pool = None
+    connections: list[asyncpg.Connection] = []
     try:
-        conn = await asyncpg.connect(database_url)
-        spare = None
-        try:
-            spare = await asyncpg.connect(database_url)
-            importer = MlflowImporter(source, conn, merge=merge, batch_runs=batch_runs, show_progress=show_progress,
-                                      spare=spare)
-            return await importer.run(dry_run=dry_run)
-        finally:
-            await conn.close()
-            if spare is not None:
-                await spare.close()
+        if source.dialect != "postgresql" and not dry_run:
+            if workers is None:
+                big = await source.estimated_rows("metrics") > _POINTS_WORTH_WORKERS
+                workers = default_worker_count() if big else 0
+            if workers > 0:
+                pool = Workers(source_uri, workers)
+        # A batch in flight per worker, and at least two: one read while the other is written.
+        for _ in range(max(2, workers or 0)):
+            connections.append(await asyncpg.connect(database_url))
+        importer = MlflowImporter(source, connections[0], merge=merge, batch_runs=batch_runs,
+                                  show_progress=show_progress, spares=connections[1:], workers=pool)
+        return await importer.run(dry_run=dry_run)
     finally:
+        for conn in connections:
+            await conn.close()
+        if pool is not None:
+            pool.close()
         await source.close()
