@@ -14,7 +14,7 @@ import pytest
 
 from gateway.model import MetricPoint, RunWrite
 from gateway.store.migrations import migrate
-from gateway.store.mlflow_import import import_mlflow
+from gateway.store.mlflow_import import import_mlflow, series_reading
 from gateway.store.mlflow_import.revisions import HEAD
 from gateway.store.writer import BatchWriter
 
@@ -166,8 +166,11 @@ INDEX_3X = "CREATE INDEX index_metrics_run_uuid_key_step ON metrics (run_uuid, k
 
 @pytest.mark.parametrize("store, workers", [("sqlite 2.x", 0), ("sqlite 3.x", 0), ("sqlite 3.x", 2),
                                             ("postgresql 3.x", None)])
-async def test_imported_points_are_stored_as_the_gateway_writes_them(postgres, tmp_path, store, workers):
+async def test_imported_points_are_stored_as_the_gateway_writes_them(postgres, tmp_path, store, workers,
+                                                                     monkeypatch):
     points_by_key = histories(11)
+    # Workers take a batch in parts of whole runs: parts of a run or two here.
+    monkeypatch.setattr(series_reading, "POINTS_PER_PART", 5000)
     if store.startswith("sqlite"):
         path = tmp_path / "mlflow.db"
         write_mlflow_store(path, points_by_key, index=store.endswith("3.x"))

@@ -77,3 +77,46 @@ def test_rows_come_back_as_written(database, rows):
     assert len(stored) == len(rows)
     for written, read in zip(rows, stored):
         assert all(same(a, b) for a, b in zip(written, read)), (written, read)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(INT32, st.lists(INT64, max_size=30), st.lists(st.floats(), max_size=30)), min_size=1,
+             max_size=5),
+    st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=20),
+)
+def test_arrays_copied_out_are_read_back_from_pieces_of_any_size(database, rows, cuts):
+    """COPY BINARY data of (int4, int8[], float8[]) rows from PostgreSQL, fed to the reader cut anywhere."""
+
+    async def copied_out() -> bytes:
+        conn = await asyncpg.connect(database)
+        try:
+            data = bytearray()
+
+            async def take(piece):
+                data.extend(piece)
+
+            async with conn.transaction():
+                await conn.execute("CREATE TEMPORARY TABLE arrays (place int, number int4, steps int8[], "
+                                   "vals float8[]) ON COMMIT DROP")
+                await conn.executemany("INSERT INTO arrays VALUES ($1, $2, $3, $4)",
+                                       [(place, *row) for place, row in enumerate(rows)])
+                await conn.copy_from_query("SELECT number, steps, vals FROM arrays ORDER BY place", output=take,
+                                           format="binary")
+            return bytes(data)
+        finally:
+            await conn.close()
+
+    data = run_apart(copied_out())
+    reader = pgcopy.CopyReader()
+    read = []
+    position = 0
+    while position < len(data):
+        for cut in cuts:
+            read += reader.feed(data[position:position + cut])
+            position += cut
+    assert reader.ended
+    decoded = [(pgcopy.int4_of(number), pgcopy.int8_array_of(steps), pgcopy.float8_array_of(values))
+               for number, steps, values in read]
+    assert len(decoded) == len(rows)
+    assert all(same(list(got), list(row)) for got, row in zip(decoded, rows)), (decoded, rows)

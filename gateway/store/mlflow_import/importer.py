@@ -618,12 +618,8 @@ class MlflowImporter:
         batch = await list_series(self.source, low, high,
                                   schema.metrics_by_key_order if schema.metrics_by_run_key_step else None)
         summaries: list[tuple] = []
-        made = None
-        if self.workers is not None and batch.series:
-            made = await self.workers.chunk_data(batch, model_points)
-        if made is not None:
-            data, summaries = made
-            pieces = _pieces(data)
+        if self.workers is not None:
+            pieces = self.workers.chunk_pieces(self.source, batch, model_points, summaries)
         else:
             pieces = chunk_pieces(self.source, batch, model_points, summaries)
 
@@ -768,10 +764,6 @@ class MlflowImporter:
         return await self.source.fetch(sql, *args)
 
 
-async def _pieces(data: bytes):
-    yield data
-
-
 async def import_mlflow(
     source_uri: str, database_url: str, *, merge: bool = False, dry_run: bool = False, batch_runs: int = 100,
     show_progress: bool = True, workers: int | None = None,
@@ -801,7 +793,8 @@ async def import_mlflow(
     try:
         if source.dialect != "postgresql" and not dry_run:
             if workers is None:
-                big = await source.estimated_rows("metrics") > _POINTS_WORTH_WORKERS
+                big = ("metrics" in await source.tables()
+                       and await source.estimated_rows("metrics") > _POINTS_WORTH_WORKERS)
                 workers = default_worker_count() if big else 0
             if workers > 0:
                 pool = Workers(source_uri, workers)

@@ -192,19 +192,72 @@ class Workers:
     """
 
     def __init__(self, uri: str, count: int):
+        self.count = count
         self._pool = ProcessPoolExecutor(
             max_workers=count, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker, initargs=(uri,),
         )
 
-    async def chunk_data(self, batch: Batch, model_points: dict) -> tuple[bytes, list[tuple]] | None:
-        """The batch's chunks as COPY rows and its summary rows, or None if the worker's snapshot lists
-        other series or counts than ``batch`` (the store changed since the import's snapshot)."""
+    async def chunk_pieces(self, source: Source, batch: Batch, model_points: dict,
+                           summaries: list) -> AsyncIterator[bytes]:
+        """:func:`chunk_pieces` of the batch, its parts made by the workers side by side.
+
+        A part is whole runs of about :data:`POINTS_PER_PART` points (more for a single
+        bigger run), so memory holds a few parts whatever the batch. A part whose worker
+        found other series or counts in its snapshot is read here from ``source``.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _chunk_data_in_worker, batch, model_points)
+        parts = _parts(batch, model_points)
+        running = [loop.run_in_executor(self._pool, _chunk_data_in_worker, part, points)
+                   for part, points in parts[:self.count]]
+        try:
+            for index, (part, points) in enumerate(parts):
+                made = await running[index]
+                if index + self.count < len(parts):
+                    running.append(loop.run_in_executor(self._pool, _chunk_data_in_worker, *parts[index + self.count]))
+                if made is None:
+                    async for piece in chunk_pieces(source, part, points, summaries):
+                        yield piece
+                else:
+                    data, part_summaries = made
+                    summaries += part_summaries
+                    yield data
+        finally:
+            for future in running:
+                future.cancel()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# A worker's share of a batch, in points (whole runs).
+POINTS_PER_PART = 250_000
+
+
+def _parts(batch: Batch, model_points: dict) -> list[tuple[Batch, dict]]:
+    """The batch cut into parts of whole runs, each with the logged-model points of its runs.
+
+    Part i covers the runs from its first series' run up to the next part's first one, so
+    a run with logged-model points and no metric rows goes with the part whose range holds it.
+    """
+    starts = [0]
+    size = 0
+    for index, (run_id, _, count) in enumerate(batch.series):
+        if size >= POINTS_PER_PART and run_id != batch.series[index - 1][0]:
+            starts.append(index)
+            size = 0
+        size += count
+    parts = []
+    for number, start in enumerate(starts):
+        end = starts[number + 1] if number + 1 < len(starts) else len(batch.series)
+        low = batch.low if number == 0 else batch.series[start][0]
+        high = batch.high if end == len(batch.series) else batch.series[end - 1][0]
+        below = batch.series[end][0] if end < len(batch.series) else None
+        # (MySQL keeps a logged model's run id as the client spelled it; run ids are lowercase.)
+        points = {key: found for key, found in model_points.items()
+                  if low <= key[0].lower() and (below is None or key[0].lower() < below)}
+        parts.append((Batch(low, high, batch.series[start:end], batch.order, batch.index_from), points))
+    return parts
 
 
 # One per worker process: its event loop and its connection to the store.
