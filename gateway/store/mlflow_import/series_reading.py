@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import contextlib
 import gc
+import itertools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -208,18 +210,22 @@ class Workers:
         """
         loop = asyncio.get_running_loop()
         parts = _parts(batch, model_points)
-        running = [loop.run_in_executor(self._pool, _chunk_data_in_worker, part, points)
-                   for part, points in parts[:self.count]]
+        ahead = iter(parts)
+        # The parts being made, oldest first; a part's data is let go once it was handed on.
+        running = collections.deque(loop.run_in_executor(self._pool, _chunk_data_in_worker, *part)
+                                    for part in itertools.islice(ahead, self.count))
         try:
-            for index, (part, points) in enumerate(parts):
-                made = await running[index]
-                if index + self.count < len(parts):
-                    running.append(loop.run_in_executor(self._pool, _chunk_data_in_worker, *parts[index + self.count]))
+            for part, points in parts:
+                made = await running.popleft()
+                following = next(ahead, None)
+                if following is not None:
+                    running.append(loop.run_in_executor(self._pool, _chunk_data_in_worker, *following))
                 if made is None:
                     async for piece in chunk_pieces(source, part, points, summaries):
                         yield piece
                 else:
                     data, part_summaries = made
+                    del made
                     summaries += part_summaries
                     yield data
         finally:
