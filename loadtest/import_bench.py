@@ -262,6 +262,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=10)
     parser.add_argument("--points", type=int, default=1000, help="points per key and run")
     parser.add_argument("--batch-runs", type=int, default=100)
+    parser.add_argument("--workers", type=int, help="passed to import-mlflow (default: its own)")
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--postgres-pid", type=int, help="postmaster PID, to count PostgreSQL's CPU seconds")
     parser.add_argument("--mysql-pid", type=int, help="mariadbd or mysqld PID, to count its CPU seconds")
@@ -275,14 +276,15 @@ def main() -> None:
     own_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "gateway", "import-mlflow", "--from", args.store, "--database-url", target,
-                    "--batch-runs", str(args.batch_runs), "--no-progress"], check=True)
+                    "--batch-runs", str(args.batch_runs), "--no-progress",
+                    *(["--workers", str(args.workers)] if args.workers is not None else [])], check=True)
     elapsed = time.monotonic() - started
     own_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     points = args.runs * args.keys * args.points
     print(f"import-mlflow: {points:,} points in {elapsed:.1f} s (whole command), {points / elapsed:,.0f} points/s")
     importer_cpu = (own_after.ru_utime - own_before.ru_utime) + (own_after.ru_stime - own_before.ru_stime)
     line = (f"CPU: import-mlflow {importer_cpu:.1f} s ({points / importer_cpu:,.0f} points per CPU second, "
-            f"peak memory {own_after.ru_maxrss / 1024:.0f} MB)")
+            f"peak memory of its largest process {own_after.ru_maxrss / 1024:.0f} MB)")
     if args.postgres_pid:
         time.sleep(1)  # the backends have exited and been reaped
         postgres_cpu = _postgres_cpu(args.postgres_pid) - postgres_before
