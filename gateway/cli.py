@@ -352,6 +352,13 @@ async def _import_mlflow(database_url: str, args: argparse.Namespace) -> str:
 
 
 def import_mlflow_command(args: argparse.Namespace) -> None:
+    from gateway.store.mlflow_import import ImportRefused, check_source
+
+    try:
+        # Before the embedded database would start for nothing.
+        check_source(args.source)
+    except ImportRefused as exc:
+        sys.exit(f"gateway import-mlflow: {exc.message}")
     try:
         _print_with_database(args, "import-mlflow", lambda url, settings: _import_mlflow(url, args))
     except KeyboardInterrupt:

@@ -342,14 +342,17 @@ def test_the_importer_needs_neither_mlflow_nor_sqlalchemy():
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
 
 
-def test_a_mysql_store_without_pymysql_says_what_to_install(fresh_database_url):
+def test_a_mysql_store_without_pymysql_says_what_to_install(fresh_database_url, tmp_path):
     code = "import sys; sys.modules['pymysql'] = None; from gateway.cli import main; main(sys.argv[1:])"
-    result = subprocess.run(
-        [sys.executable, "-c", code, "import-mlflow", "--from", f"mysql://user@127.0.0.1:{free_port()}/mlflow",
-         "--database-url", fresh_database_url, "--no-progress"],
-        capture_output=True, text=True, timeout=120, env={**os.environ})
-    assert result.returncode != 0
-    assert "needs PyMySQL: pip install 'mlflow-ingestion-gateway[mysql]'" in result.stderr
+    for target in (["--database-url", fresh_database_url], ["--data-dir", str(tmp_path / "data")]):
+        result = subprocess.run(
+            [sys.executable, "-c", code, "import-mlflow", "--from", f"mysql://user@127.0.0.1:{free_port()}/mlflow",
+             *target, "--no-progress"],
+            capture_output=True, text=True, timeout=120, env={**os.environ})
+        assert result.returncode != 0
+        assert "needs PyMySQL: pip install 'mlflow-ingestion-gateway[mysql]'" in result.stderr
+    # Refused before an embedded database was made for the import.
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
 
 
 def test_the_source_url_keeps_no_password():

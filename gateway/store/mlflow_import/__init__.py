@@ -7,6 +7,6 @@ stay valid. See :func:`import_mlflow`.
 
 from gateway.store.mlflow_import.errors import ImportRefused
 from gateway.store.mlflow_import.importer import ImportReport, MlflowImporter, import_mlflow
-from gateway.store.mlflow_import.source import open_source
+from gateway.store.mlflow_import.source import check_source, open_source
 
-__all__ = ["ImportRefused", "ImportReport", "MlflowImporter", "import_mlflow", "open_source"]
+__all__ = ["ImportRefused", "ImportReport", "MlflowImporter", "check_source", "import_mlflow", "open_source"]

@@ -301,12 +301,7 @@ class MysqlSource(Source):
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        try:
-            import pymysql
-        except ImportError:
-            raise ImportRefused(
-                "reading a MySQL or MariaDB store needs PyMySQL: pip install 'mlflow-ingestion-gateway[mysql]'"
-            ) from None
+        pymysql = _pymysql()
         self._unbuffered = pymysql.cursors.SSCursor
         try:
             self._conn = await asyncio.to_thread(pymysql.connect, **self.connect_args, autocommit=True)
@@ -439,6 +434,46 @@ def mysql_connect_args(url: str) -> dict:
     return args
 
 
+def _pymysql():
+    try:
+        import pymysql
+    except ImportError:
+        raise ImportRefused(
+            "reading a MySQL or MariaDB store needs PyMySQL: pip install 'mlflow-ingestion-gateway[mysql]'"
+        ) from None
+    return pymysql
+
+
+def check_source(uri: str) -> None:
+    """What :func:`open_source` checks before it connects: a scheme it reads, a SQLite file that
+    exists, PyMySQL for a MySQL store (so a command can refuse before it starts anything).
+
+    Raises:
+        ImportRefused: the URI cannot be opened.
+    """
+    base = _scheme(uri)
+    if base == "sqlite":
+        path = _sqlite_path(uri)
+        if not os.path.isfile(path):
+            raise ImportRefused(f"sqlite:///{os.path.abspath(path)}: no such file")
+    elif base in ("mysql", "mariadb"):
+        _pymysql()
+    elif base not in ("postgresql", "postgres"):
+        _refuse_scheme(uri, base)
+
+
+def _scheme(uri: str) -> str:
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    return scheme.split("+", 1)[0]
+
+
+def _sqlite_path(uri: str) -> str:
+    path = uri.split(":///", 1)[1] if ":///" in uri else ""
+    if not path or path == ":memory:":
+        raise ImportRefused(f"{uri!r}: give the SQLite file as sqlite:///path/to/mlflow.db")
+    return urllib.parse.unquote(path.split("?", 1)[0])
+
+
 async def open_source(uri: str) -> Source:
     """Open an MLflow backend store by its URI, as ``mlflow server --backend-store-uri`` takes it.
 
@@ -450,21 +485,20 @@ async def open_source(uri: str) -> Source:
     Raises:
         ImportRefused: an unsupported scheme, a missing file, an unreachable server.
     """
-    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
-    base = scheme.split("+", 1)[0]
+    check_source(uri)
+    base = _scheme(uri)
     if base == "sqlite":
-        path = uri.split(":///", 1)[1] if ":///" in uri else ""
-        if not path or path == ":memory:":
-            raise ImportRefused(f"{uri!r}: give the SQLite file as sqlite:///path/to/mlflow.db")
-        return SqliteSource(urllib.parse.unquote(path.split("?", 1)[0]))
+        return SqliteSource(_sqlite_path(uri))
     if base in ("postgresql", "postgres"):
         source = PostgresSource(uri)
         await source.open()
         return source
-    if base in ("mysql", "mariadb"):
-        source = MysqlSource(uri)
-        await source.open()
-        return source
+    source = MysqlSource(uri)
+    await source.open()
+    return source
+
+
+def _refuse_scheme(uri: str, base: str) -> None:
     if base == "mssql":
         raise ImportRefused("SQL Server stores are not supported: SQLite, PostgreSQL, MySQL and MariaDB stores are")
     raise ImportRefused(f"{uri!r} is not an MLflow backend store URI (sqlite:///..., postgresql://... or mysql://...)")
