@@ -34,6 +34,9 @@ async def stored_points(database_url: str, run_ids: list[str]) -> list[tuple[str
 
 async def summaries_match_points(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
+    # One snapshot for both reads: a flush may still commit while they run (a held write landing).
+    snapshot = conn.transaction(isolation="repeatable_read", readonly=True)
+    await snapshot.start()
     try:
         expected = await conn.fetch(
             """SELECT run_id, key, count(*) AS point_count,
@@ -47,6 +50,7 @@ async def summaries_match_points(database_url: str) -> None:
             "SELECT run_id, key, point_count, min_value, max_value, step, value FROM metric_summaries ORDER BY run_id, key"
         )
     finally:
+        await snapshot.rollback()
         await conn.close()
     def normal(rows):  # NaN != NaN, so compare a stand-in
         return [tuple("NaN" if isinstance(v, float) and v != v else v for v in row) for row in rows]
