@@ -35,6 +35,8 @@ CHUNK_COLUMNS = (
     "first_timestamp", "last_timestamp", "min_value", "max_value", "point_count", "sealed",
     "step_offsets", "timestamp_offsets", "metric_values",
 )
+_MIN_VALUE = CHUNK_COLUMNS.index("min_value")
+_MAX_VALUE = CHUNK_COLUMNS.index("max_value")
 # Offsets are int4: a chunk spans less than this many steps, and milliseconds.
 _SPAN = 2**31
 
@@ -46,7 +48,6 @@ _KIND = attrgetter("model_id", "dataset_name", "dataset_digest")
 _MODEL_ID = attrgetter("model_id")
 _DATASET_NAME = attrgetter("dataset_name")
 _DATASET_DIGEST = attrgetter("dataset_digest")
-_KEY = attrgetter("key")
 
 
 def identity(step: int, timestamp: int, value: float) -> tuple:
@@ -226,8 +227,16 @@ class KeyBatch:
         if moved:
             new = [p for p in points if identity(p.step, p.timestamp, p.value) not in moved]
             return cls(points, rows, summary_of(new) if new else None)
+        # The extremes are those of the chunks just made (their finite values), not counted again.
+        lows = [row[_MIN_VALUE] for row in rows if row[_MIN_VALUE] is not None]
+        highs = [row[_MAX_VALUE] for row in rows if row[_MAX_VALUE] is not None]
         last = points[-1]
-        return cls(points, rows, _summary((last.step, last.timestamp, last.value), list(map(_VALUE, points))))
+        return cls(points, rows, KeySummary(
+            latest=(last.step, last.timestamp, last.value),
+            min_value=min(lows) if lows else None,
+            max_value=max(highs) if highs else None,
+            count=len(points),
+        ))
 
 
 def batch_by_key(writes: Iterable) -> dict[tuple[str, str], KeyBatch]:
@@ -235,10 +244,18 @@ def batch_by_key(writes: Iterable) -> dict[tuple[str, str], KeyBatch]:
     by_key: dict[tuple[str, str], list[MetricPoint]] = {}
     for write in writes:
         run_id = write.run_id
-        for key, points in groupby(sorted(write.metrics, key=_KEY), _KEY):
+        # Grouped by a dict in arrival order: half the cost of sorting a batch by key.
+        of_key: dict[str, list[MetricPoint]] = {}
+        for point in write.metrics:
+            group = of_key.get(point.key)
+            if group is None:
+                of_key[point.key] = [point]
+            else:
+                group.append(point)
+        for key, points in of_key.items():
             group = by_key.get((run_id, key))
             if group is None:
-                by_key[(run_id, key)] = list(points)
+                by_key[(run_id, key)] = points
             else:
                 group.extend(points)
     return {key: KeyBatch._of(key[0], key[1], *_arranged(points), None) for key, points in by_key.items()}
