@@ -161,6 +161,8 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
         *ui_routes(find_build()),
         Route("GET", "/metrics", prometheus_metrics),
     ])
+    telemetry.refusals_from_zero(resource.canonical for resource in app.router.resources()
+                                 if resource.canonical.endswith(tracking.BUFFERED_WRITES))
     serve_document(app, authentication=bool(settings.auth_file))
     return app
 

@@ -109,3 +109,14 @@ for _kind in ("unreachable", "failed"):
     DATABASE_ERRORS.labels(_kind)
 for _trigger in ("immediate", "linger", "size"):
     FLUSHES.labels(_trigger)
+
+
+def refusals_from_zero(endpoints) -> None:
+    """Make the 429 and 503 series of ``endpoints`` exist at 0 from the start.
+
+    A series that first appears at its first value shows Prometheus no increase,
+    so a rate over it would miss a first burst of refusals.
+    """
+    for endpoint in endpoints:
+        for status in ("429", "503"):
+            REQUESTS.labels(endpoint, status)

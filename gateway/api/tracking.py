@@ -542,6 +542,9 @@ _UI_ROUTES = [
 ]
 
 
+# The run writes the accumulator buffers, which backpressure and outages refuse (429, 503).
+BUFFERED_WRITES = ("/runs/log-metric", "/runs/log-parameter", "/runs/set-tag", "/runs/log-batch")
+
 ROUTES = [
     *under(TRACKING_PREFIXES, _TRACKING_ROUTES),
     *under([UI_PREFIX], _UI_ROUTES),

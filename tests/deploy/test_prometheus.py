@@ -51,7 +51,7 @@ async def test_dashboard_queries_and_alerts_on_a_live_gateway_under_a_flood(fres
     # Small buffers and a short deadline, so that the flood is refused in part (429/503).
     gateway = GatewayProcess(
         fresh_database_url,
-        "--max-points-per-flush", "1000", "--max-pending-points", "1000", "--request-deadline-s", "0.05",
+        "--max-points-per-flush", "1000", "--max-pending-points", "1000", "--request-deadline-s", "0.01",
         "--flush-concurrency", "1", "--pool-size", "3", "--compact-interval-s", "0.5",
         "--compact-min-chunks", "8",
     )
@@ -67,7 +67,7 @@ async def test_dashboard_queries_and_alerts_on_a_live_gateway_under_a_flood(fres
             client.set_tag(run_id, "team", "vision")
         run_ids = await create_runs(gateway.url, 8, "dashboard-flood")
         flood_started = time.time()
-        ledger = await flood(gateway.url, run_ids, writers=16, duration=12, batch_every=3, batch_points=500)
+        ledger = await flood(gateway.url, run_ids, writers=16, duration=12, batch_every=3, batch_points=1000)
         flood_ended = time.time()
         assert ledger.statuses.get(200, 0) > 100, ledger.statuses
         refused = ledger.statuses.get(429, 0) + ledger.statuses.get(503, 0)

@@ -367,6 +367,11 @@ def test_prometheus_metrics_count_ingestion(http, gateway):
     for name in ("gateway_pending_bytes", "gateway_open_run_buffers", "gateway_database_retries_total",
                  'gateway_flushes_total{trigger="immediate"}', "gateway_flush_entities_count"):
         assert name in samples
+    # The refusals of the buffered writes are counted from 0, before any happened, so a rate sees the first.
+    for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
+        for write in ("log-metric", "log-parameter", "set-tag", "log-batch"):
+            for status in ("429", "503"):
+                assert f'gateway_requests_total{{endpoint="{prefix}/runs/{write}",status="{status}"}}' in samples
 
 
 def test_several_workers_share_one_port(database_url):
