@@ -29,3 +29,11 @@ def test_a_batch_without_metric_rows_is_one_part_with_its_model_points():
     batch = Batch("a", "c", [], 'run_uuid, "key"', None)
     model_points = {("b", "m"): {(0, 0, 0.0): ("model", None, None)}}
     assert _parts(batch, model_points) == [(batch, model_points)]
+
+
+def test_two_spellings_of_a_run_id_stay_in_one_part(monkeypatch):
+    # As MySQL may hold them: its collation takes both for one run, and reads them together.
+    monkeypatch.setattr(series_reading, "POINTS_PER_PART", 100)
+    series = [("ab", "loss", 150), ("AB", "acc", 10), ("cd", "loss", 10)]
+    parts = _parts(Batch("a", "z", series, 'run_uuid, "key"', None), {})
+    assert [[s[0] for s in part.series] for part, _ in parts] == [["ab", "AB"], ["cd"]]

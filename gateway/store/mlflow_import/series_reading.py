@@ -246,10 +246,12 @@ def _parts(batch: Batch, model_points: dict) -> list[tuple[Batch, dict]]:
     Part i covers the runs from its first series' run up to the next part's first one, so
     a run with logged-model points and no metric rows goes with the part whose range holds it.
     """
+    # Run ids compared in lowercase: MySQL keeps a metric's run id as the client spelled it, and its
+    # collation, which the reads' BETWEEN follows, takes two spellings for one run.
     starts = [0]
     size = 0
     for index, (run_id, _, count) in enumerate(batch.series):
-        if size >= POINTS_PER_PART and run_id != batch.series[index - 1][0]:
+        if size >= POINTS_PER_PART and run_id.lower() != batch.series[index - 1][0].lower():
             starts.append(index)
             size = 0
         size += count
@@ -258,10 +260,9 @@ def _parts(batch: Batch, model_points: dict) -> list[tuple[Batch, dict]]:
         end = starts[number + 1] if number + 1 < len(starts) else len(batch.series)
         low = batch.low if number == 0 else batch.series[start][0]
         high = batch.high if end == len(batch.series) else batch.series[end - 1][0]
-        below = batch.series[end][0] if end < len(batch.series) else None
-        # (MySQL keeps a logged model's run id as the client spelled it; run ids are lowercase.)
+        below = batch.series[end][0].lower() if end < len(batch.series) else None
         points = {key: found for key, found in model_points.items()
-                  if low <= key[0].lower() and (below is None or key[0].lower() < below)}
+                  if low.lower() <= key[0].lower() and (below is None or key[0].lower() < below)}
         parts.append((Batch(low, high, batch.series[start:end], batch.order, batch.index_from), points))
     return parts
 
