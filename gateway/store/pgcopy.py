@@ -4,9 +4,10 @@ asyncpg encodes an array element by element, checking each against abstract
 base classes, which costs more than the rest of a flush. A chunk's arrays are
 packed here instead with the ``array`` module: the values in network byte
 order, then spread into the format's (length, value) cells by slice, a byte
-lane at a time. Arrays read from a COPY are taken apart the same way, the other
-way round. The layout is PostgreSQL's documented COPY BINARY format and the
-arrays' binary send format (one dimension, no NULLs).
+lane at a time. Arrays read from a COPY are taken apart by ``struct``, a block
+of cells a call, skipping each cell's length word. The layout is PostgreSQL's
+documented COPY BINARY format and the arrays' binary send format (one
+dimension, no NULLs).
 """
 
 from __future__ import annotations
@@ -172,6 +173,17 @@ def int4_of(field: bytes) -> int:
 
 
 _CELLS: dict[tuple[str, int], struct.Struct] = {}
+# Cells unpacked a call: a format of this many cells stays small.
+_BLOCK = 65_536
+
+
+def _cells(code: str, count: int) -> struct.Struct:
+    cells = _CELLS.get((code, count))
+    if cells is None:
+        if len(_CELLS) >= 64:
+            _CELLS.clear()
+        cells = _CELLS[(code, count)] = struct.Struct(">" + ("4x" + code) * count)
+    return cells
 
 
 def _array_values(field: bytes, code: str) -> list:
@@ -180,14 +192,15 @@ def _array_values(field: bytes, code: str) -> list:
         return []
     if ndim != 1 or has_nulls:
         raise ValueError("only one-dimensional arrays without NULLs are read")
-    count = _LENGTH.unpack_from(field, 12)[0]
-    cells = _CELLS.get((code, count))
-    if cells is None:
-        if len(_CELLS) >= 64:
-            _CELLS.clear()
-        # Each cell's length word skipped, its value read, in one call.
-        cells = _CELLS[(code, count)] = struct.Struct(">" + ("4x" + code) * count)
-    return list(cells.unpack_from(field, 20))
+    left = _LENGTH.unpack_from(field, 12)[0]
+    values: list = []
+    offset = 20
+    while left:
+        cells = _cells(code, min(left, _BLOCK))
+        values += cells.unpack_from(field, offset)
+        offset += cells.size
+        left -= min(left, _BLOCK)
+    return values
 
 
 def int8_array_of(field: bytes) -> list[int]:
