@@ -346,7 +346,7 @@ async def _import_mlflow(database_url: str, args: argparse.Namespace) -> str:
 
     report = await import_mlflow(
         args.source, database_url, merge=args.merge, dry_run=args.dry_run, batch_runs=args.batch_runs,
-        show_progress=not args.no_progress, workers=args.workers,
+        show_progress=not args.no_progress, workers=args.reading_processes,
     )
     return report.summary()
 
@@ -461,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     import_parser.add_argument("--batch-runs", type=int, default=100, metavar="N",
                                help="runs copied per transaction (default 100)")
     import_parser.add_argument(
-        "--workers", type=int, default=None, metavar="N",
+        # Not the server's `workers` setting, which _settings would take it for.
+        "--workers", dest="reading_processes", type=int, default=None, metavar="N",
         help="processes reading metric points from a SQLite or MySQL store (default: one per core for a store of "
         "more than a million points; 0: read them in the importing process)")
     import_parser.add_argument("--no-progress", action="store_true", help="draw no progress bars")

@@ -252,6 +252,14 @@ def test_an_import_killed_mid_table_continues_to_the_same_result(kind, request, 
     assert run_apart(content(resumed)) == run_apart(content(clean))
 
 
+def test_points_read_in_the_import_or_by_workers_are_the_same(sqlite_store, postgres):
+    _, _, source = sqlite_store
+    in_process, by_workers = run_apart(postgres.create_database()), run_apart(postgres.create_database())
+    import_command(source, in_process, "--workers", "0")
+    import_command(source, by_workers, "--workers", "3")
+    assert run_apart(content(in_process)) == run_apart(content(by_workers))
+
+
 def test_dry_run_counts_and_copies_nothing(sqlite_store, fresh_database_url):
     _, _, source = sqlite_store
     result = import_command(source, fresh_database_url, "--dry-run")
