@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.server import free_port
+from tests.server import free_port, stop_process
 
 # What the tests say when they skip for want of it.
 MISSING = "MariaDB is not installed (Debian package mariadb-server)"
@@ -100,11 +100,5 @@ class TestMariadb:
 
     def close(self) -> None:
         """Stop the server and remove its folder."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         shutil.rmtree(self.folder, ignore_errors=True)

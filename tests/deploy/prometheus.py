@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.deploy.podman import DEPLOY
-from tests.server import free_port
+from tests.server import free_port, stop_process
 
 RULES = DEPLOY / "prometheus" / "gateway-rules.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "mlflow-gateway.json"
@@ -95,12 +95,6 @@ class PrometheusProcess:
         return (self.dir / "prometheus.log").read_text(errors="replace")[-5000:]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
