@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import msgspec
 
 # MLflow clamps infinite metric values to the largest finite double.
@@ -27,6 +29,32 @@ class KeyValue(msgspec.Struct, frozen=True, gc=False, array_like=True):
     value: str
 
 
+class MetricColumns(Sequence[MetricPoint]):
+    """A request's points that name no logged model or dataset, as columns per key.
+
+    ``by_key`` maps a key to its points' (steps, timestamps, values) in the
+    order they came. Read as a sequence it gives MetricPoints, key by key;
+    the writer takes the columns as they are.
+    """
+
+    __slots__ = ("by_key", "_count")
+
+    def __init__(self, by_key: dict[str, tuple[list[int], list[int], list[float]]]):
+        self.by_key = by_key
+        self._count = sum(len(columns[0]) for columns in by_key.values())
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[MetricPoint]:
+        for key, (steps, timestamps, values) in self.by_key.items():
+            for step, timestamp, value in zip(steps, timestamps, values):
+                yield MetricPoint(key, value, timestamp, step)
+
+    def __getitem__(self, index):
+        return list(self)[index]
+
+
 class RunWrite(msgspec.Struct, gc=False):
     """One client request's writes to one run; it commits or fails as a unit.
 
@@ -35,7 +63,7 @@ class RunWrite(msgspec.Struct, gc=False):
     """
 
     run_id: str
-    metrics: list[MetricPoint] = []
+    metrics: list[MetricPoint] | MetricColumns = []
     params: list[KeyValue] = []
     tags: list[KeyValue] = []
     size_bytes: int = 0

@@ -23,8 +23,13 @@ from gateway.model import KeyValue, MetricPoint, RunWrite
 _EMPTY = b"{}"
 
 
-async def read(request: web.Request, struct_type: type[msgspec.Struct]) -> Any:
+async def read(
+    request: web.Request, struct_type: type[msgspec.Struct], plain: type[msgspec.Struct] | None = None
+) -> Any:
     """Decode a request message: GET from the query string only, others from a JSON body.
+
+    ``plain`` is a stricter form of ``struct_type`` tried first on a body: the
+    message comes as ``plain`` when the body fits it, else as ``struct_type``.
 
     Raises:
         InvalidParameter: wrong content type, malformed JSON, or a field of the wrong shape
@@ -38,6 +43,11 @@ async def read(request: web.Request, struct_type: type[msgspec.Struct]) -> Any:
     if content_type.split(";")[0].strip() != "application/json":
         raise InvalidParameter("Bad Request. Content-Type must be one of ['application/json'].")
     body = await request.read()
+    if plain is not None:
+        try:
+            return schemas.decoder(plain).decode(body)
+        except msgspec.MsgspecError:
+            pass
     return decode_body(body, struct_type)
 
 
@@ -225,7 +235,7 @@ def set_tag_write(message: schemas.SetTag, content_length: int | None) -> RunWri
     return RunWrite(run_id, tags=[KeyValue(message.key, value)], size_bytes=_size_estimate(content_length or 0, 1))
 
 
-def log_batch_write(message: schemas.LogBatch, content_length: int | None) -> RunWrite:
+def log_batch_write(message: schemas.LogBatch | schemas.PlainLogBatch, content_length: int | None) -> RunWrite:
     """The write a runs/log-batch request carries, checked in MLflow's order.
 
     The result may be empty (no entities): MLflow then only checks the run.
@@ -237,7 +247,10 @@ def log_batch_write(message: schemas.LogBatch, content_length: int | None) -> Ru
     metrics_in = message.metrics or []
     params_in = message.params or []
     tags_in = message.tags or []
-    metrics = runs.plain_metric_points(metrics_in)
+    if isinstance(message, schemas.PlainLogBatch):
+        metrics = runs.plain_metric_columns(metrics_in)
+    else:
+        metrics = runs.plain_metric_points(metrics_in)
     if metrics is None:
         for index, item in enumerate(metrics_in):
             for field in ("key", "value", "timestamp"):
@@ -261,7 +274,7 @@ async def read_log_batch(request: web.Request) -> schemas.LogBatch:
     """Decode a log-batch request, refusing a body over MLflow's 1 MB limit before reading it."""
     if request.content_length is not None and request.content_length > MAX_BATCH_BODY_BYTES:
         raise runs.batch_body_too_large(request.content_length)
-    message = await read(request, schemas.LogBatch)
+    message = await read(request, schemas.LogBatch, plain=schemas.PlainLogBatch)
     body_size = len(await request.read())  # already read: a chunked body is measured here
     if body_size > MAX_BATCH_BODY_BYTES:
         raise runs.batch_body_too_large(body_size)

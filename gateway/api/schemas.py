@@ -9,11 +9,12 @@ ignored: newer clients send fields older servers do not know.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
-from gateway.model import DatasetSummary, Experiment, Metric, Run, RunInfo
+from gateway.mlflow.limits import INT64_MAX, INT64_MIN
+from gateway.model import FLOAT_MAX, DatasetSummary, Experiment, Metric, Run, RunInfo
 
 
 class Request(msgspec.Struct, kw_only=True):
@@ -38,6 +39,20 @@ class MetricIn(msgspec.Struct, kw_only=True, gc=False):
 class RunRef(Request):
     run_id: Any = None
     run_uuid: Any = None
+
+
+# The shape of a log-batch whose metrics are all plainly valid: a key, a finite
+# number, a timestamp and step that are int64 (the timestamp not negative), no
+# logged model or dataset. Decoded in one pass with no per-field call in Python;
+# a body of any other shape is decoded again as LogBatch and checked field by field.
+class PlainMetricIn(msgspec.Struct, kw_only=True, gc=False):
+    key: str
+    value: Annotated[float, msgspec.Meta(ge=-FLOAT_MAX, le=FLOAT_MAX)]
+    timestamp: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+    step: Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)] = 0
+    model_id: None = None
+    dataset_name: None = None
+    dataset_digest: None = None
 
 
 class LogMetric(RunRef):
@@ -66,6 +81,12 @@ class DeleteTag(RunRef):
 
 class LogBatch(RunRef):
     metrics: list[MetricIn] | None = None
+    params: list[KeyValueIn] | None = None
+    tags: list[KeyValueIn] | None = None
+
+
+class PlainLogBatch(RunRef):
+    metrics: list[PlainMetricIn] | None = None
     params: list[KeyValueIn] | None = None
     tags: list[KeyValueIn] | None = None
 

@@ -30,7 +30,7 @@ from gateway.mlflow.limits import (
     MAX_TAGS_PER_BATCH,
 )
 from gateway.mlflow.messages import BAD_CHARACTERS, BAD_PATH, invalid_type, invalid_value, join_path, missing_value, too_long
-from gateway.model import FLOAT_MAX, KeyValue, MetricPoint, RunWrite
+from gateway.model import FLOAT_MAX, KeyValue, MetricColumns, MetricPoint, RunWrite
 
 
 # Bound on each cache of values already found valid; past it the cache starts over.
@@ -90,6 +90,26 @@ def plain_metric_points(items: Iterable[Any]) -> list[MetricPoint] | None:
             )
         )
     return points
+
+
+def plain_metric_columns(items: Iterable[Any]) -> MetricColumns | None:
+    """The points of a batch's metrics as columns per key, or None while a key is not yet known valid.
+
+    ``items`` are metrics whose values, timestamps and steps the decoder already
+    found plainly valid (gateway.api.schemas.PlainMetricIn); only the keys are left
+    to check. On None the caller runs the full checks.
+    """
+    if not valid_keys.issuperset([item.key for item in items]):
+        return None
+    by_key: dict[str, tuple[list[int], list[int], list[float]]] = {}
+    for item in items:
+        columns = by_key.get(item.key)
+        if columns is None:
+            columns = by_key[item.key] = ([], [], [])
+        columns[0].append(item.step)
+        columns[1].append(item.timestamp)
+        columns[2].append(item.value)
+    return MetricColumns(by_key)
 
 
 def metric_timestamp(timestamp: int, key: str, value: float, path: str = "") -> int:

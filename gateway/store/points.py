@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import groupby, islice
+from itertools import groupby, islice, repeat
 from math import isnan
-from operator import attrgetter, le, lt
+from operator import attrgetter, le, lt, sub
 
 import asyncpg
 
 from gateway.mlflow.limits import INT64_MAX
-from gateway.model import Metric, MetricPoint
+from gateway.model import Metric, MetricColumns, MetricPoint
 
 # A sealed chunk holds this many points; the compactor merges smaller ones up to it.
 CHUNK_POINTS = 4096
@@ -198,7 +198,7 @@ def _add_chunk(rows, run_id, key, kind, steps, timestamps, values, start, stop, 
     rows.append((
         run_id, key, *kind, first_step, steps[stop - 1], first_timestamp, last_timestamp,
         min(finite) if finite else None, max(finite) if finite else None, stop - start, sealed,
-        [s - first_step for s in steps[start:stop]], [t - first_timestamp for t in stamps], piece,
+        list(map(sub, steps[start:stop], repeat(first_step))), list(map(sub, stamps, repeat(first_timestamp))), piece,
     ))
 
 
@@ -206,44 +206,101 @@ def _add_chunk(rows, run_id, key, kind, steps, timestamps, values, start, stop, 
 class KeyBatch:
     """A flush's new points of one (run, key), arranged, with their COPY rows and summary.
 
-    ``moved`` holds the identities of points stored before that move to their
-    logged model's series: written again, not counted again.
+    ``first`` is the first point's (step, timestamp, value). The points are kept as
+    MetricPoints, or as columns (key, steps, timestamps, values) for points that
+    name no logged model or dataset, made into MetricPoints only when asked for.
     """
 
-    points: list[MetricPoint]
     rows: list[tuple]
     summary: KeySummary | None
+    first: tuple | None
+    _points: list[MetricPoint] | None = None
+    _columns: tuple | None = None
+
+    @property
+    def points(self) -> list[MetricPoint]:
+        if self._points is None:
+            key, steps, timestamps, values = self._columns
+            self._points = [MetricPoint(key, v, t, s) for s, t, v in zip(steps, timestamps, values)]
+        return self._points
 
     @classmethod
     def of(cls, run_id: str, key: str, points: list[MetricPoint], moved: set | None = None) -> KeyBatch:
-        """The batch of arranged points (see :func:`arrange`)."""
+        """The batch of arranged points (see :func:`arrange`).
+
+        ``moved`` holds the identities of points stored before that move to their
+        logged model's series: written again, not counted again.
+        """
         return cls._of(run_id, key, points, list(map(_STEP, points)), moved)
 
     @classmethod
     def _of(cls, run_id: str, key: str, points: list[MetricPoint], steps: list[int], moved: set | None) -> KeyBatch:
         if not points:
-            return cls(points, [], None)
+            return cls([], None, None, points)
         rows = _chunk_rows(run_id, key, points, steps, CHUNK_POINTS)
+        first = (points[0].step, points[0].timestamp, points[0].value)
         if moved:
             new = [p for p in points if identity(p.step, p.timestamp, p.value) not in moved]
-            return cls(points, rows, summary_of(new) if new else None)
-        # The extremes are those of the chunks just made (their finite values), not counted again.
-        lows = [row[_MIN_VALUE] for row in rows if row[_MIN_VALUE] is not None]
-        highs = [row[_MAX_VALUE] for row in rows if row[_MAX_VALUE] is not None]
+            return cls(rows, summary_of(new) if new else None, first, points)
         last = points[-1]
-        return cls(points, rows, KeySummary(
-            latest=(last.step, last.timestamp, last.value),
-            min_value=min(lows) if lows else None,
-            max_value=max(highs) if highs else None,
-            count=len(points),
-        ))
+        return cls(rows, _summary_of_rows(rows, (last.step, last.timestamp, last.value), len(points)), first, points)
+
+    @classmethod
+    def of_columns(cls, run_id: str, key: str, steps: list[int], timestamps: list[int], values: list[float]) -> KeyBatch:
+        """The batch of points that name no logged model or dataset, given as columns in any order.
+
+        The lists are not changed: arranging makes new ones when it has to.
+        """
+        steps, timestamps, values = _arranged_columns(steps, timestamps, values)
+        rows: list[tuple] = []
+        cuts = stretches(steps)
+        for begin, end in zip(cuts, cuts[1:]):
+            add_chunks(rows, run_id, key, (None, None, None), steps, timestamps, values, begin, end)
+        latest = (steps[-1], timestamps[-1], values[-1])
+        return cls(
+            rows, _summary_of_rows(rows, latest, len(steps)), (steps[0], timestamps[0], values[0]),
+            _columns=(key, steps, timestamps, values),
+        )
+
+
+def _summary_of_rows(rows: list[tuple], latest: tuple, count: int) -> KeySummary:
+    # The extremes are those of the chunks just made (their finite values), not counted again.
+    lows = [row[_MIN_VALUE] for row in rows if row[_MIN_VALUE] is not None]
+    highs = [row[_MAX_VALUE] for row in rows if row[_MAX_VALUE] is not None]
+    return KeySummary(
+        latest=latest, min_value=min(lows) if lows else None, max_value=max(highs) if highs else None, count=count
+    )
+
+
+def _arranged_columns(steps: list[int], timestamps: list[int], values: list[float]) -> tuple[list, list, list]:
+    """:func:`arrange` for points given as columns: new lists unless they are in order already."""
+    if all(map(lt, steps, islice(steps, 1, None))):
+        return steps, timestamps, values
+    if len(set(steps)) == len(steps):
+        order = sorted(range(len(steps)), key=steps.__getitem__)
+    else:
+        identities = list(map(identity, steps, timestamps, values))
+        order = sorted(range(len(steps)), key=identities.__getitem__)
+        order = [i for n, i in enumerate(order) if n == 0 or identities[i] != identities[order[n - 1]]]
+    return list(map(steps.__getitem__, order)), list(map(timestamps.__getitem__, order)), list(
+        map(values.__getitem__, order)
+    )
 
 
 def batch_by_key(writes: Iterable) -> dict[tuple[str, str], KeyBatch]:
     """The metric points of RunWrites as a KeyBatch per (run, key)."""
     by_key: dict[tuple[str, str], list[MetricPoint]] = {}
+    columns_of: dict[tuple[str, str], list[tuple]] = {}
     for write in writes:
         run_id = write.run_id
+        if write.metrics.__class__ is MetricColumns:
+            for key, columns in write.metrics.by_key.items():
+                parts = columns_of.get((run_id, key))
+                if parts is None:
+                    columns_of[(run_id, key)] = [columns]
+                else:
+                    parts.append(columns)
+            continue
         # Grouped by a dict in arrival order: half the cost of sorting a batch by key.
         of_key: dict[str, list[MetricPoint]] = {}
         for point in write.metrics:
@@ -258,7 +315,26 @@ def batch_by_key(writes: Iterable) -> dict[tuple[str, str], KeyBatch]:
                 by_key[(run_id, key)] = points
             else:
                 group.extend(points)
-    return {key: KeyBatch._of(key[0], key[1], *_arranged(points), None) for key, points in by_key.items()}
+    batches: dict[tuple[str, str], KeyBatch] = {}
+    for series, parts in columns_of.items():
+        if series in by_key:
+            # The key also has points naming a logged model or dataset: all go as MetricPoints.
+            by_key[series].extend(
+                MetricPoint(series[1], v, t, s) for steps, timestamps, values in parts
+                for s, t, v in zip(steps, timestamps, values)
+            )
+        elif len(parts) == 1:
+            batches[series] = KeyBatch.of_columns(series[0], series[1], *parts[0])
+        else:
+            steps, timestamps, values = [], [], []
+            for part in parts:
+                steps += part[0]
+                timestamps += part[1]
+                values += part[2]
+            batches[series] = KeyBatch.of_columns(series[0], series[1], steps, timestamps, values)
+    for series, points in by_key.items():
+        batches[series] = KeyBatch._of(series[0], series[1], *_arranged(points), None)
+    return batches
 
 
 # ---- reading ------------------------------------------------------------------------

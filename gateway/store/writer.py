@@ -387,14 +387,14 @@ class BatchWriter:
             if len(made_keys) == len(keys):
                 return
             keys = [key for key in keys if key not in made_keys]
-        firsts = [batches[key].points[0] for key in keys]
+        firsts = [batches[key].first for key in keys]
         ranges = [(key[0], key[1], row[5], row[6]) for key in keys for row in batches[key].rows]
         rows = await conn.fetch(
             _LOCK_AND_APPLY_ON_A_SHARD if await self._shards.distributed(conn) else _LOCK_AND_APPLY_ON_ONE_DATABASE,
             *_summary_columns(keys, batches),
-            [p.step for p in firsts],
-            [p.timestamp for p in firsts],
-            [p.value for p in firsts],
+            [first[0] for first in firsts],
+            [first[1] for first in firsts],
+            [first[2] for first in firsts],
             *(map(list, zip(*ranges)) if ranges else [[]] * 4),
             own_ids,
         )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.mlflow import runs
+from gateway.api import schemas
 from gateway.api.decoding import metric_point
 from gateway.api.schemas import MetricIn
 from gateway.errors import InvalidParameter
-from gateway.model import MetricPoint
+from gateway.mlflow import runs
+from gateway.model import MetricColumns, MetricPoint, RunWrite
 from gateway.store import points
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -142,3 +145,103 @@ def test_summaries_agree_with_a_recomputation(rows):
     got = {group: comparable(summary) for group, summary in flush_summaries(rows).items()}
     want = {group: comparable(summary) for group, summary in reference_summaries(rows).items()}
     assert got == want
+
+
+JSON_NUMBER = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False), INT64, st.integers(min_value=2**63, max_value=2**70),
+    st.integers(min_value=-(2**70), max_value=-(2**63) - 1), st.sampled_from([0, -1, 1e308, -1e308, 0.5]),
+)
+JSON_FIELD = st.one_of(JSON_NUMBER, st.none(), st.booleans(), st.sampled_from(["1", "NaN", "Infinity", "", "x"]))
+
+
+def json_metrics():
+    """log-batch metrics as a client may send them: mostly plain, else null or of any JSON type."""
+    required = {
+        "key": KEY,
+        "value": st.one_of(st.floats(allow_nan=False, allow_infinity=False), JSON_FIELD),
+        "timestamp": st.one_of(st.integers(min_value=0, max_value=2**45), JSON_FIELD),
+    }
+    optional = {
+        "step": st.one_of(st.integers(min_value=-5, max_value=5), JSON_FIELD),
+        "model_id": st.sampled_from([None, None, "", "m-1"]),
+        "dataset_name": st.sampled_from([None, None, "", "train"]),
+    }
+    return st.lists(st.fixed_dictionaries(required, optional=optional), max_size=4)
+
+
+@settings(max_examples=400)
+@given(json_metrics())
+def test_a_body_the_plain_decoder_takes_gives_the_points_of_the_full_checks(metrics):
+    body = json.dumps({"run_id": "a" * 32, "metrics": metrics}).encode()
+    for item in metrics:  # the shortcut only takes keys the full checks accepted before
+        try:
+            runs.metric_key(item.get("key"), "name")
+        except InvalidParameter:
+            pass
+    try:
+        plain = schemas.decoder(schemas.PlainLogBatch).decode(body)
+    except msgspec.MsgspecError:
+        return
+    columns = runs.plain_metric_columns(plain.metrics)
+    if columns is None:
+        return
+    full = checked_points(schemas.decoder(schemas.LogBatch).decode(body).metrics)
+    assert not isinstance(full, str), f"the plain decoder took what the checks reject: {full}"
+    by_key = {}
+    for point in full:
+        by_key.setdefault(point.key, []).append(point)
+    assert same_points(list(columns), [point for points_of_key in by_key.values() for point in points_of_key])
+    assert len(columns) == len(full)
+
+
+def test_the_plain_decoder_takes_the_common_batch():
+    runs.metric_key("loss", "name")
+    body = b'{"run_id": "%s", "metrics": [%s]}' % (
+        b"a" * 32, b",".join(b'{"key": "loss", "value": %d.5, "timestamp": 1700000000000, "step": %d}' % (s, s)
+                             for s in range(3)),
+    )
+    columns = runs.plain_metric_columns(schemas.decoder(schemas.PlainLogBatch).decode(body).metrics)
+    assert columns is not None and columns.by_key == {"loss": ([0, 1, 2], [1700000000000] * 3, [0.5, 1.5, 2.5])}
+
+
+SERIES_POINT = st.tuples(
+    st.sampled_from(["r1", "r2"]),
+    st.sampled_from(["loss", "acc"]),
+    st.integers(min_value=0, max_value=6),
+    st.integers(min_value=0, max_value=2),
+    st.sampled_from([0.0, 1.0, -1.0, 2.5, 1e308]),
+    st.sampled_from([None, None, None, "m-1"]),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.lists(SERIES_POINT, max_size=12), max_size=5))
+def test_a_flush_of_columns_makes_the_chunks_and_summaries_a_flush_of_points_makes(requests):
+    as_points, as_columns = [], []
+    for request in requests:
+        for run_id in ("r1", "r2"):
+            mine = [p for p in request if p[0] == run_id]
+            if not mine:
+                continue
+            listed = [MetricPoint(key, value, timestamp, step, model_id) for _, key, step, timestamp, value, model_id in mine]
+            as_points.append(RunWrite(run_id, metrics=listed))
+            if any(p[5] for p in mine):
+                as_columns.append(RunWrite(run_id, metrics=listed))  # a logged model: not plain
+                continue
+            by_key: dict = {}
+            for _, key, step, timestamp, value, _ in mine:
+                columns = by_key.setdefault(key, ([], [], []))
+                columns[0].append(step)
+                columns[1].append(timestamp)
+                columns[2].append(value)
+            as_columns.append(RunWrite(run_id, metrics=MetricColumns(by_key)))
+    want, got = points.batch_by_key(as_points), points.batch_by_key(as_columns)
+    assert sorted(got) == sorted(want)
+    for series, batch in want.items():
+        assert got[series].rows == batch.rows
+        assert got[series].summary == batch.summary and got[series].first == batch.first
+        assert [identity(p) for p in got[series].points] == [identity(p) for p in batch.points]
+
+
+def identity(point: MetricPoint) -> tuple:
+    return (point.key, point.step, point.timestamp, point.value, point.model_id)
