@@ -17,7 +17,8 @@ from gateway.api.middleware import mlflow_errors, request_ids
 from gateway.api.openapi import operation, serve_document
 from gateway.api.routing import Route, add_routes
 from gateway.api.webui import find_build, ui_routes
-from gateway.api.state import ARTIFACTS, LOGGED_MODELS, REGISTRY, STORE, WRITES
+from gateway.api.run_answers import RunAnswers
+from gateway.api.state import ARTIFACTS, LOGGED_MODELS, REGISTRY, RUN_ANSWERS, STORE, WRITES
 from gateway.api.writes import WritePath
 from gateway.artifacts import open_store
 from gateway.auth import Verifier
@@ -93,6 +94,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
             command_timeout=120, reset=_keep_session,
         )
         app[STORE] = TrackingStore(pool, reads=reads)
+        app[RUN_ANSWERS] = RunAnswers(settings.search_cache_bytes)
         app[LOGGED_MODELS] = LoggedModelStore(pool)
         app[REGISTRY] = RegistryStore(pool, reads=reads)
         yield

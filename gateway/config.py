@@ -58,6 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Flushes that may be in flight at once."""
     max_points_per_flush: int = 50_000
     """Upper bound of metric points (plus params and tags) carried by one flush."""
+    search_cache_bytes: int = 64 * 1024 * 1024
+    """Memory (bytes) each server process keeps of runs as runs/search answered them, given again while a run is unchanged; 0 keeps none."""
     linger_ms: float = 0.0
     """Extra time (ms) a flush waits for more writes before starting; 0 flushes at once."""
     max_pending_bytes: int = 256 * 1024 * 1024
@@ -128,6 +130,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"pool_size ({self.pool_size}) must exceed flush_concurrency ({self.flush_concurrency}) "
                 "so reads still get a connection while every flush slot is busy"
             )
+        if self.search_cache_bytes < 0:
+            raise ValueError("search_cache_bytes must not be negative")
         if self.max_points_per_flush < 1000:
             raise ValueError("max_points_per_flush must be at least 1000 (one full log-batch)")
         if self.max_pending_points < self.max_points_per_flush:

@@ -83,6 +83,13 @@ COMPACTION_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+SEARCH_RUNS = Counter(
+    "gateway_search_runs",
+    "Runs answered by runs/search, by source: kept (unchanged since this process last answered them, "
+    "given again as it answered them) or read (from the database).",
+    ["source"],
+    registry=REGISTRY,
+)
 READS = Counter(
     "gateway_reads",
     "Reads that may go to a read replica (searches, runs, histories, exports), by who served them "

@@ -268,6 +268,13 @@ class SearchRunsResponse(Response):
     next_page_token: str | None = None
 
 
+class SearchRunsPage(Response):
+    """SearchRunsResponse with each run already encoded."""
+
+    runs: list[msgspec.Raw] = []
+    next_page_token: str | None = None
+
+
 class GetMetricHistoryResponse(Response):
     metrics: list[Metric] = []
     next_page_token: str | None = None

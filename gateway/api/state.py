@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.api.run_answers import RunAnswers
 from gateway.api.writes import WritePath
 from gateway.artifacts import ArtifactStore
 from gateway.store.logged_models import LoggedModelStore
@@ -15,3 +16,4 @@ WRITES: web.AppKey[WritePath] = web.AppKey("writes", WritePath)
 ARTIFACTS: web.AppKey[ArtifactStore] = web.AppKey("artifacts", ArtifactStore)
 LOGGED_MODELS: web.AppKey[LoggedModelStore] = web.AppKey("logged_models", LoggedModelStore)
 REGISTRY: web.AppKey[RegistryStore] = web.AppKey("registry", RegistryStore)
+RUN_ANSWERS: web.AppKey[RunAnswers] = web.AppKey("run_answers", RunAnswers)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
-from gateway import __version__
+from gateway import __version__, telemetry
 from gateway.api import decoding, schemas
 from gateway.api.decoding import (
     enum_name,
@@ -24,7 +25,7 @@ from gateway.api.decoding import (
 )
 from gateway.api.openapi import operation
 from gateway.api.routing import Route, under
-from gateway.api.state import STORE, WRITES
+from gateway.api.state import RUN_ANSWERS, STORE, WRITES
 from gateway.errors import InvalidParameter
 from gateway.mlflow import experiments, inputs, messages, numbers, searches
 from gateway.mlflow.limits import (
@@ -205,26 +206,57 @@ async def log_model(request: web.Request) -> web.Response:
     schemas.SearchRuns, schemas.SearchRunsResponse, summary="Search runs with a filter, an order and pages.",
 )
 async def search_runs(request: web.Request) -> web.Response:
-    return ok(await answer_search_runs(request.app, await read(request, schemas.SearchRuns)))
+    app = request.app
+    answers = app[RUN_ANSWERS]
+    if not answers.max_bytes:
+        return ok(await answer_search_runs(app, await read(request, schemas.SearchRuns)))
+    kept: dict[str, bytes] = {}  # the answers known to the store, taken as it asks
+
+    def known(run_id: str, version: int) -> bool:
+        answer = answers.get(run_id, version)
+        if answer is not None:
+            kept[run_id] = answer
+        return answer is not None
+
+    page, token = await app[STORE].search_runs_by_version(
+        **await _search_arguments(app, await read(request, schemas.SearchRuns)), known=known
+    )
+    runs = []
+    for run_id, version, run in page:
+        if run is None:
+            answer = kept[run_id]
+        else:
+            answer = schemas.encoder.encode(run)
+            answers.put(run_id, version, answer)
+        runs.append(msgspec.Raw(answer))
+    telemetry.SEARCH_RUNS.labels("read").inc(len(page) - len(kept))
+    telemetry.SEARCH_RUNS.labels("kept").inc(len(kept))
+    return ok(schemas.SearchRunsPage(runs=runs, next_page_token=token or None))
 
 
 async def answer_search_runs(app: web.Application, message: schemas.SearchRuns) -> schemas.SearchRunsResponse:
     """runs/search, also asked through GraphQL."""
+    runs, token = await app[STORE].search_runs(**await _search_arguments(app, message))
+    return schemas.SearchRunsResponse(runs=runs, next_page_token=token or None)
+
+
+async def _search_arguments(app: web.Application, message: schemas.SearchRuns) -> dict:
+    """The store's arguments of a runs/search request, once the writes buffered before it have landed."""
     max_results = optional_int(message.max_results, "max_results")
     max_results = searches.max_results(DEFAULT_SEARCH_RESULTS if max_results is None else max_results)
     experiment_ids = [int(searches.experiment_id_field(e)) for e in message.experiment_ids or ()]
     order_by = [required_str(o, "order_by") for o in message.order_by or ()]
     view = enum_name(message.run_view_type, VIEW_TYPES, "run_view_type", "ACTIVE_ONLY")
+    filter_string = optional_str(message.filter, "filter") or None
     await app[WRITES].settle_all()
-    runs, token = await app[STORE].search_runs(
+    return dict(
         experiment_ids=experiment_ids,
-        filter_string=optional_str(message.filter, "filter") or None,
+        filter_string=filter_string,
         run_view_type=view,
         order_by=order_by,
         max_results=max_results,
         page_token=message.page_token or None,
     )
-    return schemas.SearchRunsResponse(runs=runs, next_page_token=token or None)
 
 
 # ---- metrics ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from gateway.search.logged_models import (
     compile_logged_model_search,
     next_page_token,
 )
+from gateway.store import run_versions
 from gateway.store.connections import connection, transaction
 from gateway.store.errors import translate_transient
 from gateway.store.names import random_run_name
@@ -251,6 +252,7 @@ class LoggedModelStore:
                 "ON CONFLICT DO NOTHING",
                 [(run_id, output.model_id, output.step) for output in outputs],
             )
+            await run_versions.bump(conn, [run_id])
 
     async def run_outputs(self, run_ids: list[str]) -> dict[str, list[ModelOutput]]:
         """The model outputs of each run, for runs/get."""

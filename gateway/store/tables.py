@@ -16,6 +16,7 @@ RUN_SCOPED_TABLES = (
     "run_dataset_inputs",
     "run_model_inputs",
     "run_model_outputs",
+    "run_versions",
 )
 # Every table whose rows belong to one logged model (keyed by model_id), removed with it.
 LOGGED_MODEL_SCOPED_TABLES = ("logged_model_params", "logged_model_tags")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from itertools import groupby
 from operator import itemgetter
 
@@ -33,7 +33,7 @@ from gateway.model import (
     Tag,
     wire_float,
 )
-from gateway.store import export, points, searching
+from gateway.store import export, points, run_versions, searching
 from gateway.store.columns import RUN_ID, now_ms, parse_experiment_id, run_uuid
 from gateway.store.connections import connection, transaction
 from gateway.store.distribution import RunShards, lock_experiment
@@ -235,6 +235,7 @@ class TrackingStore:
                 stage,
                 moment,
             )
+            await run_versions.bump(conn, sorted(row["run_id"] for row in found))
 
     async def set_experiment_tag(self, experiment_id: object, key: str, value: str) -> None:
         experiment = await self.get_experiment(experiment_id)
@@ -484,21 +485,24 @@ class TrackingStore:
                     RUN_NAME_TAG,
                     run_name,
                 )
+            await run_versions.bump(conn, [run_id])
         return _run_info_from_row(row)
 
     async def set_run_lifecycle(self, run_id: str, stage: str) -> None:
         """Soft-delete (stage 'deleted', keeping the time) or restore (stage 'active') a run."""
         run_uuid(run_id)
-        updated = await self._fetchrow(
-            """UPDATE runs SET lifecycle_stage = $2,
-                      deleted_time = CASE WHEN $2 = 'deleted' THEN $3::bigint ELSE NULL END
-               WHERE run_id = $1 RETURNING run_id""",
-            run_id,
-            stage,
-            now_ms(),
-        )
-        if updated is None:
-            raise runs.run_not_found(run_id)
+        async with transaction(self._pool) as conn:
+            updated = await conn.fetchrow(
+                """UPDATE runs SET lifecycle_stage = $2,
+                          deleted_time = CASE WHEN $2 = 'deleted' THEN $3::bigint ELSE NULL END
+                   WHERE run_id = $1 RETURNING run_id""",
+                run_id,
+                stage,
+                now_ms(),
+            )
+            if updated is None:
+                raise runs.run_not_found(run_id)
+            await run_versions.bump(conn, [run_id])
 
     async def bulk_delete_runs(self, experiment_id: object, max_timestamp_millis: int, max_runs: int) -> int:
         """Soft-delete the experiment's active runs created at or before the time, at most ``max_runs``.
@@ -552,20 +556,24 @@ class TrackingStore:
         )
         if not locked:
             return []
-        return await conn.fetch(
+        changed = await conn.fetch(
             f"UPDATE runs SET {assignments} WHERE run_id = ANY($1::uuid[]) AND lifecycle_stage = $2 RETURNING run_id",
             [row["run_id"] for row in locked],
             stage,
             *args,
         )
+        await run_versions.bump(conn, sorted(row["run_id"] for row in changed))
+        return changed
 
     async def delete_tag(self, run_id: str, key: str) -> None:
         runs.check_run_writable(run_id, (await self.get_run_info(run_id)).lifecycle_stage)
-        deleted = await self._fetchrow(
-            "DELETE FROM run_tags WHERE run_id = $1 AND key = $2 RETURNING key", run_id, key
-        )
-        if deleted is None:
-            raise NotFound(f"No tag with name: {key} in run with id {run_id}")
+        async with transaction(self._pool) as conn:
+            deleted = await conn.fetchrow(
+                "DELETE FROM run_tags WHERE run_id = $1 AND key = $2 RETURNING key", run_id, key
+            )
+            if deleted is None:
+                raise NotFound(f"No tag with name: {key} in run with id {run_id}")
+            await run_versions.bump(conn, [run_id])
 
     async def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput], model_ids: Sequence[str]) -> None:
         runs.check_run_writable(run_id, (await self.get_run_info(run_id)).lifecycle_stage)
@@ -593,6 +601,7 @@ class TrackingStore:
                     "INSERT INTO run_model_inputs (run_id, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     [(run_id, m) for m in model_ids],
                 )
+            await run_versions.bump(conn, [run_id])
 
     async def search_datasets(self, experiment_ids: Sequence[object]) -> list[DatasetSummary]:
         """The datasets logged to runs of these experiments, each with its context input tag.
@@ -637,6 +646,7 @@ class TrackingStore:
                 LOGGED_MODELS_TAG,
                 json.dumps(history),
             )
+            await run_versions.bump(conn, [run_id])
 
     # ---- metric history --------------------------------------------------------------
 
@@ -746,6 +756,34 @@ class TrackingStore:
         max_results: int,
         page_token: str | None,
     ) -> tuple[list[Run], str | None]:
+        page, token = await self.search_runs_by_version(
+            experiment_ids=experiment_ids,
+            filter_string=filter_string,
+            run_view_type=run_view_type,
+            order_by=order_by,
+            max_results=max_results,
+            page_token=page_token,
+        )
+        return [run for _, _, run in page], token
+
+    async def search_runs_by_version(
+        self,
+        *,
+        experiment_ids: list[int],
+        filter_string: str | None,
+        run_view_type: str,
+        order_by: list[str] | None,
+        max_results: int,
+        page_token: str | None,
+        known: Callable[[str, int], bool] | None = None,
+    ) -> tuple[list[tuple[str, int, Run | None]], str | None]:
+        """A page of runs/search for a caller that keeps runs by version (sql/011_run_versions.sql).
+
+        Returns:
+            (run id, version, run) for each run of the page in search order, the run read
+            whole unless ``known(run id, version)`` (then None; the version is -1 without
+            ``known``, as it is not read), and the next page's token.
+        """
         query = search.compile_run_search(
             experiment_ids=experiment_ids,
             filter_string=filter_string,
@@ -755,13 +793,19 @@ class TrackingStore:
             page_token=page_token,
         )
 
-        async def read(pool: asyncpg.Pool) -> tuple[list[Run], str | None]:
+        async def read(pool: asyncpg.Pool) -> tuple[list[tuple[str, int, Run | None]], str | None]:
             async with transaction(pool, readonly=True) as conn:
                 await conn.execute(searching.PLANNER_SETTINGS)
                 rows = await searching.fetch_page(conn, query)
+                run_ids = [row["run_id"] for row in rows[:max_results]]
+                # Read before the runs themselves, so a run read is at least as new as its version.
+                versions = await run_versions.read(conn, run_ids) if known is not None and run_ids else {}
             token = search.next_run_page_token(query, rows, max_results)
-            run_ids = [row["run_id"].hex for row in rows[:max_results]]
+            page = [(run_id.hex, versions.get(run_id.hex, -1)) for run_id in run_ids]
+            wanted = [run_id for run_id, version in page if known is None or not known(run_id, version)]
             # Each run with the models it logged, as MLflow's runs/search shows it.
-            return await self._runs_on(pool, run_ids, with_outputs=True), token
+            found = {run.info.run_id: run for run in await self._runs_on(pool, wanted, with_outputs=True)}
+            missing = set(wanted) - found.keys()  # removed since the search (gc): left out, as before
+            return [(run_id, version, found.get(run_id)) for run_id, version in page if run_id not in missing], token
 
         return await self._reads.run(read)

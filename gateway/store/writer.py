@@ -36,7 +36,7 @@ from gateway.mlflow import runs
 from gateway.mlflow.runs import param_conflict_error
 from gateway.mlflow.wire import RUN_NAME_TAG
 from gateway.model import MetricPoint, RunWrite
-from gateway.store import pgcopy
+from gateway.store import pgcopy, run_versions
 from gateway.store import points as chunked
 from gateway.store.connections import connection
 from gateway.store.distribution import RunShards
@@ -255,6 +255,8 @@ class BatchWriter:
         if len(live) < len(writes):
             batches = chunked.batch_by_key(live)
         await self._insert_metrics(conn, batches, groups)
+        # Last, so a flush waits for no lock while it holds the versions' locks.
+        await run_versions.bump(conn, sorted({w.run_id for w in live if w.entity_count}))
         return outcome
 
     async def _check_runs(self, conn, writes, outcome, groups: list[list[str]]) -> None:

@@ -194,7 +194,7 @@ async def test_gc_removes_what_was_deleted_before_the_cutoff_from_every_table(ow
     assert api.get_run(live).json() == live_before
     kept = await rows_naming(fresh_database_url, "run_id", [recent_a, recent_c])
     assert kept == {"metric_summaries": 4, "metric_points": 20, "params": 4, "run_dataset_inputs": 2,
-                    "run_model_inputs": 2, "run_model_outputs": 2, "run_tags": 4, "runs": 2}
+                    "run_model_inputs": 2, "run_model_outputs": 2, "run_tags": 4, "run_versions": 2, "runs": 2}
     assert (await rows_naming(fresh_database_url, "experiment_id", [int(exp_c)]))["experiments"] == 1
 
     # 0s: everything deleted so far.
