@@ -16,6 +16,8 @@ not ingestion).
 Targets (``--targets``, comma-separated):
 
 - ``gateway``: this checkout (``gateway serve``, one worker).
+- ``gateway-uncached``: the same with ``--search-cache-bytes 0``: every run of a
+  page read from the database, as a page of runs changed since the last search is.
 - ``baseline``: the gateway of another checkout (``--baseline-root``, e.g.
   ``git archive <commit> | tar -x -C /tmp/base``), migrated with its own sql/,
   so a change and the code before it are timed in one sitting.
@@ -335,6 +337,8 @@ def start_gateway(database_url: str, folder: Path, root: Path, name: str) -> Ser
     port = free_port()
     command = [sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--database-url", database_url]
+    if name == "gateway-uncached":
+        command += ["--search-cache-bytes", "0"]
     return Server(name, command, f"http://127.0.0.1:{port}", folder / f"{name}.log", root=root)
 
 
@@ -425,7 +429,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     page_sizes = [tuple(int(x) for x in pair.split(":")) for pair in args.page_sizes.split(",")]
     targets = args.targets.split(",")
-    roots = {"gateway": ROOT, "baseline": Path(args.baseline_root).resolve() if args.baseline_root else None}
+    roots = {"gateway": ROOT, "gateway-uncached": ROOT,
+             "baseline": Path(args.baseline_root).resolve() if args.baseline_root else None}
     if "baseline" in targets and roots["baseline"] is None:
         parser.error("--baseline-root is needed for the baseline target")
 
@@ -451,7 +456,7 @@ def main() -> None:
                 name = asyncio.run(create_database(admin_url, f"grammar_{target}_{size}"))
                 databases.append(name)
                 url = with_database(admin_url, name)
-                if target in ("gateway", "baseline"):
+                if target in roots:
                     seconds = asyncio.run(load_gateway(url, data, roots[target]))
                 elif target == "mlflow":
                     store_url = "postgresql+psycopg2://" + url.split("://", 1)[1]
@@ -475,7 +480,7 @@ def main() -> None:
                 query_list = {n: q for n, q in queries(data_sets[size]).items() if only is None or n in only}
                 for target in targets:
                     url = urls[(target, size)]
-                    if target in ("gateway", "baseline"):
+                    if target in roots:
                         server = start_gateway(url, folder, roots[target], target)
                         repetitions = args.repetitions
                     elif target == "mlflow":
