@@ -4,13 +4,13 @@ The accumulator does no I/O: futures, deques and a monotonic clock. Writers
 ``submit`` and get a future that the flusher resolves once the write
 committed (or failed on its own). The flusher ``drain``s whole writes, and
 takes a run's writes only while no flush holds the run: its params and tags
-land in the order they arrived, and two flushes never wait for each other's
-locks on the run's summary rows. Under a flood of log-batch calls to one run,
-the writes that arrive while a flush is in flight ride the next one together,
-so a flush carries more points as the flood grows. (Letting a run's
+land in the order they arrived, and two flushes of this process never wait for
+each other's locks on the run's rows. Under a flood of log-batch calls to one
+run, the writes that arrive while a flush is in flight ride the next one
+together, so a flush carries more points as the flood grows. (Letting a run's
 points-only writes ride a second flush at once made the flushes queue on those
-locks instead: with two worker processes, a flood of one run landed 376,000
-points/s that way and 649,000 serially; BENCHMARKS.md section W.)
+locks instead, and each re-read what the other had just written: see
+docs/benchmarks-history.md, "log-batch as columns, one flush a run at a time".)
 """
 
 from __future__ import annotations

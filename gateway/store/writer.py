@@ -11,15 +11,20 @@ One flush is one transaction:
    store/pgcopy.py; the chunks were made before the transaction, store/points.py),
    with chunk ids taken for them first (from a block the writer reserves), by
    which the flush tells its own chunks from stored ones;
-5. make the summary rows of keys not yet known to have one, in order; then lock the summary row of
+5. bump the versions of the runs it writes (store/run_versions.py, in run_id
+   order): two flushes of one run, from two worker processes or gateways, meet
+   here, and the later one goes on once the other committed;
+6. make the summary rows of keys not yet known to have one, in order; then lock the summary row of
    every other (run, key) it carries points of, in order, in one statement that
    also updates the rows of keys whose new points all order after their stored
    latest point (a training loop's case: no other check is needed), and reads
    the stored chunks that the other keys' new steps meet (on Citus both a shard
    at a time, so each goes whole to one worker);
-6. for those other keys, leave out the points stored already (a key's chunks of
+7. for those other keys, leave out the points stored already (a key's chunks of
    this flush are written again without them, so an exact duplicate point is
    stored once) and update their summary rows.
+
+A flush without points bumps the versions last.
 
 A request whose run vanished or whose param conflicts fails alone, with
 MLflow's error; the requests beside it commit.
@@ -254,9 +259,11 @@ class BatchWriter:
         await self._upsert_tags(conn, live)
         if len(live) < len(writes):
             batches = chunked.batch_by_key(live)
-        await self._insert_metrics(conn, batches, groups)
-        # Last, so a flush waits for no lock while it holds the versions' locks.
-        await run_versions.bump(conn, sorted({w.run_id for w in live if w.entity_count}))
+        changed_runs = sorted({w.run_id for w in live if w.entity_count})
+        if batches:
+            await self._insert_metrics(conn, batches, groups, changed_runs)
+        else:
+            await run_versions.bump(conn, changed_runs)
         return outcome
 
     async def _check_runs(self, conn, writes, outcome, groups: list[list[str]]) -> None:
@@ -329,16 +336,18 @@ class BatchWriter:
             await conn.execute(_RENAME_RUNS, [r[0] for r in renamed], [r[1] for r in renamed])
 
     async def _insert_metrics(
-        self, conn, batches: dict[tuple[str, str], chunked.KeyBatch], groups: list[list[str]]
+        self, conn, batches: dict[tuple[str, str], chunked.KeyBatch], groups: list[list[str]], changed_runs: list[str]
     ) -> None:
-        if not batches:
-            return
         keys = sorted(batches)
         rows = [row for key in keys for row in batches[key].rows]
         chunk_ids = await self._take_chunk_ids(conn, len(rows))
         # The chunks land before the keys are locked, so flushes of the same keys copy
         # side by side and hold the locks for the last statements only.
         await pgcopy.copy_chunks(conn, rows, chunked.CHUNK_COLUMNS, chunk_ids)
+        # The runs' versions are locked next, before any summary row: a flush of a run
+        # another flush holds waits here, and then locks the summary rows with a snapshot
+        # that already sees that flush, so it has no stored chunks to read again.
+        await run_versions.bump(conn, changed_runs)
         own: dict[tuple[str, str], list[int]] = {}
         ids = iter(chunk_ids)
         for key in keys:
