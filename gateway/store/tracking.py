@@ -746,36 +746,14 @@ class TrackingStore:
             order_by=order_by,
         )
 
-    async def search_runs(
-        self,
-        *,
-        experiment_ids: list[int],
-        filter_string: str | None,
-        run_view_type: str,
-        order_by: list[str] | None,
-        max_results: int,
-        page_token: str | None,
-    ) -> tuple[list[Run], str | None]:
-        page, token = await self.search_runs_by_version(
-            experiment_ids=experiment_ids,
-            filter_string=filter_string,
-            run_view_type=run_view_type,
-            order_by=order_by,
-            max_results=max_results,
-            page_token=page_token,
-        )
+    async def search_runs(self, **arguments) -> tuple[list[Run], str | None]:
+        """A page of runs/search and the next page's token; the arguments are
+        :func:`gateway.search.compile_run_search`'s."""
+        page, token = await self.search_runs_by_version(**arguments)
         return [run for _, _, run in page], token
 
     async def search_runs_by_version(
-        self,
-        *,
-        experiment_ids: list[int],
-        filter_string: str | None,
-        run_view_type: str,
-        order_by: list[str] | None,
-        max_results: int,
-        page_token: str | None,
-        known: Callable[[str, int], bool] | None = None,
+        self, *, known: Callable[[str, int], bool] | None = None, **arguments
     ) -> tuple[list[tuple[str, int, Run | None]], str | None]:
         """A page of runs/search for a caller that keeps runs by version (sql/011_run_versions.sql).
 
@@ -784,14 +762,8 @@ class TrackingStore:
             whole unless ``known(run id, version)`` (then None; the version is -1 without
             ``known``, as it is not read), and the next page's token.
         """
-        query = search.compile_run_search(
-            experiment_ids=experiment_ids,
-            filter_string=filter_string,
-            run_view_type=run_view_type,
-            order_by=order_by,
-            max_results=max_results,
-            page_token=page_token,
-        )
+        query = search.compile_run_search(**arguments)
+        max_results = arguments["max_results"]
 
         async def read(pool: asyncpg.Pool) -> tuple[list[tuple[str, int, Run | None]], str | None]:
             async with transaction(pool, readonly=True) as conn:
