@@ -47,7 +47,7 @@ async def read(
         try:
             return schemas.decoder(plain).decode(body)
         except msgspec.MsgspecError:
-            pass
+            pass  # of another shape: decoded again as struct_type, which names what is wrong
     return decode_body(body, struct_type)
 
 
