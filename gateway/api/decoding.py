@@ -274,7 +274,7 @@ async def read_log_batch(request: web.Request) -> schemas.LogBatch:
     """Decode a log-batch request, refusing a body over MLflow's 1 MB limit before reading it."""
     if request.content_length is not None and request.content_length > MAX_BATCH_BODY_BYTES:
         raise runs.batch_body_too_large(request.content_length)
-    message = await read(request, schemas.LogBatch, plain=schemas.PlainLogBatch)
+    message = await read(request, plain=schemas.PlainLogBatch, struct_type=schemas.LogBatch)
     body_size = len(await request.read())  # already read: a chunked body is measured here
     if body_size > MAX_BATCH_BODY_BYTES:
         raise runs.batch_body_too_large(body_size)
