@@ -6,6 +6,7 @@ values a handler acts on (for the four run writes, a :class:`RunWrite`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from typing import Any
@@ -44,10 +45,9 @@ async def read(
         raise InvalidParameter("Bad Request. Content-Type must be one of ['application/json'].")
     body = await request.read()
     if plain is not None:
-        try:
+        # A body of another shape is decoded again as struct_type, which names what is wrong.
+        with contextlib.suppress(msgspec.MsgspecError):
             return schemas.decoder(plain).decode(body)
-        except msgspec.MsgspecError:
-            pass  # of another shape: decoded again as struct_type, which names what is wrong
     return decode_body(body, struct_type)
 
 
