@@ -99,12 +99,12 @@ def plain_metric_columns(items: Iterable[Any]) -> MetricColumns | None:
     found plainly valid (gateway.api.schemas.PlainMetricIn); only the keys are left
     to check. On None the caller runs the full checks.
     """
-    if not valid_keys.issuperset([item.key for item in items]):
-        return None
     by_key: dict[str, tuple[list[int], list[int], list[float]]] = {}
     for item in items:
         columns = by_key.get(item.key)
         if columns is None:
+            if item.key not in valid_keys:
+                return None
             columns = by_key[item.key] = ([], [], [])
         columns[0].append(item.step)
         columns[1].append(item.timestamp)

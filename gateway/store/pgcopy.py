@@ -50,8 +50,29 @@ def _array_field(values: Sequence, typecode: str, width: int, oid: int) -> bytes
 
 
 def int4_array(values: Sequence[int]) -> bytes:
-    """An int4[] field (with its length word); every value must fit in 32 bits."""
+    """An int4[] field (with its length word); every value must fit in 32 bits.
+
+    The offsets of steps without a gap (``range(n)``) and of equal timestamps (all
+    zero) are cut from cells made once, with no step per value.
+    """
+    count = len(values)
+    if values.__class__ is range and values.start == 0 and values.step == 1:
+        return _ARRAY_HEAD.pack(20 + 8 * count, 1, 0, _INT4_OID, count, 1) + _counting_cells(count)
+    if count and not values[0] and not any(values):
+        return _ARRAY_HEAD.pack(20 + 8 * count, 1, 0, _INT4_OID, count, 1) + _ZERO_CELL * count
     return _array_field(values, "i", 4, _INT4_OID)
+
+
+_ZERO_CELL = _INT4.pack(4, 0)
+_counting = b""
+
+
+def _counting_cells(count: int) -> bytes:
+    """The int4 cells of 0, 1, ..., count - 1."""
+    global _counting
+    if len(_counting) < 8 * count:
+        _counting = _array_field(range(max(count, 4096)), "i", 4, _INT4_OID)[24:]
+    return _counting[: 8 * count]
 
 
 def float8_array(values: Sequence[float]) -> bytes:

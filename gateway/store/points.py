@@ -140,6 +140,30 @@ def stretches(steps: list[int]) -> list[int]:
     return [0, *[index for index in range(1, count) if steps[index] - steps[index - 1] > wide], count]
 
 
+def _stretches_of_parts(parts: list[tuple], count: int) -> list[int]:
+    """:func:`stretches` of the steps of ``parts`` laid end to end (each part's steps rising, the parts in
+    order), looking inside a part only when its steps leave room for a wide gap."""
+    span = parts[-1][0][-1] - parts[0][0][0]
+    if count < 3 or span < count:
+        return [0, count]
+    wide = 8 * span // (count - 1)
+    cuts = [0]
+    start = 0
+    previous = None
+    for steps, _, _ in parts:
+        size = len(steps)
+        if previous is not None and steps[0] - previous > wide:
+            cuts.append(start)
+        # Gaps inside the part add up to its span beyond size - 1: a gap wider than
+        # ``wide`` needs at least ``wide`` of it.
+        if steps[-1] - steps[0] - (size - 1) >= wide:
+            cuts += [start + index for index in range(1, size) if steps[index] - steps[index - 1] > wide]
+        previous = steps[-1]
+        start += size
+    cuts.append(count)
+    return cuts
+
+
 def chunk_rows(run_id: str, key: str, points: Sequence[MetricPoint], *, size: int = CHUNK_POINTS) -> list[tuple]:
     """COPY rows for arranged points of one (run, key): a chunk per series and stretch, ``size`` points at most.
 
@@ -170,35 +194,48 @@ def _chunk_rows(run_id: str, key: str, points: Sequence[MetricPoint], steps: lis
 
 def add_chunks(
     rows: list, run_id: str, key: str, kind: tuple, steps: list, timestamps: list, values: list, start: int,
-    stop: int, *, size: int = CHUNK_POINTS, seal_last: bool = False,
+    stop: int, *, size: int = CHUNK_POINTS, seal_last: bool = False, rising: bool = False,
 ) -> None:
     """Append COPY rows for points ``start`` to ``stop`` of a series' arrays (in point order), ``size`` a chunk.
 
     Full chunks are sealed, and the last one when ``seal_last`` (a chunk that can
     merge with nothing after it). ``kind`` is (model_id, dataset_name, dataset_digest).
+    ``rising`` tells that no two of the steps are equal, so a chunk whose steps
+    run without a gap has its offsets made without reading them.
     """
     for begin in range(start, stop, size):
         end = min(begin + size, stop)
         _add_chunk(rows, run_id, key, kind, steps, timestamps, values, begin, end,
-                   end - begin >= size or (seal_last and end == stop))
+                   end - begin >= size or (seal_last and end == stop), rising)
 
 
-def _add_chunk(rows, run_id, key, kind, steps, timestamps, values, start, stop, sealed) -> None:
+def _add_chunk(rows, run_id, key, kind, steps, timestamps, values, start, stop, sealed, rising=False) -> None:
     first_step = steps[start]
+    count = stop - start
     stamps = timestamps[start:stop]
     first_timestamp, last_timestamp = min(stamps), max(stamps)
-    if (steps[stop - 1] - first_step >= _SPAN or last_timestamp - first_timestamp >= _SPAN) and stop - start > 1:
+    if (steps[stop - 1] - first_step >= _SPAN or last_timestamp - first_timestamp >= _SPAN) and count > 1:
         # Too wide for 32-bit offsets (rare): halves, sealed, as merging them again could not help.
         middle = (start + stop) // 2
-        _add_chunk(rows, run_id, key, kind, steps, timestamps, values, start, middle, True)
-        _add_chunk(rows, run_id, key, kind, steps, timestamps, values, middle, stop, True)
+        _add_chunk(rows, run_id, key, kind, steps, timestamps, values, start, middle, True, rising)
+        _add_chunk(rows, run_id, key, kind, steps, timestamps, values, middle, stop, True, rising)
         return
     piece = values[start:stop]
-    finite = [v for v in piece if v == v] if any(map(isnan, piece)) else piece
+    total = sum(piece)
+    # A finite sum: no NaN (nor infinity) to leave out of the extremes, without a look at each value.
+    finite = piece if total - total == 0.0 or not any(map(isnan, piece)) else [v for v in piece if v == v]
+    if rising and steps[stop - 1] - first_step == count - 1:
+        step_offsets = range(count)  # steps without a gap: 0, 1, 2, ...
+    else:
+        step_offsets = list(map(sub, steps[start:stop], repeat(first_step)))
+    if first_timestamp == last_timestamp:
+        timestamp_offsets = [0] * count
+    else:
+        timestamp_offsets = list(map(sub, stamps, repeat(first_timestamp)))
     rows.append((
         run_id, key, *kind, first_step, steps[stop - 1], first_timestamp, last_timestamp,
-        min(finite) if finite else None, max(finite) if finite else None, stop - start, sealed,
-        list(map(sub, steps[start:stop], repeat(first_step))), list(map(sub, stamps, repeat(first_timestamp))), piece,
+        min(finite) if finite else None, max(finite) if finite else None, count, sealed,
+        step_offsets, timestamp_offsets, piece,
     ))
 
 
@@ -251,16 +288,69 @@ class KeyBatch:
 
         The lists are not changed: arranging makes new ones when it has to.
         """
-        steps, timestamps, values = _arranged_columns(steps, timestamps, values)
+        return cls.of_parts(run_id, key, [(steps, timestamps, values)])
+
+    @classmethod
+    def of_parts(cls, run_id: str, key: str, parts: list[tuple[list[int], list[int], list[float]]]) -> KeyBatch:
+        """:meth:`of_columns` for points given as several columns (one a request), in any order.
+
+        When each part's steps rise and the parts do not overlap (a training loop's
+        batches, in whatever order they came), the parts are laid end to end in step
+        order: nothing is sorted or compared point by point. Otherwise all the points
+        are arranged together.
+        """
+        ordered = _ordered_parts(parts)
+        if ordered is None:
+            steps, timestamps, values = _concatenated(parts)
+            steps, timestamps, values = _arranged_columns(steps, timestamps, values)
+            cuts = stretches(steps)
+            rising = False
+        else:
+            steps, timestamps, values = _concatenated(ordered)
+            cuts = _stretches_of_parts(ordered, len(steps))
+            rising = True
         rows: list[tuple] = []
-        cuts = stretches(steps)
         for begin, end in zip(cuts, cuts[1:]):
-            add_chunks(rows, run_id, key, (None, None, None), steps, timestamps, values, begin, end)
+            add_chunks(rows, run_id, key, (None, None, None), steps, timestamps, values, begin, end, rising=rising)
         latest = (steps[-1], timestamps[-1], values[-1])
         return cls(
             rows, _summary_of_rows(rows, latest, len(steps)), (steps[0], timestamps[0], values[0]),
             _columns=(key, steps, timestamps, values),
         )
+
+
+def _rising(steps: list[int]) -> bool:
+    return all(map(lt, steps, islice(steps, 1, None)))
+
+
+def _ordered_parts(parts: list[tuple]) -> list[tuple] | None:
+    """The parts in step order if each one's steps rise and no two parts' steps overlap, else None."""
+    if not all(_rising(part[0]) for part in parts):
+        return None
+    if len(parts) == 1:
+        return parts
+    ordered = sorted(parts, key=_part_start)
+    for earlier, later in zip(ordered, islice(ordered, 1, None)):
+        if earlier[0][-1] >= later[0][0]:
+            return None
+    return ordered
+
+
+def _part_start(part: tuple) -> int:
+    return part[0][0]
+
+
+def _concatenated(parts: list[tuple]) -> tuple[list, list, list]:
+    if len(parts) == 1:
+        return parts[0]
+    steps: list[int] = []
+    timestamps: list[int] = []
+    values: list[float] = []
+    for part in parts:
+        steps += part[0]
+        timestamps += part[1]
+        values += part[2]
+    return steps, timestamps, values
 
 
 def _summary_of_rows(rows: list[tuple], latest: tuple, count: int) -> KeySummary:
@@ -323,15 +413,8 @@ def batch_by_key(writes: Iterable) -> dict[tuple[str, str], KeyBatch]:
                 MetricPoint(series[1], v, t, s) for steps, timestamps, values in parts
                 for s, t, v in zip(steps, timestamps, values)
             )
-        elif len(parts) == 1:
-            batches[series] = KeyBatch.of_columns(series[0], series[1], *parts[0])
         else:
-            steps, timestamps, values = [], [], []
-            for part in parts:
-                steps += part[0]
-                timestamps += part[1]
-                values += part[2]
-            batches[series] = KeyBatch.of_columns(series[0], series[1], steps, timestamps, values)
+            batches[series] = KeyBatch.of_parts(series[0], series[1], parts)
     for series, points in by_key.items():
         batches[series] = KeyBatch._of(series[0], series[1], *_arranged(points), None)
     return batches

@@ -29,15 +29,20 @@ def chunk_rows(draw):
         draw(INT64), draw(INT64), draw(INT64), draw(INT64),
         draw(st.none() | st.floats()), draw(st.none() | st.floats()),
         draw(st.integers(min_value=0, max_value=2**31 - 1)), draw(st.booleans()),
-        draw(st.lists(INT32, min_size=count, max_size=count)),
-        draw(st.lists(INT32, min_size=count, max_size=count)),
+        draw(offsets(count)),
+        draw(offsets(count)),
         draw(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=count, max_size=count)),
     )
     return row
 
 
+def offsets(count: int):
+    """Offsets as flushes make them: any, those of steps without a gap (a range) or of equal timestamps (zeros)."""
+    return st.one_of(st.lists(INT32, min_size=count, max_size=count), st.just(range(count)), st.just([0] * count))
+
+
 def same(left, right) -> bool:
-    if isinstance(left, list):
+    if isinstance(left, (list, range)):
         return len(left) == len(right) and all(same(a, b) for a, b in zip(left, right))
     if isinstance(left, float) and math.isnan(left):
         return isinstance(right, float) and math.isnan(right)

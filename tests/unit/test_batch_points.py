@@ -237,10 +237,62 @@ def test_a_flush_of_columns_makes_the_chunks_and_summaries_a_flush_of_points_mak
     want, got = points.batch_by_key(as_points), points.batch_by_key(as_columns)
     assert sorted(got) == sorted(want)
     for series, batch in want.items():
-        assert got[series].rows == batch.rows
+        assert as_lists(got[series].rows) == as_lists(batch.rows)
         assert got[series].summary == batch.summary and got[series].first == batch.first
         assert [identity(p) for p in got[series].points] == [identity(p) for p in batch.points]
 
 
 def identity(point: MetricPoint) -> tuple:
     return (point.key, point.step, point.timestamp, point.value, point.model_id)
+
+
+def as_lists(rows: list[tuple]) -> list[tuple]:
+    """Chunk rows with their offsets as lists (a gapless run of steps has them as a range)."""
+    return [tuple(list(field) if isinstance(field, range) else field for field in row) for row in rows]
+
+
+@st.composite
+def request_parts(draw):
+    """One key's columns from several requests: each request's steps rising (with gaps, some wide), the
+    requests in any order, their step ranges apart or, sometimes, overlapping."""
+    parts, next_step = [], draw(st.integers(min_value=-5, max_value=5))
+    for _ in range(draw(st.integers(min_value=1, max_value=6))):
+        next_step += draw(st.sampled_from([0, 1, 1, 3, 500]))  # 0: meets the part before
+        steps = []
+        for _ in range(draw(st.integers(min_value=1, max_value=9))):
+            steps.append(next_step)
+            next_step += draw(st.sampled_from([1, 1, 1, 2, 40]))
+        stamp = draw(st.integers(min_value=0, max_value=2**40))
+        timestamps = [stamp + draw(st.sampled_from([0, 0, 1, 7])) for _ in steps]
+        values = [draw(st.sampled_from([0.5, -1.0, 2.0, 1e308, -1e308, float("nan")])) for _ in steps]
+        parts.append((steps, timestamps, values))
+    if draw(st.booleans()):
+        first = parts[0]
+        parts[0] = (first[0][::-1], first[1][::-1], first[2][::-1])  # a part whose steps do not rise
+    return draw(st.permutations(parts))
+
+
+@settings(max_examples=400)
+@given(request_parts())
+def test_a_key_of_several_requests_makes_the_chunks_its_points_make(parts):
+    listed = [MetricPoint("loss", v, t, s) for steps, timestamps, values in parts
+              for s, t, v in zip(steps, timestamps, values)]
+    want = points.KeyBatch.of("r1", "loss", points.arrange(listed))
+    got = points.KeyBatch.of_parts("r1", "loss", parts)
+    assert as_lists(got.rows) == as_lists(want.rows)
+    assert got.summary == want.summary or (math.isnan(got.summary.latest[2]) and math.isnan(want.summary.latest[2]))
+    assert [identity(p) for p in got.points] == [identity(p) for p in want.points]
+    ordered = points._ordered_parts(parts)
+    if ordered is not None:  # the parts laid end to end: their stretches are found as in the points
+        assert points._stretches_of_parts(ordered, len(listed)) == points.stretches([p.step for p in want.points])
+
+
+def test_a_gap_inside_a_part_just_wide_enough_still_cuts_a_stretch():
+    # 17 steps: 15 gaps of 1 and one of 17. The span is 32, so a wide gap is over
+    # 8 * 32 // 16 = 16: the gap of 17 is one, with the part's gaps adding up to
+    # just 16 beyond its length.
+    steps = [*range(8), *range(24, 33)]
+    part = (steps, [0] * len(steps), [0.5] * len(steps))
+    assert points.stretches(steps) == [0, 8, 17]
+    assert points._stretches_of_parts([part], len(steps)) == [0, 8, 17]
+    assert [row[5:7] for row in points.KeyBatch.of_parts("r1", "loss", [part]).rows] == [(0, 7), (24, 32)]
