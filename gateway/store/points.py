@@ -283,16 +283,9 @@ class KeyBatch:
         return cls(rows, _summary_of_rows(rows, (last.step, last.timestamp, last.value), len(points)), first, points)
 
     @classmethod
-    def of_columns(cls, run_id: str, key: str, steps: list[int], timestamps: list[int], values: list[float]) -> KeyBatch:
-        """The batch of points that name no logged model or dataset, given as columns in any order.
-
-        The lists are not changed: arranging makes new ones when it has to.
-        """
-        return cls.of_parts(run_id, key, [(steps, timestamps, values)])
-
-    @classmethod
     def of_parts(cls, run_id: str, key: str, parts: list[tuple[list[int], list[int], list[float]]]) -> KeyBatch:
-        """:meth:`of_columns` for points given as several columns (one a request), in any order.
+        """The batch of points that name no logged model or dataset, given as columns (steps, timestamps,
+        values), a part a request, the parts and their points in any order. The lists are not changed.
 
         When each part's steps rise and the parts do not overlap (a training loop's
         batches, in whatever order they came), the parts are laid end to end in step
