@@ -68,10 +68,15 @@ def arrange(points: list[MetricPoint]) -> list[MetricPoint]:
     return _arranged(points)[0]
 
 
+def rising(steps: Sequence[int]) -> bool:
+    """Whether each step is greater than the one before."""
+    return all(map(lt, steps, islice(steps, 1, None)))
+
+
 def _arranged(points: list[MetricPoint]) -> tuple[list[MetricPoint], list[int]]:
     """:func:`arrange`, and the arranged points' steps."""
     steps = list(map(_STEP, points))
-    if all(map(lt, steps, islice(steps, 1, None))):
+    if rising(steps):
         # Steps already rising (a training loop's batches): nothing to sort or merge.
         return points, steps
     if len(set(steps)) == len(steps):
@@ -312,13 +317,9 @@ class KeyBatch:
         )
 
 
-def _rising(steps: list[int]) -> bool:
-    return all(map(lt, steps, islice(steps, 1, None)))
-
-
 def _ordered_parts(parts: list[tuple]) -> list[tuple] | None:
     """The parts in step order if each one's steps rise and no two parts' steps overlap, else None."""
-    if not all(_rising(part[0]) for part in parts):
+    if not all(rising(part[0]) for part in parts):
         return None
     if len(parts) == 1:
         return parts
@@ -357,7 +358,7 @@ def _summary_of_rows(rows: list[tuple], latest: tuple, count: int) -> KeySummary
 
 def _arranged_columns(steps: list[int], timestamps: list[int], values: list[float]) -> tuple[list, list, list]:
     """:func:`arrange` for points given as columns: new lists unless they are in order already."""
-    if all(map(lt, steps, islice(steps, 1, None))):
+    if rising(steps):
         return steps, timestamps, values
     if len(set(steps)) == len(steps):
         order = sorted(range(len(steps)), key=steps.__getitem__)

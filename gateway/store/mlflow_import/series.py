@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from math import isnan, nan
-from operator import lt
 
 from gateway.store import points
 
@@ -69,13 +68,14 @@ class SeriesBuilder:
             return 0
         steps, timestamps, values = self.steps, self.timestamps, self.values
         self.steps, self.timestamps, self.values = [], [], []
-        if self.has_nan or not all(map(lt, steps, steps[1:])):
+        in_order = not self.has_nan and points.rising(steps)
+        if not in_order:
             steps, timestamps, values = _in_gateway_order(steps, timestamps, values)
         self.latest = (steps[-1], timestamps[-1], values[-1])
         self.count += count
         first = len(rows)
         points.add_chunks(rows, self.run_id, self.key, self.kind, steps, timestamps, values, 0, count,
-                          seal_last=True)
+                          seal_last=True, rising=in_order)
         # The extremes of the finite values, from those of the chunks just made.
         for row in rows[first:]:
             low, high = row[_MIN], row[_MAX]
