@@ -653,6 +653,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+async def postmaster_of(conn) -> int:
+    """The pid of the PostgreSQL server's main process behind an asyncpg connection: its backend's
+    parent (the server must run on this machine)."""
+    backend = await conn.fetchval("SELECT pg_backend_pid()")
+    with open(f"/proc/{backend}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
+
+
 class CpuMeter:
     """CPU seconds a process tree spends between :meth:`start` and :meth:`stop`.
 

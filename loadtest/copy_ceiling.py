@@ -21,7 +21,9 @@ today (``metric_chunks``, created by the project's migrations in the scratch
 schema): each batch becomes chunks of N consecutive steps of a key, as flushes
 make them, encoded by the gateway's own COPY writer (``gateway.store.pgcopy``);
 the chunk rows are built before the clock starts, their encoding is timed.
-Prints points/s and the bytes a point takes (table, indexes and TOAST).
+Prints points/s, the bytes a point takes (table, indexes and TOAST), and the CPU
+a point costs this process (the encoding and asyncpg) and the PostgreSQL server
+(all its processes; it must run on this machine).
 
     python loadtest/copy_ceiling.py --database-url ... --chunks 100
 """
@@ -44,6 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import CpuMeter, postmaster_of  # noqa: E402
 
 try:
     import uvloop
@@ -272,9 +277,14 @@ async def measure_chunks(args: argparse.Namespace, database_url: str) -> dict[st
                 batch_ms.append((time.perf_counter() - t0) * 1000)
 
         await checkpoint(admin)
+        postgres = CpuMeter("postgres", await postmaster_of(admin))
+        postgres.start()
+        client_started = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(worker(c) for c in connections))
         seconds = time.perf_counter() - started
+        client_cpu = time.process_time() - client_started
+        postgres_cpu = postgres.stop()
         points = await admin.fetchval("SELECT coalesce(sum(point_count), 0) FROM metric_chunks")
         if points != args.rows:
             raise SystemExit(f"metric_chunks: expected {args.rows} points after COPY, found {points}")
@@ -284,13 +294,16 @@ async def measure_chunks(args: argparse.Namespace, database_url: str) -> dict[st
         print(
             f"chunks of {args.chunks}: points={points} chunks={chunks} seconds={seconds:.2f} "
             f"points/s={points / seconds:,.0f} batch p50={lat[len(lat) // 2]:.0f} ms "
-            f"bytes/point={size / points:.1f}",
+            f"bytes/point={size / points:.1f} CPU a point: this process {1e6 * client_cpu / points:.3f} µs, "
+            f"PostgreSQL {1e6 * postgres_cpu / points:.3f} µs",
             flush=True,
         )
         return {
             "points": points, "points_per_chunk": args.chunks, "chunks": chunks, "seconds": round(seconds, 3),
             "points_per_s": round(points / seconds, 1), "batch_ms_p50": round(lat[len(lat) // 2], 2),
             "bytes_per_point": round(size / points, 2), "concurrency": args.concurrency, "cpu_count": os.cpu_count(),
+            "client_cpu_us_per_point": round(1e6 * client_cpu / points, 3),
+            "postgres_cpu_us_per_point": round(1e6 * postgres_cpu / points, 3),
         }
     finally:
         for conn in connections:

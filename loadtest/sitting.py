@@ -42,6 +42,9 @@ from pathlib import Path
 import asyncpg
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench import postmaster_of  # noqa: E402
+
 SCENARIOS = (
     "log-metric-c16", "log-metric-c64", "log-metric-c256",
     "log-batch-c4", "log-batch-c16", "log-param-c64", "create-run-c16",
@@ -120,9 +123,7 @@ def postmaster_pid(pg_host: str) -> int:
     async def parent_of_backend() -> int:
         conn = await asyncpg.connect(admin_url(pg_host))
         try:
-            backend = await conn.fetchval("SELECT pg_backend_pid()")
-            with open(f"/proc/{backend}/status") as status:
-                return next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
+            return await postmaster_of(conn)
         finally:
             await conn.close()
 
