@@ -235,12 +235,21 @@ class BatchWriter:
         batches = chunked.batch_by_key(writes)
         async with connection(self._pool) as conn:
             try:
+                # A flush of points alone, on one database, checks its runs in the statement that
+                # bumps their versions, after its COPY: one statement fewer. If a run is refused
+                # there, the flush is rolled back and done again with the runs checked first.
+                check_late = (
+                    bool(batches) and not any(w.params or w.tags for w in writes)
+                    and not await self._shards.distributed(conn)
+                )
                 while True:
                     try:
                         async with conn.transaction():
-                            return await self._write(conn, writes, batches)
+                            return await self._write(conn, writes, batches, check_late)
                     except _LockedOutOfOrder:
                         continue
+                    except _RunRefused:
+                        check_late = False
             except Exception as exc:
                 if conn.is_closed() and not isinstance(exc, GatewayError):
                     # The connection died under the flush (asyncpg may report it
@@ -249,10 +258,13 @@ class BatchWriter:
                 raise
 
     async def _write(
-        self, conn: asyncpg.Connection, writes: Sequence[RunWrite], batches: dict
+        self, conn: asyncpg.Connection, writes: Sequence[RunWrite], batches: dict, check_late: bool
     ) -> list[GatewayError | None]:
         outcome: list[GatewayError | None] = [None] * len(writes)
         groups = await self._shards.groups(conn, (w.run_id for w in writes))
+        if check_late:
+            await self._insert_metrics(conn, batches, groups, sorted({w.run_id for w in writes}), check_runs=True)
+            return outcome
         await self._check_runs(conn, writes, outcome, groups)
         await self._insert_params(conn, writes, outcome)
         live = [w for w, error in zip(writes, outcome) if error is None]
@@ -336,8 +348,15 @@ class BatchWriter:
             await conn.execute(_RENAME_RUNS, [r[0] for r in renamed], [r[1] for r in renamed])
 
     async def _insert_metrics(
-        self, conn, batches: dict[tuple[str, str], chunked.KeyBatch], groups: list[list[str]], changed_runs: list[str]
+        self, conn, batches: dict[tuple[str, str], chunked.KeyBatch], groups: list[list[str]], changed_runs: list[str],
+        *, check_runs: bool = False,
     ) -> None:
+        """COPY the batches' chunks, bump the changed runs' versions and apply the summaries.
+
+        With ``check_runs`` (a flush of points alone, on one database), the changed runs are
+        also checked, and locked FOR SHARE, in the statement that bumps their versions;
+        :class:`_RunRefused` is raised when one may not be written.
+        """
         keys = sorted(batches)
         rows = [row for key in keys for row in batches[key].rows]
         chunk_ids = await self._take_chunk_ids(conn, len(rows))
@@ -347,7 +366,12 @@ class BatchWriter:
         # The runs' versions are locked next, before any summary row: a flush of a run
         # another flush holds waits here, and then locks the summary rows with a snapshot
         # that already sees that flush, so it has no stored chunks to read again.
-        await run_versions.bump(conn, changed_runs)
+        if not check_runs:
+            await run_versions.bump(conn, changed_runs)
+        else:
+            stages = await run_versions.check_and_bump(conn, changed_runs)
+            if any(runs.run_write_refused(run_id, stages.get(run_id)) for run_id in changed_runs):
+                raise _RunRefused
         own: dict[tuple[str, str], list[int]] = {}
         ids = iter(chunk_ids)
         for key in keys:
@@ -542,6 +566,11 @@ def _summary_columns(keys: list[tuple[str, str]], batches: dict) -> list[list]:
         [s.max_value for s in summaries],
         [s.count for s in summaries],
     ]
+
+
+class _RunRefused(Exception):
+    """A flush that checked its runs after its COPY found one it may not write; it rolls back and is done
+    again with the runs checked first."""
 
 
 class _LockedOutOfOrder(Exception):

@@ -75,6 +75,35 @@ async def test_a_bad_write_fails_alone_and_its_neighbours_commit(pool):
     assert await pool.fetchval("SELECT value FROM run_tags WHERE run_id = $1 AND key = 't'", live) == "v"
 
 
+async def test_a_flush_of_points_alone_refuses_deleted_and_missing_runs_and_keeps_the_rest(pool):
+    # Points alone: the runs are checked in the statement that bumps their versions, after the
+    # COPY; a refused run has the flush rolled back and done again with the runs checked first.
+    writer = BatchWriter(pool)
+    live, deleted = await new_run(pool), await new_run(pool, "deleted")
+    missing = uuid.uuid4().hex
+    assert await writer.write_batch([RunWrite(live, metrics=[MetricPoint("m", 0.5, 9, 0)])]) == [None]
+    assert await pool.fetchval("SELECT version FROM run_versions WHERE run_id = $1", live) == 1
+    outcomes = await writer.write_batch([
+        RunWrite(live, metrics=[MetricPoint("m", 1.0, 10, 1)]),
+        RunWrite(deleted, metrics=[MetricPoint("m", 2.0, 11, 0)]),
+        RunWrite(missing, metrics=[MetricPoint("m", 3.0, 12, 0)]),
+        RunWrite(live, metrics=[MetricPoint("n", 4.0, 13, 0)]),
+    ])
+    assert outcomes[0] is None and outcomes[3] is None
+    assert isinstance(outcomes[1], InvalidParameter)
+    assert outcomes[1].message == f"The run {deleted} must be in the 'active' state. Current state is deleted."
+    assert isinstance(outcomes[2], NotFound)
+    points = await pool.fetch("SELECT key, step, value FROM metric_points WHERE run_id = $1 ORDER BY 1, 2", live)
+    assert [tuple(p) for p in points] == [("m", 0, 0.5), ("m", 1, 1.0), ("n", 0, 4.0)]
+    # Nothing of the attempt rolled back: a chunk a key a flush, none for the refused runs.
+    chunks = await pool.fetch("SELECT run_id, key, point_count FROM metric_chunks ORDER BY key, first_step")
+    assert [(c["run_id"].hex, c["key"], c["point_count"]) for c in chunks] == [
+        (live, "m", 1), (live, "m", 1), (live, "n", 1)]
+    assert await pool.fetchval("SELECT version FROM run_versions WHERE run_id = $1", live) == 2
+    assert await pool.fetchval("SELECT count(*) FROM run_versions WHERE run_id = $1", deleted) == 0
+    assert await pool.fetchval("SELECT count(*) FROM metric_summaries WHERE run_id <> $1", live) == 0
+
+
 async def test_conflicting_params_inside_one_batch_first_wins(pool):
     writer = BatchWriter(pool)
     run = await new_run(pool)
