@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from tests.pg import with_database
+from tests.pg import run_apart, with_database
 
 CITUS_DIR = Path(
     os.environ.get("GATEWAY_TEST_CITUS_SCRIPTS") or Path(__file__).resolve().parent.parent.parent / "shared" / "citus"
@@ -162,7 +162,10 @@ class TestCitus:
         self._created.clear()
 
     def close(self) -> None:
+        """Stop a cluster started here and remove it whole; on one given by URL, drop the databases handed out."""
         if self.directory is not None:
             self._cluster("stop")
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+        else:
+            run_apart(self.drop_databases())

@@ -27,10 +27,7 @@ def gateway_data_dir(tmp_path_factory):
 def postgres():
     server = TestPostgres()
     yield server
-    try:
-        run_apart(server.drop_databases())
-    finally:
-        server.close()
+    server.close()
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,9 @@ class TestPostgres:
         self._created.clear()
 
     def close(self) -> None:
+        """Stop an embedded server and remove it whole; on a server given by URL, drop the databases handed out."""
         if self._embedded is not None:
             self._embedded.cleanup()
             self._embedded = None
+        else:
+            run_apart(self.drop_databases())

@@ -18,10 +18,7 @@ def citus():
         pytest.skip(reason)
     cluster = TestCitus()
     yield cluster
-    try:
-        run_apart(cluster.drop_databases())
-    finally:
-        cluster.close()
+    cluster.close()
 
 
 @pytest.fixture(scope="session")

@@ -12,4 +12,4 @@ def mlflow_server():
     """A stock `mlflow server` (one worker, SQLite in a temporary directory), shared by the session."""
     server = MlflowServerProcess()
     yield server
-    server.stop()
+    server.kill()  # its SQLite store is thrown away: no clean shutdown to wait for

@@ -102,7 +102,7 @@ def mlflow_stores(postgres, mariadb):
     finally:
         for future in starting.values():
             if future.exception() is None:
-                future.result().stop(timeout=5)
+                future.result().stop()
 
 
 @pytest.fixture(scope="module")
