@@ -95,7 +95,7 @@ async def test_a_flush_of_points_alone_refuses_deleted_and_missing_runs_and_keep
     assert isinstance(outcomes[2], NotFound)
     points = await pool.fetch("SELECT key, step, value FROM metric_points WHERE run_id = $1 ORDER BY 1, 2", live)
     assert [tuple(p) for p in points] == [("m", 0, 0.5), ("m", 1, 1.0), ("n", 0, 4.0)]
-    # Nothing of the attempt rolled back: a chunk a key a flush, none for the refused runs.
+    # Nothing is left of the attempt rolled back: a chunk a key a flush, none for the refused runs.
     chunks = await pool.fetch("SELECT run_id, key, point_count FROM metric_chunks ORDER BY key, first_step")
     assert [(c["run_id"].hex, c["key"], c["point_count"]) for c in chunks] == [
         (live, "m", 1), (live, "m", 1), (live, "n", 1)]
