@@ -210,3 +210,27 @@ async def test_a_stored_point_sent_again_with_its_model_takes_the_model_once(poo
     assert [tuple(r) for r in rows] == [(0, "m-1"), (1, "m-1")]
     summary = await pool.fetchrow("SELECT point_count, value FROM metric_summaries WHERE run_id = $1", run_id)
     assert tuple(summary) == (2, 0.5)
+
+
+async def test_a_flushs_statements_are_planned_once_not_at_every_flush(fresh_database_url):
+    # A flush's statements join arrays of keys to primary keys; planning them again at each
+    # flush's bind was PostgreSQL's work in the middle of every flush.
+    pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        writer = BatchWriter(pool)
+        run_id = await new_run(pool)
+        for flush in range(8):
+            points = [MetricPoint(f"m{k}", float(flush), 1000 + flush, flush) for k in range(3)]
+            with_param = [KeyValue(f"p{flush}", "v")] if flush % 2 else []
+            assert await writer.write_batch([RunWrite(run_id, metrics=points, params=with_param)]) == [None]
+        plans = await pool.fetch(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement ~ 'metric_summaries|run_versions|INTO params'"
+        )
+    finally:
+        await pool.close()
+    assert len(plans) >= 3
+    assert all(row["custom_plans"] == 0 for row in plans), [tuple(row) for row in plans]
+    assert sum(row["generic_plans"] for row in plans) >= 8
