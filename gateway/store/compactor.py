@@ -36,25 +36,37 @@ log = logging.getLogger(__name__)
 # Any constant works; it only has to be the same in every gateway process.
 _COMPACTOR_LOCK_ID = 0x6D6C636F6D70  # "mlcomp"
 
-# The (run, key)s with a series whose unsealed chunks of fewer than $5 points hold at
-# least $1 points or number at least $2 (and none of whose chunks is newer than chunk
-# id $4, unless NULL), with how many points their unsealed chunks hold.
-_CANDIDATES = """
+# While writes go on, chunks of at least this many points are left as they are: a point
+# of theirs takes at most about 23 bytes (16 in the arrays, the row's share of the rest),
+# so merging them would cost a rewrite for little. A quiet series is merged whole.
+# metric_chunks_small (sql/012) indexes the chunks below it: the two must agree.
+WORTH_MERGING_BELOW = 100
+
+# While writes go on: the (run, key)s with a series whose unsealed chunks of fewer than
+# WORTH_MERGING_BELOW points hold at least $1 points or number at least $2, with how
+# many points those hold. Only such chunks are read, from their own index: a flood of
+# log-batch calls makes none, and had every round read all of its unsealed chunks.
+_CANDIDATES_WHILE_WRITING = f"""
 SELECT run_id, key, sum(points) AS points FROM (
-    SELECT run_id, key, sum(point_count) AS points FROM metric_chunks WHERE NOT sealed
+    SELECT run_id, key, sum(point_count) AS points FROM metric_chunks
+    WHERE NOT sealed AND point_count < {WORTH_MERGING_BELOW}
     GROUP BY run_id, key, model_id, dataset_name, dataset_digest
-    HAVING count(*) FILTER (WHERE point_count < $5) >= 2
-       AND (sum(point_count) FILTER (WHERE point_count < $5) >= $1
-            OR count(*) FILTER (WHERE point_count < $5) >= $2)
-       AND ($4::bigint IS NULL OR max(chunk_id) <= $4)
+    HAVING count(*) >= 2 AND (sum(point_count) >= $1 OR count(*) >= $2)
     LIMIT $3) AS series
 GROUP BY run_id, key
 """
 
-# While writes go on, chunks of at least this many points are left as they are: a point
-# of theirs takes at most about 23 bytes (16 in the arrays, the row's share of the rest),
-# so merging them would cost a rewrite for little. A quiet series is merged whole.
-WORTH_MERGING_BELOW = 100
+# Every series with two unsealed chunks or more of fewer than $3 points (and none of whose
+# chunks is newer than chunk id $2, unless NULL), by (run, key), with how many points
+# their unsealed chunks hold.
+_CANDIDATES_COMPLETE = """
+SELECT run_id, key, sum(points) AS points FROM (
+    SELECT run_id, key, sum(point_count) AS points FROM metric_chunks WHERE NOT sealed
+    GROUP BY run_id, key, model_id, dataset_name, dataset_digest
+    HAVING count(*) FILTER (WHERE point_count < $3) >= 2 AND ($2::bigint IS NULL OR max(chunk_id) <= $2)
+    LIMIT $1) AS series
+GROUP BY run_id, key
+"""
 
 # The last chunk id handed out (written or not): a mark of "now" in chunk ids.
 _LAST_CHUNK_ID = "SELECT last_value FROM metric_chunk_id_seq"
@@ -168,15 +180,15 @@ class Compactor:
         merged, so a point is rewritten about once; with it, every run of two chunks or
         more, of the series that took no chunk newer than ``quiet_since`` if given.
         """
-        points_needed, chunks_needed, below = (
-            (0, 2, self._chunk_points) if complete
-            else (self._chunk_points, self._min_chunks, WORTH_MERGING_BELOW)
-        )
         async with connection(self._pool) as conn:
             # Planned from ranges and counts, without a lock: no flush waits for this part.
             async with conn.transaction(readonly=True, isolation="repeatable_read"):
-                found = await conn.fetch(
-                    _CANDIDATES, points_needed, chunks_needed, self._batch_keys * 4, quiet_since, below)
+                if complete:
+                    found = await conn.fetch(
+                        _CANDIDATES_COMPLETE, self._batch_keys * 4, quiet_since, self._chunk_points)
+                else:
+                    found = await conn.fetch(
+                        _CANDIDATES_WHILE_WRITING, self._chunk_points, self._min_chunks, self._batch_keys * 4)
                 chosen, total = [], 0
                 for row in found:
                     if chosen and (len(chosen) >= self._batch_keys or total + row["points"] > self._batch_points):
@@ -371,9 +383,12 @@ class Compactor:
         Each tick works while it finds work, up to about ``interval`` seconds, then
         rests ``interval``: runs of small chunks that fill a sealed chunk (or number
         ``min_chunks``) first, rows of metric_rows next, and when neither is left,
-        the small chunks of series that took no new chunk for ``quiet`` seconds.
+        the small chunks of series that took no new chunk for ``quiet`` seconds. Those
+        are looked for again ``quiet / 2`` seconds after a search that found none: the
+        search reads every unsealed chunk.
         """
         marks: deque[tuple[float, int]] = deque()  # (when, the chunk id sequence then)
+        quiet_due = 0.0  # when quiet series are next looked for
         while not stopping.is_set():
             started = time.monotonic()
             try:
@@ -386,8 +401,10 @@ class Compactor:
                         step = await self.merge_round()
                         if not step.did_work:
                             step = await self.convert_round()
-                        if not step.did_work and quiet_since is not None:
+                        if not step.did_work and quiet_since is not None and time.monotonic() >= quiet_due:
                             step = await self.merge_round(complete=True, quiet_since=quiet_since)
+                            if not step.did_work:
+                                quiet_due = time.monotonic() + quiet / 2
                     if not step.did_work:
                         break
             except Exception:  # a failed round is retried next tick; ingestion goes on

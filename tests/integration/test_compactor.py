@@ -8,6 +8,7 @@ never which points there are.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import uuid
@@ -15,7 +16,8 @@ import uuid
 import asyncpg
 
 from gateway.model import MetricPoint, RunWrite
-from gateway.store.compactor import Compactor
+from gateway.store import compactor
+from gateway.store.compactor import Compactor, Progress
 from gateway.store.migrations import migrate
 from gateway.store.points import CHUNK_POINTS
 from gateway.store.tracking import TrackingStore
@@ -236,3 +238,30 @@ async def test_the_background_compactor_merges_busy_series_at_once_and_quiet_one
     points = await pool.fetch("SELECT run_id, step, value FROM metric_points ORDER BY run_id, step")
     assert sorted((r["run_id"].hex, r["step"], r["value"]) for r in points) == sorted(
         [(busy, s, 1.0) for s in range(12)] + [(quiet, s, 2.0) for s in range(3)])
+
+
+async def test_while_writes_go_on_a_round_reads_only_the_chunks_worth_merging(pool):
+    # A log-batch flood writes chunks of hundreds of points, never merged while it goes on;
+    # the round's search reads the small chunks alone, from their index.
+    writer = BatchWriter(pool)
+    flooded, trickled = await new_run(pool), await new_run(pool)
+    for flush in range(300):
+        await log(writer, flooded, [(flush * 200 + s, flush, 1.0) for s in range(200)])
+    for step in range(5):
+        await log(writer, trickled, [(step, step, 2.0)])
+    await pool.execute("ANALYZE metric_chunks")
+    async with pool.acquire() as conn:
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + compactor._CANDIDATES_WHILE_WRITING, CHUNK_POINTS, 4, 256)
+    scans = []
+
+    def walk(node):
+        if "Relation Name" in node:
+            scans.append((node["Node Type"], node.get("Index Name"), node["Actual Rows"]))
+        for child in node.get("Plans", ()):
+            walk(child)
+
+    walk(json.loads(plan)[0]["Plan"])
+    assert scans == [("Index Scan", "metric_chunks_small", 5)]
+    assert await Compactor(pool, min_chunks=4).merge_round() == Progress(
+        keys=1, chunks_merged=5, chunks_written=1, points=5)
