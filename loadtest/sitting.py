@@ -86,11 +86,34 @@ class Server:
             ]
         raise ValueError(f"unknown server {self.name}")
 
-    def env(self, args: argparse.Namespace) -> dict[str, str]:
-        """The server's environment: the baseline's source first on the path for a baseline."""
+    def source(self, args: argparse.Namespace) -> Path | None:
+        """The checkout a gateway server runs from: this one, or the baseline's; None for the others."""
+        if self.name.startswith("gateway-"):
+            return HERE.parent
         if self.name.startswith("baseline-"):
-            return {**os.environ, "PYTHONPATH": str(args.baseline)}
-        return dict(os.environ)
+            return args.baseline.resolve()
+        return None
+
+    def env(self, args: argparse.Namespace) -> dict[str, str]:
+        """The server's environment: a gateway's own source first on the path.
+
+        The server runs from its scratch folder: ``python -m`` puts the working folder
+        before PYTHONPATH, so a baseline started from this checkout would run this
+        checkout's gateway.
+        """
+        source = self.source(args)
+        if source is None:
+            return dict(os.environ)
+        return {**os.environ, "PYTHONPATH": str(source)}
+
+
+def imported_from(server: Server, args: argparse.Namespace, cwd: Path) -> Path:
+    """The folder the server's ``gateway`` package is imported from, as the server would import it."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import gateway, pathlib; print(pathlib.Path(gateway.__file__).resolve().parent.parent)"],
+        env=server.env(args), cwd=cwd, capture_output=True, text=True, check=True,
+    )
+    return Path(found.stdout.strip())
 
 
 SERVERS = {
@@ -170,10 +193,13 @@ def measure_server(args: argparse.Namespace, server: Server, round_no: int) -> d
     log_path = args.out / f"{server.name}-round{round_no}.log"
     json_path = args.out / f"{server.name}-round{round_no}.json"
     try:
+        source = server.source(args)
+        if source is not None and imported_from(server, args, scratch) != source:
+            raise SystemExit(f"{server.label} would not run the gateway of {source}")
         with open(log_path, "w") as log:
             process = subprocess.Popen(
                 server.argv(args, database, scratch), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env=server.env(args),
+                env=server.env(args), cwd=scratch,
             )
             try:
                 base = f"http://127.0.0.1:{server.port}"
@@ -304,6 +330,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if any(name.startswith("baseline-") for name in args.servers) and not args.baseline:
         parser.error("baseline-1 and baseline-2 need --baseline")
+    if args.fml:
+        args.fml = shutil.which(args.fml) or args.fml  # servers run from scratch folders
     if "fml" in args.servers and not args.fml:
         parser.error("FastTrackML's fml binary was not found: give --fml or leave fml out of --servers")
     if args.rounds < 1:
