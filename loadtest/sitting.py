@@ -330,8 +330,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if any(name.startswith("baseline-") for name in args.servers) and not args.baseline:
         parser.error("baseline-1 and baseline-2 need --baseline")
-    if args.fml:
-        args.fml = shutil.which(args.fml) or args.fml  # servers run from scratch folders
+    if args.fml and shutil.which(args.fml):
+        args.fml = os.path.abspath(shutil.which(args.fml))  # servers run from scratch folders
     if "fml" in args.servers and not args.fml:
         parser.error("FastTrackML's fml binary was not found: give --fml or leave fml out of --servers")
     if args.rounds < 1:
