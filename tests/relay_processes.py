@@ -1,4 +1,4 @@
-"""Real `gateway relay` and stock `mlflow server` processes on 127.0.0.1 for end-to-end tests."""
+"""Real `gateway relay` processes on 127.0.0.1 for end-to-end tests (a stock `mlflow server`: tests/mlflow_server.py)."""
 
 from __future__ import annotations
 
@@ -93,28 +93,6 @@ class RelayProcess(_Process):
     def metric(self, name: str, labels: str = "") -> float:
         """The sum of a Prometheus series of the relay's /metrics whose labels contain ``labels``."""
         return prometheus_value(self.url, name, labels)
-
-
-class MlflowServerProcess(_Process):
-    """A stock `mlflow server` (one worker) on a SQLite file in a temporary directory."""
-
-    def __init__(self, directory: str | None = None, port: int | None = None):
-        self.directory = directory or tempfile.mkdtemp(prefix="mlflow-server-")
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_file = tempfile.NamedTemporaryFile(prefix="mlflow-server-", suffix=".log", delete=False)
-        command = [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{self.directory}/mlflow.db",
-            "--artifacts-destination", f"{self.directory}/artifacts",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-        ]
-        self.process = subprocess.Popen(
-            command, stdout=self.log_file, stderr=subprocess.STDOUT, cwd=self.directory,
-            env={**os.environ, "MLFLOW_TRACKING_URI": ""}, start_new_session=True,
-        )
-        # Its first start creates and migrates the schema: slow on a busy machine.
-        wait_healthy(self.process, self.url, 300, self.log)
 
 
 def prometheus_value(base_url: str, name: str, labels: str = "") -> float:

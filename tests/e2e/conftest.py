@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.relay_processes import MlflowServerProcess
+from tests.mlflow_server import MlflowServerProcess
 
 
 @pytest.fixture(scope="session")
 def mlflow_server():
     """A stock `mlflow server` (one worker, SQLite in a temporary directory), shared by the session."""
-    server = MlflowServerProcess()
+    server = MlflowServerProcess(startup_timeout=300)
     yield server
-    server.kill()  # its SQLite store is thrown away: no clean shutdown to wait for
+    server.stop()
