@@ -32,3 +32,21 @@ async def transaction(pool: asyncpg.Pool | ReadRouter, **options) -> AsyncIterat
     with translate_transient():
         async with pool.acquire() as conn, conn.transaction(**options):
             yield conn
+
+
+@contextlib.asynccontextmanager
+async def begun(conn: asyncpg.Connection, setup: str = "") -> AsyncIterator[None]:
+    """A transaction on ``conn`` begun together with ``setup`` (statements such as ``SET LOCAL``) in one
+    round trip; it commits when the block ends and rolls back if it raises.
+
+    asyncpg's own transaction sends BEGIN alone, and refuses to nest in a transaction
+    it did not begin: inside this one, savepoints are plain SAVEPOINT statements.
+    """
+    await conn.execute(f"BEGIN; {setup}" if setup else "BEGIN")
+    try:
+        yield
+    except BaseException:
+        if not conn.is_closed():
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")

@@ -44,7 +44,7 @@ from gateway.mlflow.wire import RUN_NAME_TAG
 from gateway.model import MetricPoint, RunWrite
 from gateway.store import pgcopy, run_versions
 from gateway.store import points as chunked
-from gateway.store.connections import connection
+from gateway.store.connections import begun, connection
 from gateway.store.distribution import RunShards
 
 _UPSERT_SUMMARIES = """
@@ -141,6 +141,7 @@ _LOCK_AND_APPLY_ON_A_SHARD = _LOCK_AND_APPLY.format(
 # all flushes. Left to choose, PostgreSQL planned several of them again at each flush's
 # bind (their arrays' lengths change the estimates), while the flush held its rows' locks.
 # Only on one PostgreSQL: flushes on Citus keep the planner's own choice (not measured there).
+# Sent with the flush's BEGIN, in its round trip.
 _GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
 
 # Chunk ids for the chunks flushes write, taken before they are written (a flush tells
@@ -249,9 +250,10 @@ class BatchWriter:
                     bool(batches) and not any(w.params or w.tags for w in writes)
                     and not await self._shards.distributed(conn)
                 )
+                setup = "" if await self._shards.distributed(conn) else _GENERIC_PLANS
                 while True:
                     try:
-                        async with conn.transaction():
+                        async with begun(conn, setup):
                             return await self._write(conn, writes, batches, check_late)
                     except _LockedOutOfOrder:
                         continue
@@ -269,8 +271,6 @@ class BatchWriter:
     ) -> list[GatewayError | None]:
         outcome: list[GatewayError | None] = [None] * len(writes)
         groups = await self._shards.groups(conn, (w.run_id for w in writes))
-        if not await self._shards.distributed(conn):
-            await conn.execute(_GENERIC_PLANS)
         if check_late:
             await self._insert_metrics(conn, batches, groups, sorted({w.run_id for w in writes}), check_runs=True)
             return outcome
@@ -322,8 +322,7 @@ class BatchWriter:
             if not chosen:
                 return
             keys = sorted(chosen)
-            savepoint = conn.transaction()
-            await savepoint.start()
+            await conn.execute("SAVEPOINT params")
             inserted = await conn.fetch(
                 _INSERT_PARAMS, [k[0] for k in keys], [k[1] for k in keys], [chosen[k][0] for k in keys]
             )
@@ -337,9 +336,9 @@ class BatchWriter:
                     if row["value"] != new_value:
                         conflicts.setdefault(index, []).append((row["key"], row["value"], new_value))
             if not conflicts:
-                await savepoint.commit()
+                await conn.execute("RELEASE SAVEPOINT params")
                 return
-            await savepoint.rollback()
+            await conn.execute("ROLLBACK TO SAVEPOINT params")
             for index, found in conflicts.items():
                 outcome[index] = param_conflict_error(writes[index], found)
 
