@@ -653,6 +653,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def machine_seconds() -> tuple[float, float]:
+    """CPU seconds of the whole machine so far, summed over its cores: (busy, all). Busy is all
+    but idle and I/O wait, so it counts time taken by other guests (steal) as busy too."""
+    with open("/proc/stat", "rb") as f:
+        ticks = [int(t) for t in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / _CLOCK_TICKS, sum(ticks) / _CLOCK_TICKS
+
+
 async def postmaster_of(conn) -> int:
     """The pid of the PostgreSQL server's main process behind an asyncpg connection: its backend's
     parent (the server must run on this machine)."""
@@ -696,6 +704,8 @@ class FloodStats:
     cpu_seconds: float = 0.0
     # CPU seconds of each --cpu-of process tree over the measured window
     tree_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    # the whole machine's busy share of its cores over the measured window (1.0: every core busy)
+    machine_busy: float = 0.0
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -759,22 +769,27 @@ async def flood(
 
     # CPU time is taken over the measured window only.
     cpu_at_measure: list[float] = []
+    machine_at_measure: list[tuple[float, float]] = []
+
+    def start_meters() -> None:
+        cpu_at_measure.append(time.process_time())
+        machine_at_measure.append(machine_seconds())
+        for meter in meters:
+            meter.start()
 
     async def mark_measure_start() -> None:
         await asyncio.sleep(max(0.0, measure_from - perf_counter()))
-        cpu_at_measure.append(time.process_time())
-        for meter in meters:
-            meter.start()
+        start_meters()
 
     marker = asyncio.get_running_loop().create_task(mark_measure_start())
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
     finished = perf_counter()
     if not marker.done():  # every worker stopped before the warmup ended
         marker.cancel()
-        cpu_at_measure.append(time.process_time())
-        for meter in meters:
-            meter.start()
+        start_meters()
     stats.tree_cpu_seconds = {meter.name: meter.stop() for meter in meters}
+    busy, total = machine_seconds()
+    stats.machine_busy = (busy - machine_at_measure[0][0]) / max(total - machine_at_measure[0][1], 1e-9)
     stats.elapsed = max(finished - measure_from, 1e-9)
     stats.cpu_seconds = time.process_time() - cpu_at_measure[0]
     return stats
@@ -821,6 +836,7 @@ class ScenarioResult:
             ),
             "driver_cpu_percent": round(100 * s.cpu_seconds / s.elapsed, 1),
             "cpu_percent": {name: round(100 * cpu / s.elapsed, 1) for name, cpu in s.tree_cpu_seconds.items()},
+            "machine_busy_percent": round(100 * s.machine_busy, 1),
             "cpu_us_per_point": {
                 name: round(1e6 * cpu / (s.ok * self.points_per_request), 2)
                 for name, cpu in {"driver": s.cpu_seconds, **s.tree_cpu_seconds}.items()
@@ -846,6 +862,7 @@ class ScenarioResult:
             f"p50={lat['p50']:.1f} p90={lat['p90']:.1f} p99={lat['p99']:.1f} max={lat['max']:.1f} ms "
             f"server_peak={mem} driver_cpu={d['driver_cpu_percent']:.0f}% "
             + "".join(f"{name}_cpu={percent:.0f}% " for name, percent in d["cpu_percent"].items())
+            + f"machine_busy={d['machine_busy_percent']:.0f}% "
             + self.verification.summary()
         )
 

@@ -288,7 +288,8 @@ def table(by_server: dict[str, list[dict]], ceiling: list[float]) -> str:
     lines.append("| peak RSS | " + " | ".join(peaks) + " | |")
     lines.append("")
     lines.append(
-        "CPU per point (µs, the median round's): the server's processes / PostgreSQL's / the driver's"
+        "CPU per point (µs, the median round's): the server's processes / PostgreSQL's / the driver's;"
+        " then the whole machine's cores busy in that round (100 %: all of them)"
     )
     lines.append("")
     lines.append("| scenario | " + " | ".join(SERVERS[n].label for n in names) + " |")
@@ -299,8 +300,10 @@ def table(by_server: dict[str, list[dict]], ceiling: list[float]) -> str:
             rounds = [s for report in by_server[name] for s in report["scenarios"]
                       if s.get("scenario") == scenario and "error" not in s]
             cost = median_result(rounds).get("cpu_us_per_point", {}) if rounds else {}
+            busy = median_result(rounds).get("machine_busy_percent") if rounds else None
             cells.append(
-                " / ".join(f"{cost[part]:.2f}" for part in ("server", "postgres", "driver")) if len(cost) == 3 else "-"
+                (" / ".join(f"{cost[part]:.2f}" for part in ("server", "postgres", "driver")) if len(cost) == 3 else "-")
+                + (f"; {busy:.0f} %" if busy is not None else "")
             )
         lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
     if ceiling:
