@@ -101,11 +101,10 @@ class Flusher:
             if not batch:
                 self._slots.release()
                 continue
-            entities = sum(p.write.entity_count for p in batch)
-            if entities >= self._max_entities:
+            if sum(p.write.entity_count for p in batch) >= self._max_entities:
                 trigger = "size"
             telemetry.FLUSHES.labels(trigger).inc()
-            task = asyncio.get_running_loop().create_task(self._flush(batch, entities))
+            task = asyncio.get_running_loop().create_task(self._flush(batch))
             self._flushes.add(task)
             task.add_done_callback(self._flush_done)
 
@@ -117,19 +116,9 @@ class Flusher:
             log.error("flush task failed", exc_info=task.exception())
             self._accumulator.fail_all(task.exception())
 
-    async def _flush(self, batch: list[Pending], entities: int) -> None:
-        while True:
-            telemetry.FLUSH_ENTITIES.observe(entities)
-            await self._commit(batch, time.perf_counter())
-            if self._linger > 0:
-                return
-            # What arrived meanwhile goes at once, in this slot: through the drain loop it
-            # would wait for three turns of the event loop behind the writers just answered.
-            batch = self._accumulator.drain(self._max_entities)
-            if not batch:
-                return
-            entities = sum(p.write.entity_count for p in batch)
-            telemetry.FLUSHES.labels("size" if entities >= self._max_entities else "immediate").inc()
+    async def _flush(self, batch: list[Pending]) -> None:
+        telemetry.FLUSH_ENTITIES.observe(sum(p.write.entity_count for p in batch))
+        await self._commit(batch, time.perf_counter())
 
     async def _commit(self, batch: list[Pending], started: float) -> None:
         """Write ``batch`` until it commits (or fails for good), then answer its writers."""

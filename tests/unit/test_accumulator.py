@@ -73,23 +73,6 @@ async def test_writes_arriving_during_a_flush_ride_the_next_one():
     await flusher.stop()
 
 
-async def test_a_slot_flushes_what_arrived_meanwhile_before_the_flushed_writers_resume():
-    accumulator, sink = Accumulator(bounds()), MemorySink()
-    sink.gate.clear()
-    flusher = await started(accumulator, sink, concurrency=1)
-    first = await accumulator.submit(write("a"), deadline())
-    await asyncio.sleep(0.01)
-    second = await accumulator.submit(write("a"), deadline())
-    sink.gate.set()
-    await first
-    # The next flush reached the sink in the turn of the loop that answered the first,
-    # not turns later through the drain loop.
-    assert len(sink.started) == 2
-    await second
-    assert [len(batch) for batch in sink.batches] == [1, 1]
-    await flusher.stop()
-
-
 class OverlapSink(MemorySink):
     """Holds each batch a moment, so flushes overlap; notes runs found in two flushes at once."""
 
