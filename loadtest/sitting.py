@@ -299,12 +299,11 @@ def table(by_server: dict[str, list[dict]], ceiling: list[float]) -> str:
         for name in names:
             rounds = [s for report in by_server[name] for s in report["scenarios"]
                       if s.get("scenario") == scenario and "error" not in s]
-            cost = median_result(rounds).get("cpu_us_per_point", {}) if rounds else {}
-            busy = median_result(rounds).get("machine_busy_percent") if rounds else None
-            cells.append(
-                (" / ".join(f"{cost[part]:.2f}" for part in ("server", "postgres", "driver")) if len(cost) == 3 else "-")
-                + (f"; {busy:.0f} %" if busy is not None else "")
-            )
+            middle = median_result(rounds) if rounds else {}
+            cost, busy = middle.get("cpu_us_per_point", {}), middle.get("machine_busy_percent")
+            parts = ("server", "postgres", "driver")
+            cell = " / ".join(f"{cost[part]:.2f}" for part in parts) if len(cost) == 3 else "-"
+            cells.append(cell + (f"; {busy:.0f} %" if busy is not None else ""))
         lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
     if ceiling:
         lines.append("")

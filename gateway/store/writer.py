@@ -246,11 +246,9 @@ class BatchWriter:
                 # A flush of points alone, on one database, checks its runs in the statement that
                 # bumps their versions, after its COPY: one statement fewer. If a run is refused
                 # there, the flush is rolled back and done again with the runs checked first.
-                check_late = (
-                    bool(batches) and not any(w.params or w.tags for w in writes)
-                    and not await self._shards.distributed(conn)
-                )
-                setup = "" if await self._shards.distributed(conn) else _GENERIC_PLANS
+                distributed = await self._shards.distributed(conn)
+                check_late = bool(batches) and not any(w.params or w.tags for w in writes) and not distributed
+                setup = "" if distributed else _GENERIC_PLANS
                 while True:
                     try:
                         async with begun(conn, setup):
