@@ -9,7 +9,7 @@ ignored: newer clients send fields older servers do not know.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -42,17 +42,19 @@ class RunRef(Request):
 
 
 # The shape of a log-batch whose metrics are all plainly valid: a key, a finite
-# number, a timestamp and step that are int64 (the timestamp not negative), no
-# logged model or dataset. Decoded in one pass with no per-field call in Python;
-# a body of any other shape is decoded again as LogBatch and checked field by field.
-class PlainMetricIn(msgspec.Struct, kw_only=True, gc=False):
+# number, a timestamp and step that are int64 (the timestamp not negative), and
+# no other field (no logged model or dataset, not even as null). Decoded in one
+# pass with no per-field call in Python; a body of any other shape is decoded
+# again as LogBatch and checked field by field.
+class PlainMetricIn(msgspec.Struct, kw_only=True, gc=False, forbid_unknown_fields=True):
     key: str
     value: Annotated[float, msgspec.Meta(ge=-FLOAT_MAX, le=FLOAT_MAX)]
     timestamp: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
     step: Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)] = 0
-    model_id: None = None
-    dataset_name: None = None
-    dataset_digest: None = None
+    # Read as MetricIn's by the full checks, which a batch with a key not yet seen takes.
+    model_id: ClassVar[None] = None
+    dataset_name: ClassVar[None] = None
+    dataset_digest: ClassVar[None] = None
 
 
 class LogMetric(RunRef):

@@ -2,10 +2,10 @@
 
 asyncpg encodes an array element by element, checking each against abstract
 base classes, which costs more than the rest of a flush. A chunk's arrays are
-packed here instead with the ``array`` module: the values in network byte
-order, then spread into the format's (length, value) cells by slice, a byte
-lane at a time. Arrays read from a COPY are taken apart by ``struct``, a block
-of cells a call, skipping each cell's length word. The layout is PostgreSQL's
+packed here instead by ``struct``, all the values in network byte order in one
+call, then spread into the format's (length, value) cells by one strided copy of
+32-bit words a word of the value. Arrays read from a COPY are taken apart by
+``struct``, a block of cells a call, skipping each cell's length word. The layout is PostgreSQL's
 documented COPY BINARY format and the arrays' binary send format (one
 dimension, no NULLs).
 """
@@ -13,7 +13,6 @@ dimension, no NULLs).
 from __future__ import annotations
 
 import struct
-import sys
 import uuid
 from array import array
 from collections.abc import Iterable, Sequence
@@ -25,7 +24,6 @@ TRAILER = struct.pack(">h", -1)
 
 _INT4_OID = 23
 _FLOAT8_OID = 701
-_SWAP = sys.byteorder == "little"
 _ARRAY_HEAD = struct.Struct(">iiiiii")  # field length, ndim, has nulls, element type, size, lower bound
 _NULL = struct.pack(">i", -1)
 _INT8 = struct.Struct(">iq")
@@ -35,18 +33,31 @@ _BOOL = {True: struct.pack(">ib", 1, 1), False: struct.pack(">ib", 1, 0)}
 _UUID = struct.pack(">i", 16)
 
 
-def _array_field(values: Sequence, typecode: str, width: int, oid: int) -> bytes:
+# A cell's length word (4 or 8) as a 32-bit word of the ``array`` module, in the order of its bytes in memory.
+_LENGTH_WORDS = {width: array("I", struct.pack(">i", width)) for width in (4, 8)}
+_PACKERS: dict[tuple[str, int], struct.Struct] = {}
+
+
+def _packer(code: str, count: int) -> struct.Struct:
+    packer = _PACKERS.get((code, count))
+    if packer is None:
+        if len(_PACKERS) >= 256:
+            _PACKERS.clear()
+        packer = _PACKERS[(code, count)] = struct.Struct(f">{count}{code}")
+    return packer
+
+
+def _array_field(values: Sequence, code: str, width: int, oid: int) -> bytes:
+    """The field of a one-dimensional array without NULLs; ``code`` is the values' ``struct`` code."""
     count = len(values)
-    packed = array(typecode, values)
-    if _SWAP:
-        packed.byteswap()
-    raw = packed.tobytes()
-    cell = 4 + width
-    cells = bytearray(cell * count)
-    cells[3::cell] = bytes((width,)) * count
-    for lane in range(width):
-        cells[4 + lane :: cell] = raw[lane::width]
-    return _ARRAY_HEAD.pack(20 + cell * count, 1, 0, oid, count, 1) + cells
+    words = width // 4
+    # The cells as 32-bit words: the length word, then the value's words in network order.
+    cells = _LENGTH_WORDS[width] * ((1 + words) * count)
+    packed = memoryview(_packer(code, count).pack(*values)).cast("I")
+    view = memoryview(cells)
+    for word in range(words):
+        view[1 + word :: 1 + words] = packed[word::words]
+    return _ARRAY_HEAD.pack(20 + 4 * (1 + words) * count, 1, 0, oid, count, 1) + cells
 
 
 def int4_array(values: Sequence[int]) -> bytes:
