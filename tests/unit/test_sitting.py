@@ -32,6 +32,7 @@ def test_a_baseline_runs_its_own_checkout_and_the_gateway_this_one(tmp_path):
     for workers in (1, 2):
         assert sitting.imported_from(sitting.SERVERS[f"baseline-{workers}"], args, scratch) == baseline.resolve()
         assert sitting.imported_from(sitting.SERVERS[f"gateway-{workers}"], args, scratch) == ROOT
+    assert sitting.imported_from(sitting.SERVERS["request-path-2"], args, scratch) == ROOT
     # Started from this checkout, the baseline would import this checkout's gateway: the
     # check the sitting makes before each round refuses to measure it so.
     assert sitting.imported_from(sitting.SERVERS["baseline-2"], args, ROOT) == ROOT

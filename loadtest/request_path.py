@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""The gateway without its flushes' statements: how fast its request path alone takes a flood.
+
+Runs ``gateway serve`` (same arguments, same workers) with one change: a flush
+makes everything it makes before its transaction (the points as chunk rows per
+key, their summaries and the COPY data) and then answers its writers as
+committed, without sending a statement. Everything else is the gateway's own:
+HTTP, the middlewares, decoding and MLflow's checks, the accumulator and the
+flusher; runs and experiments are still created in the database.
+
+A flush that sends nothing ends at once, so it carries fewer writes than the
+gateway's, whose flushes wait for PostgreSQL: ``--flush-seconds`` (read before
+the gateway's own arguments) makes each one wait that long before it answers,
+as a flush of the gateway waits for its statements.
+
+What it stores is nothing, so it is for measuring only: with ``bench.py
+--no-verify`` (the sitting's ``request-path-2`` server), the figures say how many
+points a second the gateway's Python work and the driver leave room for on this
+machine, and what a point costs the gateway before PostgreSQL and the flushes'
+statements are counted.
+
+    python loadtest/request_path.py [--flush-seconds 0.005] serve --port 5099 --workers 2 \
+        --database-url postgresql://...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# Run from a checkout: its gateway, unless PYTHONPATH names another.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from gateway import cli  # noqa: E402
+from gateway.errors import GatewayError  # noqa: E402
+from gateway.model import RunWrite  # noqa: E402
+from gateway.store import pgcopy  # noqa: E402
+from gateway.store import points as chunked  # noqa: E402
+from gateway.store.writer import BatchWriter  # noqa: E402
+
+
+async def computed_only(self: BatchWriter, writes: Sequence[RunWrite]) -> list[GatewayError | None]:
+    """A flush's work before its transaction, and every write answered as committed."""
+    batches = chunked.batch_by_key(writes)
+    rows = [row for key in sorted(batches) for row in batches[key].rows]
+    pgcopy.chunk_tuples(rows, range(len(rows)))
+    if FLUSH_SECONDS:
+        await asyncio.sleep(FLUSH_SECONDS)
+    return [None] * len(writes)
+
+
+# At import, not under __main__: the gateway's other workers are spawned processes,
+# which import this file again before they serve (and find the wait in the environment).
+BatchWriter.write_batch = computed_only  # type: ignore[method-assign]
+FLUSH_SECONDS = float(os.environ.get("REQUEST_PATH_FLUSH_SECONDS", "0"))
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if argv[:1] == ["--flush-seconds"]:
+        FLUSH_SECONDS = float(argv[1])
+        os.environ["REQUEST_PATH_FLUSH_SECONDS"] = argv[1]
+        argv = argv[2:]
+    cli.main(argv)
