@@ -9,7 +9,9 @@ import multiprocessing
 import signal
 import ssl
 import sys
+import time
 import typing
+from collections.abc import Callable
 
 import asyncpg
 
@@ -68,14 +70,43 @@ async def _migrate(url: str) -> list[str]:
         await conn.close()
 
 
-def _serve_one(settings: Settings, database_url: str, reuse_port: bool) -> None:
+# How long the first worker waits for the others to listen before it listens itself.
+WORKERS_LISTENING_TIMEOUT_S = 60.0
+
+
+def _serve_one(
+    settings: Settings, database_url: str, reuse_port: bool, listening: typing.Any = None,
+    others_listening: Callable[[], None] | None = None,
+) -> None:
+    """Serve in this process; ``listening`` (an event) is set once it listens, after
+    ``others_listening`` returned."""
     import uvloop
 
     from gateway.app import create_app
     from gateway.serving import run
 
     setup_logging()
-    run(create_app(settings, database_url), settings, reuse_port=reuse_port, loop=uvloop.new_event_loop())
+    run(
+        create_app(settings, database_url), settings, reuse_port=reuse_port, loop=uvloop.new_event_loop(),
+        before_listening=others_listening, after_listening=listening.set if listening is not None else None,
+    )
+
+
+def _wait_listening(workers: list, listening: list, timeout: float = WORKERS_LISTENING_TIMEOUT_S) -> None:
+    """Return once every other worker listens, has died, or ``timeout`` seconds passed.
+
+    The first worker listens last: the server answers (its health check among
+    others) only once every worker takes connections, so the connections a client
+    opens then are spread over all of them rather than all made to the first.
+    """
+    deadline = time.monotonic() + timeout
+    for worker, event in zip(workers, listening, strict=True):
+        while not event.wait(0.1):
+            if not worker.is_alive():
+                break
+            if time.monotonic() > deadline:
+                log.warning("a worker did not listen within %.0f s; serving without waiting for it", timeout)
+                return
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -90,8 +121,9 @@ def serve(args: argparse.Namespace) -> None:
             log.info("applied migrations: %s", ", ".join(applied))
         reuse_port = settings.workers > 1
         spawn = multiprocessing.get_context("spawn")
-        for _ in range(settings.workers - 1):
-            worker = spawn.Process(target=_serve_one, args=(settings, database_url, True), daemon=False)
+        listening = [spawn.Event() for _ in range(settings.workers - 1)]
+        for event in listening:
+            worker = spawn.Process(target=_serve_one, args=(settings, database_url, True, event), daemon=False)
             worker.start()
             workers.append(worker)
         where = "embedded PostgreSQL in " + str(embedded.pgdata) if embedded else "the given database"
@@ -106,7 +138,10 @@ def serve(args: argparse.Namespace) -> None:
             settings.ack,
             where,
         )
-        _serve_one(settings, database_url, reuse_port)
+        _serve_one(
+            settings, database_url, reuse_port,
+            others_listening=(lambda: _wait_listening(workers, listening)) if workers else None,
+        )
     finally:
         for worker in workers:
             if worker.is_alive():

@@ -18,6 +18,7 @@ import asyncio
 import gc
 import logging
 import ssl
+from collections.abc import Callable
 from contextlib import suppress
 
 import msgspec
@@ -154,8 +155,15 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def run(app: web.Application, settings: Settings, *, reuse_port: bool, loop: asyncio.AbstractEventLoop) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully (the final flush runs)."""
+def run(
+    app: web.Application, settings: Settings, *, reuse_port: bool, loop: asyncio.AbstractEventLoop,
+    before_listening: Callable[[], None] | None = None, after_listening: Callable[[], None] | None = None,
+) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully (the final flush runs).
+
+    ``before_listening`` (blocking, run in a thread) is called once the app has started and
+    before the socket listens; ``after_listening`` once it listens.
+    """
     runner = GatewayRunner(
         app,
         max_connections=settings.max_connections,
@@ -173,9 +181,13 @@ def run(app: web.Application, settings: Settings, *, reuse_port: bool, loop: asy
 
     async def serve() -> None:
         await runner.setup()
+        if before_listening is not None:
+            await loop.run_in_executor(None, before_listening)
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context, backlog=1024,
                            reuse_port=reuse_port or None)
         await site.start()
+        if after_listening is not None:
+            after_listening()
         while True:
             await asyncio.sleep(3600)
 

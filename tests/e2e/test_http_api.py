@@ -374,6 +374,32 @@ def test_prometheus_metrics_count_ingestion(http, gateway):
                 assert f'gateway_requests_total{{endpoint="{prefix}/runs/{write}",status="{status}"}}' in samples
 
 
+def test_every_worker_listens_once_the_server_answers(database_url):
+    """Connections made as soon as a 2-worker server answers fall on both workers (a request id's
+    first 16 characters name the process), not all on the first one to listen."""
+    import http.client
+
+    from tests.server import GatewayProcess
+
+    process = GatewayProcess(database_url, "--workers", "2")
+    try:
+        connections = [http.client.HTTPConnection("127.0.0.1", process.port, timeout=10) for _ in range(16)]
+        processes = set()
+        for connection in connections:
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            processes.add(response.getheader("X-Request-Id")[:16])
+        for connection in connections:
+            connection.close()
+        # Each connection goes to a worker by a hash of its address: all 16 on one of two
+        # listening workers would happen once in 32,768 starts.
+        assert len(processes) == 2
+    finally:
+        assert process.stop() == 0
+
+
 def test_several_workers_share_one_port(database_url):
     from tests.server import GatewayProcess
 
