@@ -35,16 +35,15 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))
 from gateway import cli  # noqa: E402
 from gateway.errors import GatewayError  # noqa: E402
 from gateway.model import RunWrite  # noqa: E402
-from gateway.store import pgcopy  # noqa: E402
-from gateway.store import points as chunked  # noqa: E402
 from gateway.store.writer import BatchWriter  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from point_cost import flush_compute  # noqa: E402
 
 
 async def computed_only(self: BatchWriter, writes: Sequence[RunWrite]) -> list[GatewayError | None]:
     """A flush's work before its transaction, and every write answered as committed."""
-    batches = chunked.batch_by_key(writes)
-    rows = [row for key in sorted(batches) for row in batches[key].rows]
-    pgcopy.chunk_tuples(rows, range(len(rows)))
+    flush_compute(writes)
     return [None] * len(writes)
 
 

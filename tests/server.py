@@ -36,19 +36,21 @@ class GatewayProcess:
 
     Args:
         database_url: the database it serves from.
+        program: what runs ``serve``: the gateway's module, or a script that wraps its command line.
         extra_args: further command-line flags (e.g. ``["--ack", "accept"]``).
         port: the port to listen on (a free one when None; the old one to restart a server).
     """
 
     def __init__(
-        self, database_url: str, *extra_args: str, env: dict[str, str] | None = None, port: int | None = None
+        self, database_url: str, *extra_args: str, env: dict[str, str] | None = None, port: int | None = None,
+        program: tuple[str, ...] = ("-m", "gateway"),
     ):
         self.port = port or free_port()
         self.scheme = "https" if "--tls-cert" in extra_args else "http"
         self.url = f"{self.scheme}://127.0.0.1:{self.port}"
         self.log_file = tempfile.NamedTemporaryFile(prefix="gateway-test-", suffix=".log", delete=False)
         command = [
-            sys.executable, "-m", "gateway", "serve",
+            sys.executable, *program, "serve",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--database-url", database_url, *extra_args,
         ]
